@@ -1,0 +1,319 @@
+//! Assembling the service: store, core, routes, middleware, server.
+
+use crate::config::Config;
+use crate::core::seed::{self, AdminSeed};
+use crate::core::{Clock, Core, SystemClock};
+use crate::http::{limit_body, log_requests, shape_errors};
+use crate::store::{MemoryStore, Store, StoreError};
+use crate::{ops, rocketchat};
+use poem::endpoint::BoxEndpoint;
+use poem::listener::{Acceptor, Listener, TcpAcceptor, TcpListener};
+use poem::middleware::{AddData, CatchPanic};
+use poem::web::{Data, Json};
+use poem::{handler, get, EndpointExt, IntoResponse, Response, Route};
+use poem_openapi::OpenApiService;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// All API groups of the service.
+pub type Apis = (
+    rocketchat::RcSecurity<(rocketchat::session::SessionApi, rocketchat::tokens::TokensApi)>,
+    ops::OpsApi,
+);
+
+fn apis(core: Arc<Core>) -> Apis {
+    (rocketchat::api(core.clone()), ops::OpsApi { core })
+}
+
+/// The OpenAPI service over every route.
+pub fn openapi_service(core: Arc<Core>) -> OpenApiService<Apis, ()> {
+    OpenApiService::new(apis(core), "tokend", env!("CARGO_PKG_VERSION")).description(
+        "Issues, checks and revokes user authentication tokens, compatible with \
+         Rocket.Chat (`/api/v1`) and SAYMON (`/node/api`).",
+    )
+}
+
+/// Sorts object keys recursively, so the document is byte-for-byte stable.
+fn canonical(v: serde_json::Value) -> serde_json::Value {
+    match v {
+        serde_json::Value::Object(map) => {
+            let mut entries: Vec<_> = map.into_iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(&b.0));
+            serde_json::Value::Object(entries.into_iter().map(|(k, v)| (k, canonical(v))).collect())
+        }
+        serde_json::Value::Array(items) => {
+            serde_json::Value::Array(items.into_iter().map(canonical).collect())
+        }
+        other => other,
+    }
+}
+
+fn document(core: Arc<Core>) -> serde_json::Value {
+    let spec = openapi_service(core).spec();
+    canonical(serde_json::from_str(&spec).unwrap_or_default())
+}
+
+fn spec_core() -> Arc<Core> {
+    Arc::new(Core::new(
+        Arc::new(Config::default()),
+        Arc::new(MemoryStore::new()),
+        Arc::new(SystemClock),
+    ))
+}
+
+/// The OpenAPI document as pretty JSON (what `openapi/openapi.json` holds).
+pub fn openapi_json() -> String {
+    let mut out = serde_json::to_string_pretty(&document(spec_core())).unwrap_or_default();
+    out.push('\n');
+    out
+}
+
+/// The OpenAPI document as YAML (what `openapi/openapi.yaml` holds).
+pub fn openapi_yaml() -> String {
+    // poem-openapi renders YAML itself; start from the canonical JSON for a stable order.
+    let service = openapi_service(spec_core());
+    let _ = &service;
+    yaml_from_json(&document(spec_core()))
+}
+
+fn yaml_from_json(v: &serde_json::Value) -> String {
+    // JSON is valid YAML 1.2; emit it in block style for readability.
+    fn emit(v: &serde_json::Value, indent: usize, out: &mut String) {
+        let pad = "  ".repeat(indent);
+        match v {
+            serde_json::Value::Object(map) if !map.is_empty() => {
+                for (k, val) in map {
+                    out.push_str(&format!("{pad}{}:", serde_json::to_string(k).unwrap_or_default()));
+                    scalar_or_block(val, indent, out);
+                }
+            }
+            serde_json::Value::Array(items) if !items.is_empty() => {
+                for item in items {
+                    out.push_str(&format!("{pad}-"));
+                    scalar_or_block(item, indent, out);
+                }
+            }
+            other => out.push_str(&format!("{pad}{}\n", other)),
+        }
+    }
+    fn scalar_or_block(v: &serde_json::Value, indent: usize, out: &mut String) {
+        match v {
+            serde_json::Value::Object(m) if !m.is_empty() => {
+                out.push('\n');
+                emit(v, indent + 1, out);
+            }
+            serde_json::Value::Array(a) if !a.is_empty() => {
+                out.push('\n');
+                emit(v, indent + 1, out);
+            }
+            other => out.push_str(&format!(" {}\n", other)),
+        }
+    }
+    let mut out = String::new();
+    emit(v, 0, &mut out);
+    out
+}
+
+#[handler]
+fn spec_json(Data(doc): Data<&Arc<SpecDocs>>) -> Response {
+    Json(doc.json.clone()).into_response()
+}
+
+#[handler]
+fn spec_yaml(Data(doc): Data<&Arc<SpecDocs>>) -> Response {
+    doc.yaml
+        .clone()
+        .with_content_type("application/yaml; charset=utf-8")
+        .into_response()
+}
+
+struct SpecDocs {
+    json: serde_json::Value,
+    yaml: String,
+}
+
+/// The whole HTTP service over a core: API routes, `/openapi.json`,
+/// `/openapi.yaml`, Swagger UI at `/docs`, and the middleware stack.
+pub fn endpoint(core: Arc<Core>) -> BoxEndpoint<'static> {
+    let service = openapi_service(core.clone());
+    let json = document(core.clone());
+    let docs = Arc::new(SpecDocs {
+        yaml: yaml_from_json(&json),
+        json,
+    });
+    let ui = service.swagger_ui();
+    Route::new()
+        .at("/openapi.json", get(spec_json))
+        .at("/openapi.yaml", get(spec_yaml))
+        .nest("/docs", ui)
+        .nest("/", service)
+        .with(AddData::new(docs))
+        .with(AddData::new(core))
+        .around(limit_body)
+        .with(CatchPanic::new())
+        .around(shape_errors)
+        .around(log_requests)
+        .boxed()
+}
+
+/// Why the service could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot open the store: {0}")]
+    Store(String),
+}
+
+/// Opens the store the configuration asks for.
+pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, StartError> {
+    match &config.mongo_url {
+        None => {
+            tracing::warn!(
+                "MONGO_URL is not set: using the embedded in-memory store. NOTHING IS PERSISTED; \
+                 every user and token is lost when tokend stops"
+            );
+            Ok(Arc::new(MemoryStore::new()))
+        }
+        Some(_) => Err(StartError::Store(
+            "MongoDB support is not built yet".into(),
+        )),
+    }
+}
+
+fn report_admin(outcome: &AdminSeed) {
+    match outcome {
+        AdminSeed::Unchanged => {}
+        AdminSeed::Created { username } => tracing::info!(%username, "created the first admin"),
+        AdminSeed::Generated { username, password } => {
+            tracing::warn!(%username, "created the first admin with a generated password (printed once on stderr)");
+            // Printed once, straight to stderr, never through the log pipeline.
+            eprintln!(
+                "\n  tokend: first admin created\n    username: {username}\n    password: {password}\n  Set ADMIN_USERNAME / ADMIN_PASS to choose them.\n"
+            );
+        }
+    }
+}
+
+/// Seeds the store. If it is unreachable, keeps retrying in the background
+/// so the service still starts and becomes ready when the store comes back.
+pub async fn seed_or_retry(core: Arc<Core>) {
+    match seed::seed(&core).await {
+        Ok(outcome) => report_admin(&outcome),
+        Err(e) if e.is_unavailable() => {
+            tracing::warn!(error = %e, "store unreachable at start-up; seeding will be retried");
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                    match seed::seed(&core).await {
+                        Ok(outcome) => {
+                            report_admin(&outcome);
+                            tracing::info!("store reachable again; seeding done");
+                            break;
+                        }
+                        Err(e) if e.is_unavailable() => continue,
+                        Err(e) => {
+                            tracing::error!(error = %e, "seeding failed");
+                            break;
+                        }
+                    }
+                }
+            });
+        }
+        Err(e) => tracing::error!(error = %e, "seeding failed"),
+    }
+}
+
+/// A bound, ready-to-run server.
+pub struct Application {
+    core: Arc<Core>,
+    acceptor: TcpAcceptor,
+    addr: SocketAddr,
+}
+
+impl Application {
+    /// Opens the store, seeds it and binds `BIND_IP:PORT` (port 0 picks a free one).
+    pub async fn build(config: Config) -> Result<Self, StartError> {
+        let store = open_store(&config).await?;
+        let core = Arc::new(Core::new(Arc::new(config), store, Arc::new(SystemClock)));
+        seed_or_retry(core.clone()).await;
+        let addr = SocketAddr::new(core.config.bind_ip, core.config.port);
+        Self::bind(core, addr).await
+    }
+
+    /// Binds a server for an existing core.
+    pub async fn bind(core: Arc<Core>, addr: SocketAddr) -> Result<Self, StartError> {
+        let acceptor = TcpListener::bind(addr)
+            .into_acceptor()
+            .await
+            .map_err(|source| StartError::Bind { addr, source })?;
+        let addr = acceptor
+            .local_addr()
+            .first()
+            .and_then(|a| a.as_socket_addr().copied())
+            .unwrap_or(addr);
+        Ok(Self {
+            core,
+            acceptor,
+            addr,
+        })
+    }
+
+    /// The address the server listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The core behind the server.
+    pub fn core(&self) -> Arc<Core> {
+        self.core.clone()
+    }
+
+    /// Serves until `shutdown` resolves, then lets in-flight requests finish
+    /// (up to 30 s).
+    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send) -> std::io::Result<()> {
+        tracing::info!(addr = %self.addr, "tokend listening");
+        poem::Server::new_with_acceptor(self.acceptor)
+            .run_with_graceful_shutdown(endpoint(self.core), shutdown, Some(Duration::from_secs(30)))
+            .await
+    }
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down: finishing in-flight requests");
+}
+
+/// A core for tests and tools: given store and clock.
+pub fn core_with(config: Config, store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Arc<Core> {
+    Arc::new(Core::new(Arc::new(config), store, clock))
+}
+
+impl From<StoreError> for StartError {
+    fn from(e: StoreError) -> Self {
+        StartError::Store(e.to_string())
+    }
+}

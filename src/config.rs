@@ -1,0 +1,335 @@
+//! Configuration from environment variables (and `.env` when present).
+//! Every variable is listed in `.env.example` and the README. A bad value
+//! stops start-up with one line naming the variable.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::time::Duration;
+
+/// A configuration error: which variable, and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid configuration: {var}: {message}")]
+pub struct ConfigError {
+    pub var: &'static str,
+    pub message: String,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+/// A configuration value that must never be printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub String);
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// Failed-login blocking (Rocket.Chat's `Block_Multiple_Failed_Logins_*` defaults).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoginBlockConfig {
+    pub enabled: bool,
+    pub user_attempts: u32,
+    pub user_block: Duration,
+    pub ip_attempts: u32,
+    pub ip_block: Duration,
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `BIND_IP`
+    pub bind_ip: IpAddr,
+    /// `PORT`
+    pub port: u16,
+    /// `MONGO_URL`; `None`: the embedded store.
+    pub mongo_url: Option<Secret>,
+    /// `STORE_TIMEOUT_SECONDS`: bound on any store call before answering 503.
+    pub store_timeout: Duration,
+    /// `LOG_FORMAT`
+    pub log_format: LogFormat,
+    /// `ADMIN_USERNAME`
+    pub admin_username: Option<String>,
+    /// `ADMIN_PASS`
+    pub admin_pass: Option<Secret>,
+    /// `ADMIN_EMAIL`
+    pub admin_email: Option<String>,
+    /// `CREATE_TOKENS_FOR_USERS` is `yes` or `true`.
+    pub create_tokens_for_users: bool,
+    /// `CREATE_TOKENS_FOR_USERS_SECRET`
+    pub create_tokens_secret: Option<Secret>,
+    /// `LOGIN_EXPIRATION_DAYS`
+    pub login_expiration: Duration,
+    /// `MAX_RESUME_LOGIN_TOKENS`
+    pub max_resume_login_tokens: usize,
+    /// `PERMISSIONS_CACHE_SECONDS`
+    pub permissions_cache: Duration,
+    /// `LOGIN_BLOCK_*`
+    pub login_block: LoginBlockConfig,
+    /// `TRUST_PROXY`: take the client address from `X-Forwarded-For`.
+    pub trust_proxy: bool,
+    /// `SAYMON_SESSION_IDLE_MINUTES`
+    pub saymon_session_idle: Duration,
+    /// `SAYMON_SESSION_MAX_HOURS`
+    pub saymon_session_max: Duration,
+    /// `COOKIE_SECURE`: tokend is served over HTTPS, so cookies get `Secure`.
+    pub cookie_secure: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            bind_ip: IpAddr::from([0, 0, 0, 0]),
+            port: 3000,
+            mongo_url: None,
+            store_timeout: Duration::from_secs(5),
+            log_format: LogFormat::Pretty,
+            admin_username: None,
+            admin_pass: None,
+            admin_email: None,
+            create_tokens_for_users: false,
+            create_tokens_secret: None,
+            login_expiration: days(90),
+            max_resume_login_tokens: 50,
+            permissions_cache: Duration::from_secs(5),
+            login_block: LoginBlockConfig {
+                enabled: true,
+                user_attempts: 10,
+                user_block: Duration::from_secs(5 * 60),
+                ip_attempts: 50,
+                ip_block: Duration::from_secs(5 * 60),
+            },
+            trust_proxy: false,
+            saymon_session_idle: Duration::from_secs(60 * 60),
+            saymon_session_max: Duration::from_secs(24 * 60 * 60),
+            cookie_secure: false,
+        }
+    }
+}
+
+fn days(n: u64) -> Duration {
+    Duration::from_secs(n * 24 * 60 * 60)
+}
+
+struct Env<F>(F);
+
+impl<F: Fn(&str) -> Option<String>> Env<F> {
+    /// The variable's value, `None` when unset or blank.
+    fn get(&self, var: &'static str) -> Option<String> {
+        (self.0)(var).filter(|v| !v.trim().is_empty())
+    }
+
+    fn parse<T: std::str::FromStr>(
+        &self,
+        var: &'static str,
+        default: T,
+        what: &str,
+        ok: impl Fn(&T) -> bool,
+    ) -> Result<T, ConfigError> {
+        match self.get(var) {
+            None => Ok(default),
+            Some(raw) => match raw.trim().parse::<T>() {
+                Ok(v) if ok(&v) => Ok(v),
+                _ => Err(ConfigError {
+                    var,
+                    message: format!("expected {what}, got {raw:?}"),
+                }),
+            },
+        }
+    }
+
+    fn positive(&self, var: &'static str, default: u64) -> Result<u64, ConfigError> {
+        self.parse(var, default, "a positive integer", |v| *v > 0)
+    }
+
+    fn flag(&self, var: &'static str, default: bool) -> Result<bool, ConfigError> {
+        match self.get(var).as_deref().map(str::trim) {
+            None => Ok(default),
+            Some("true" | "yes" | "1") => Ok(true),
+            Some("false" | "no" | "0") => Ok(false),
+            Some(raw) => Err(ConfigError {
+                var,
+                message: format!("expected true or false, got {raw:?}"),
+            }),
+        }
+    }
+}
+
+impl Config {
+    /// Reads the configuration from the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|k| std::env::var(k).ok())
+    }
+
+    /// Reads the configuration through `lookup` (tests pass a map).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let env = Env(lookup);
+        let d = Config::default();
+        let create_tokens_for_users = match env.get("CREATE_TOKENS_FOR_USERS").as_deref() {
+            None => false,
+            // Rocket.Chat accepts exactly these two strings.
+            Some("yes" | "true") => true,
+            Some("no" | "false") => false,
+            Some(other) => {
+                return Err(ConfigError {
+                    var: "CREATE_TOKENS_FOR_USERS",
+                    message: format!(
+                        "expected yes or true (on) or no or false (off), got {other:?}"
+                    ),
+                })
+            }
+        };
+        let log_format = match env.get("LOG_FORMAT").as_deref().map(str::trim) {
+            None | Some("pretty") => LogFormat::Pretty,
+            Some("json") => LogFormat::Json,
+            Some(other) => {
+                return Err(ConfigError {
+                    var: "LOG_FORMAT",
+                    message: format!("expected json or pretty, got {other:?}"),
+                })
+            }
+        };
+        let admin_email = env.get("ADMIN_EMAIL");
+        if let Some(email) = &admin_email {
+            if !crate::core::validate::is_plausible_email(email) {
+                return Err(ConfigError {
+                    var: "ADMIN_EMAIL",
+                    message: format!("not an email address: {email:?}"),
+                });
+            }
+        }
+        let admin_username = env.get("ADMIN_USERNAME");
+        if let Some(name) = &admin_username {
+            if !crate::core::validate::is_valid_username(name) {
+                return Err(ConfigError {
+                    var: "ADMIN_USERNAME",
+                    message: format!("not a valid username (letters, digits, - _ .): {name:?}"),
+                });
+            }
+        }
+        let mongo_url = env.get("MONGO_URL");
+        if let Some(url) = &mongo_url {
+            if !(url.starts_with("mongodb://") || url.starts_with("mongodb+srv://")) {
+                return Err(ConfigError {
+                    var: "MONGO_URL",
+                    message: "expected a mongodb:// or mongodb+srv:// URI".into(),
+                });
+            }
+        }
+        let max_tokens = env.positive("MAX_RESUME_LOGIN_TOKENS", 50)?;
+        Ok(Config {
+            bind_ip: env.parse("BIND_IP", d.bind_ip, "an IP address", |_| true)?,
+            port: env.parse("PORT", d.port, "a port number (0-65535)", |_| true)?,
+            mongo_url: mongo_url.map(Secret),
+            store_timeout: Duration::from_secs(env.positive("STORE_TIMEOUT_SECONDS", 5)?),
+            log_format,
+            admin_username,
+            admin_pass: env.get("ADMIN_PASS").map(Secret),
+            admin_email,
+            create_tokens_for_users,
+            create_tokens_secret: env.get("CREATE_TOKENS_FOR_USERS_SECRET").map(Secret),
+            login_expiration: days(env.positive("LOGIN_EXPIRATION_DAYS", 90)?),
+            max_resume_login_tokens: usize::try_from(max_tokens).unwrap_or(usize::MAX),
+            permissions_cache: Duration::from_secs(env.parse(
+                "PERMISSIONS_CACHE_SECONDS",
+                5,
+                "a number of seconds",
+                |_| true,
+            )?),
+            login_block: LoginBlockConfig {
+                enabled: env.flag("LOGIN_BLOCK_ENABLED", d.login_block.enabled)?,
+                user_attempts: env.parse(
+                    "LOGIN_BLOCK_USER_ATTEMPTS",
+                    d.login_block.user_attempts,
+                    "a positive integer",
+                    |v| *v > 0,
+                )?,
+                user_block: Duration::from_secs(60 * env.positive("LOGIN_BLOCK_USER_MINUTES", 5)?),
+                ip_attempts: env.parse(
+                    "LOGIN_BLOCK_IP_ATTEMPTS",
+                    d.login_block.ip_attempts,
+                    "a positive integer",
+                    |v| *v > 0,
+                )?,
+                ip_block: Duration::from_secs(60 * env.positive("LOGIN_BLOCK_IP_MINUTES", 5)?),
+            },
+            trust_proxy: env.flag("TRUST_PROXY", false)?,
+            saymon_session_idle: Duration::from_secs(
+                60 * env.positive("SAYMON_SESSION_IDLE_MINUTES", 60)?,
+            ),
+            saymon_session_max: Duration::from_secs(
+                3600 * env.positive("SAYMON_SESSION_MAX_HOURS", 24)?,
+            ),
+            cookie_secure: env.flag("COOKIE_SECURE", false)?,
+        })
+    }
+
+    /// Whether `users.createToken` is switched on at all.
+    pub fn create_tokens_enabled(&self) -> bool {
+        self.create_tokens_for_users || self.create_tokens_secret.is_some()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn cfg(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults() {
+        let c = cfg(&[]).unwrap();
+        assert_eq!(c.port, 3000);
+        assert_eq!(c.max_resume_login_tokens, 50);
+        assert_eq!(c.login_expiration, days(90));
+        assert!(!c.create_tokens_enabled());
+    }
+
+    #[test]
+    fn create_tokens_accepts_yes_and_true_only() {
+        assert!(cfg(&[("CREATE_TOKENS_FOR_USERS", "yes")]).unwrap().create_tokens_for_users);
+        assert!(cfg(&[("CREATE_TOKENS_FOR_USERS", "true")]).unwrap().create_tokens_for_users);
+        assert!(!cfg(&[("CREATE_TOKENS_FOR_USERS", "no")]).unwrap().create_tokens_for_users);
+        let err = cfg(&[("CREATE_TOKENS_FOR_USERS", "TRUE")]).unwrap_err();
+        assert_eq!(err.var, "CREATE_TOKENS_FOR_USERS");
+    }
+
+    #[test]
+    fn bad_values_name_the_variable() {
+        for (var, value) in [
+            ("PORT", "http"),
+            ("PORT", "70000"),
+            ("BIND_IP", "localhost"),
+            ("LOGIN_EXPIRATION_DAYS", "0"),
+            ("MAX_RESUME_LOGIN_TOKENS", "-1"),
+            ("LOG_FORMAT", "xml"),
+            ("MONGO_URL", "postgres://x"),
+            ("ADMIN_EMAIL", "nope"),
+            ("COOKIE_SECURE", "maybe"),
+        ] {
+            let err = cfg(&[(var, value)]).unwrap_err();
+            assert_eq!(err.var, var);
+            assert!(err.to_string().starts_with(&format!("invalid configuration: {var}:")));
+        }
+    }
+
+    #[test]
+    fn secrets_are_not_printed() {
+        let c = cfg(&[("CREATE_TOKENS_FOR_USERS_SECRET", "hunter2"), ("ADMIN_PASS", "pw123456")]).unwrap();
+        let dbg = format!("{c:?}");
+        assert!(!dbg.contains("hunter2") && !dbg.contains("pw123456"));
+    }
+}

@@ -1,0 +1,22 @@
+//! Errors of the core operations, mapped by each dialect to its own shape.
+
+use crate::store::StoreError;
+
+/// What can go wrong in a core operation beyond the caller's own mistakes,
+/// which the dialects check and report themselves.
+#[derive(Debug, thiserror::Error)]
+pub enum CoreError {
+    /// The store failed or is unreachable: answer 503, never a raw error.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A blocking task (password hashing) could not run.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl CoreError {
+    /// Whether the failure is the store being unreachable (503) rather than a bug (500).
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, CoreError::Store(StoreError::Unavailable(_)))
+    }
+}

@@ -1,0 +1,143 @@
+//! Domain types shared by both dialects and every store.
+
+pub use super::clock::Timestamp;
+
+/// An email address of a user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Email {
+    /// The address, as given (lookups ignore case).
+    pub address: String,
+    /// Whether the address was verified.
+    pub verified: bool,
+}
+
+/// A user, as stored in Rocket.Chat's `users` collection.
+#[derive(Debug, Clone, PartialEq)]
+pub struct User {
+    /// 17-character id (Rocket.Chat `Random.id()`), or whatever id an existing database uses.
+    pub id: String,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    /// Rocket.Chat user type: `user`, `bot`, `app`.
+    pub kind: String,
+    pub username: Option<String>,
+    /// Display name (Rocket.Chat `name`, SAYMON `displayName`).
+    pub name: Option<String>,
+    pub emails: Vec<Email>,
+    /// Global role ids.
+    pub roles: Vec<String>,
+    /// Permissions granted to the user directly (SAYMON style), on top of its roles'.
+    pub permissions: Vec<String>,
+    pub active: bool,
+    pub require_password_change: bool,
+    /// `services.password.bcrypt`: bcrypt of the SHA-256 hex of the password.
+    pub password_bcrypt: Option<String>,
+    /// `services.resume.loginTokens`: login tokens and personal access tokens.
+    pub login_tokens: Vec<LoginToken>,
+}
+
+impl User {
+    /// The first verified email address, as Rocket.Chat's `me` reports it.
+    pub fn verified_email(&self) -> Option<&str> {
+        self.emails
+            .iter()
+            .find(|e| e.verified)
+            .map(|e| e.address.as_str())
+    }
+
+    /// The first email address, verified or not.
+    pub fn primary_email(&self) -> Option<&str> {
+        self.emails.first().map(|e| e.address.as_str())
+    }
+
+    /// The stored token entry with this hash, if any.
+    pub fn token_by_hash(&self, hashed: &str) -> Option<&LoginToken> {
+        self.login_tokens.iter().find(|t| t.hashed_token() == hashed)
+    }
+
+    /// The user's personal access tokens.
+    pub fn personal_access_tokens(&self) -> impl Iterator<Item = &PersonalAccessToken> {
+        self.login_tokens.iter().filter_map(|t| match t {
+            LoginToken::Personal(p) => Some(p),
+            LoginToken::Resume(_) => None,
+        })
+    }
+}
+
+/// An entry of `services.resume.loginTokens`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LoginToken {
+    /// A login ("resume") token: `{when, hashedToken}`; expires, counts toward the cap.
+    Resume(ResumeToken),
+    /// A personal access token: never expires, never evicted by the cap.
+    Personal(PersonalAccessToken),
+}
+
+impl LoginToken {
+    /// `base64(sha256(token))`.
+    pub fn hashed_token(&self) -> &str {
+        match self {
+            LoginToken::Resume(r) => &r.hashed_token,
+            LoginToken::Personal(p) => &p.hashed_token,
+        }
+    }
+}
+
+/// A login token entry `{when, hashedToken}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResumeToken {
+    pub when: Timestamp,
+    pub hashed_token: String,
+}
+
+/// A personal access token entry, as Rocket.Chat stores it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PersonalAccessToken {
+    pub hashed_token: String,
+    pub created_at: Timestamp,
+    /// Last 6 characters of the token.
+    pub last_token_part: String,
+    pub name: String,
+    pub bypass_two_factor: bool,
+}
+
+/// A role (`rocketchat_roles`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Role {
+    pub id: String,
+    pub name: String,
+    /// `Users` (global) or `Subscriptions` (per room).
+    pub scope: String,
+    pub description: String,
+    pub protected: bool,
+}
+
+/// A permission and the roles that hold it (`rocketchat_permissions`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Permission {
+    pub id: String,
+    pub roles: Vec<String>,
+}
+
+/// The SAYMON-style API token of a user (one per user), stored hashed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiToken {
+    pub user_id: String,
+    pub hashed_token: String,
+    pub created_at: Timestamp,
+    /// Last 4 characters of the token, the only part ever shown again.
+    pub last_part: String,
+}
+
+/// A SAYMON cookie session, stored under the hash of its id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    pub hashed_id: String,
+    pub user_id: String,
+    pub created_at: Timestamp,
+    pub last_seen_at: Timestamp,
+    /// End of the idle window; moved forward on every use.
+    pub expires_at: Timestamp,
+    /// Hard end of the session, never moved.
+    pub absolute_expires_at: Timestamp,
+}

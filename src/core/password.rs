@@ -1,0 +1,108 @@
+//! Passwords as Meteor's `accounts-password` stores them: bcrypt (cost 10) of
+//! the lowercase SHA-256 hex of the password. Hashing runs on the blocking
+//! pool so it never stalls the async runtime.
+
+use super::error::CoreError;
+use super::token::sha256_hex;
+use std::sync::OnceLock;
+
+/// Meteor's default bcrypt cost.
+pub const BCRYPT_COST: u32 = 10;
+
+/// A password as a client sends it.
+#[derive(Clone, PartialEq, Eq)]
+pub enum PasswordInput {
+    /// The password itself.
+    Plain(String),
+    /// `{digest, algorithm: "sha-256"}`: the SHA-256 hex of the password.
+    Sha256Digest(String),
+}
+
+impl std::fmt::Debug for PasswordInput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PasswordInput(<redacted>)")
+    }
+}
+
+impl PasswordInput {
+    fn digest(&self) -> String {
+        match self {
+            PasswordInput::Plain(p) => sha256_hex(p),
+            PasswordInput::Sha256Digest(d) => d.trim().to_ascii_lowercase(),
+        }
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, CoreError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| CoreError::Internal(format!("password task failed: {e}")))
+}
+
+/// Hashes a new password for storage in `services.password.bcrypt`.
+pub async fn hash_password(plain: &str) -> Result<String, CoreError> {
+    let digest = sha256_hex(plain);
+    blocking(move || bcrypt::hash(digest, BCRYPT_COST))
+        .await?
+        .map_err(|e| CoreError::Internal(format!("bcrypt failed: {e}")))
+}
+
+/// A valid hash to verify against when the user does not exist, so a wrong
+/// login takes as long as a wrong password (no user enumeration by timing).
+fn decoy_hash() -> &'static str {
+    static DECOY: OnceLock<String> = OnceLock::new();
+    DECOY.get_or_init(|| {
+        bcrypt::hash(sha256_hex("tokend decoy password"), BCRYPT_COST).unwrap_or_default()
+    })
+}
+
+/// Checks a password against a stored bcrypt hash. With no hash (unknown user,
+/// or a user without a password) it still does the work of one check and fails.
+pub async fn verify_password(
+    input: &PasswordInput,
+    stored: Option<&str>,
+) -> Result<bool, CoreError> {
+    let digest = input.digest();
+    let (hash, real) = match stored {
+        Some(h) => (h.to_string(), true),
+        None => (String::new(), false),
+    };
+    blocking(move || {
+        let hash = if real { hash } else { decoy_hash().to_string() };
+        // A malformed stored hash counts as a mismatch, not a server error.
+        real & bcrypt::verify(digest, &hash).unwrap_or(false)
+    })
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn plain_and_digest_forms_both_verify() {
+        let hash = hash_password("s3cret!").await.unwrap();
+        assert!(hash.starts_with("$2b$10$"));
+        assert!(verify_password(&PasswordInput::Plain("s3cret!".into()), Some(&hash))
+            .await
+            .unwrap());
+        let digest = sha256_hex("s3cret!").to_uppercase();
+        assert!(
+            verify_password(&PasswordInput::Sha256Digest(digest), Some(&hash))
+                .await
+                .unwrap()
+        );
+        assert!(!verify_password(&PasswordInput::Plain("wrong".into()), Some(&hash))
+            .await
+            .unwrap());
+    }
+
+    #[tokio::test]
+    async fn missing_or_garbage_hash_never_verifies() {
+        let input = PasswordInput::Plain("x".into());
+        assert!(!verify_password(&input, None).await.unwrap());
+        assert!(!verify_password(&input, Some("not-a-hash")).await.unwrap());
+    }
+}

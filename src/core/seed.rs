@@ -1,0 +1,69 @@
+//! Start-up seeding: default roles and permissions (inserted when missing,
+//! never overwriting an operator's change) and the first admin.
+
+use super::error::CoreError;
+use super::ids;
+use super::permissions::{default_permissions, default_roles};
+use super::service::{Core, NewUser};
+use crate::store::UserKey;
+
+/// What seeding did about the admin.
+#[derive(Debug, PartialEq, Eq)]
+pub enum AdminSeed {
+    /// Nothing to do.
+    Unchanged,
+    /// Created with the configured password.
+    Created { username: String },
+    /// Created with a generated password, returned to be shown once.
+    Generated { username: String, password: String },
+}
+
+/// Seeds roles, permissions and the first admin.
+pub async fn seed(core: &Core) -> Result<AdminSeed, CoreError> {
+    for role in default_roles() {
+        core.store().ensure_role(&role).await?;
+    }
+    for permission in default_permissions() {
+        core.store().ensure_permission(&permission).await?;
+    }
+    seed_admin(core).await
+}
+
+async fn seed_admin(core: &Core) -> Result<AdminSeed, CoreError> {
+    let cfg = &core.config;
+    let configured = cfg.admin_username.is_some() || cfg.admin_pass.is_some();
+    let username = cfg.admin_username.clone().unwrap_or_else(|| "admin".into());
+    if configured {
+        let exists = core
+            .store()
+            .find_user(&UserKey::Username(username.clone()))
+            .await?
+            .is_some();
+        if exists {
+            return Ok(AdminSeed::Unchanged);
+        }
+    } else if core.store().count_users().await? > 0 {
+        return Ok(AdminSeed::Unchanged);
+    }
+    let (password, generated) = match &cfg.admin_pass {
+        Some(p) => (p.0.clone(), false),
+        None => (ids::new_password(), true),
+    };
+    let new = NewUser {
+        username: username.clone(),
+        name: Some("Administrator".into()),
+        email: cfg.admin_email.clone(),
+        email_verified: true,
+        password: Some(password.clone()),
+        roles: vec!["admin".into(), "user".into()],
+        active: true,
+        kind: "user".into(),
+        ..NewUser::default()
+    };
+    match core.create_user(new).await? {
+        Ok(_) if generated => Ok(AdminSeed::Generated { username, password }),
+        Ok(_) => Ok(AdminSeed::Created { username }),
+        // Another instance created it first.
+        Err(_) => Ok(AdminSeed::Unchanged),
+    }
+}

@@ -1,0 +1,72 @@
+//! Service routes: health, readiness, version.
+
+use crate::core::Core;
+use crate::http::ApiTags;
+use poem_openapi::{payload::Json, ApiResponse, Object, OpenApi};
+use std::sync::Arc;
+
+/// Health and readiness routes.
+pub struct OpsApi {
+    pub core: Arc<Core>,
+}
+
+/// `{"status": ...}`
+#[derive(Object)]
+pub struct Status {
+    pub status: String,
+}
+
+/// Readiness answer.
+#[derive(ApiResponse)]
+pub enum Ready {
+    /// The store answers.
+    #[oai(status = 200)]
+    Ready(Json<Status>),
+    /// The store does not answer.
+    #[oai(status = 503)]
+    Unavailable(Json<Status>),
+}
+
+/// `GET /api/info` answer.
+#[derive(Object)]
+pub struct Info {
+    /// tokend's version.
+    pub version: String,
+    pub success: bool,
+}
+
+#[OpenApi(tag = "ApiTags::Service")]
+impl OpsApi {
+    /// The process is up.
+    #[oai(path = "/healthz", method = "get", operation_id = "healthz")]
+    async fn healthz(&self) -> Json<Status> {
+        Json(Status {
+            status: "ok".into(),
+        })
+    }
+
+    /// The store is reachable.
+    #[oai(path = "/readyz", method = "get", operation_id = "readyz")]
+    async fn readyz(&self) -> Ready {
+        match self.core.store().ping().await {
+            Ok(()) => Ready::Ready(Json(Status {
+                status: "ready".into(),
+            })),
+            Err(e) => {
+                tracing::warn!(error = %e, "not ready");
+                Ready::Unavailable(Json(Status {
+                    status: "unavailable".into(),
+                }))
+            }
+        }
+    }
+
+    /// Server information, as Rocket.Chat's `GET /api/info` (no authentication).
+    #[oai(path = "/api/info", method = "get", operation_id = "info", tag = "ApiTags::RocketChat")]
+    async fn info(&self) -> Json<Info> {
+        Json(Info {
+            version: env!("CARGO_PKG_VERSION").into(),
+            success: true,
+        })
+    }
+}

@@ -1,0 +1,92 @@
+//! Rocket.Chat authentication: `X-User-Id` and `X-Auth-Token`, both required.
+//!
+//! poem-openapi lists two security schemes on one operation as alternatives;
+//! [`RcSecurity`] rewrites the operation metadata so the document states them
+//! as one requirement (both headers), which is what the server enforces.
+
+use super::error::RcError;
+use crate::core::service::Caller;
+use crate::core::Core;
+use poem::Request;
+use poem_openapi::auth::ApiKey;
+use poem_openapi::registry::{MetaApi, Registry};
+use poem_openapi::{ApiExtractor, OpenApi, SecurityScheme};
+use std::sync::Arc;
+
+/// Name of the `X-Auth-Token` scheme in the document.
+const AUTH_TOKEN_SCHEME: &str = "RcAuthToken";
+/// Name of the `X-User-Id` scheme in the document.
+const USER_ID_SCHEME: &str = "RcUserId";
+
+/// An authenticated Rocket.Chat caller. Send `X-Auth-Token` (a login token or
+/// personal access token) together with `X-User-Id`.
+#[derive(SecurityScheme)]
+#[oai(
+    rename = "RcAuthToken",
+    ty = "api_key",
+    key_name = "X-Auth-Token",
+    key_in = "header",
+    checker = "check_rc_auth"
+)]
+pub struct RcAuth(pub Caller);
+
+/// The `X-User-Id` header, the other half of Rocket.Chat authentication.
+/// Only registered in the document; [`RcAuth`] reads and checks it.
+#[derive(SecurityScheme)]
+#[oai(rename = "RcUserId", ty = "api_key", key_name = "X-User-Id", key_in = "header")]
+pub struct RcUserId(pub ApiKey);
+
+async fn check_rc_auth(req: &Request, token: ApiKey) -> poem::Result<Caller> {
+    let core = req
+        .data::<Arc<Core>>()
+        .ok_or_else(|| poem::Error::from(RcError::from(crate::core::CoreError::Internal("core missing".into()))))?;
+    let user_id = req
+        .headers()
+        .get("x-user-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| poem::Error::from(RcError::not_logged_in()))?;
+    match core.authenticate_token(Some(user_id), token.key.trim()).await {
+        Ok(Some(caller)) => Ok(caller),
+        Ok(None) => Err(RcError::not_logged_in().into()),
+        Err(e) => Err(RcError::from(e).into()),
+    }
+}
+
+/// Wraps the Rocket.Chat API so every operation secured by `X-Auth-Token`
+/// requires `X-User-Id` in the same requirement object (AND, not OR).
+pub struct RcSecurity<T>(pub T);
+
+impl<T: OpenApi> OpenApi for RcSecurity<T> {
+    fn meta() -> Vec<MetaApi> {
+        let mut apis = T::meta();
+        for api in &mut apis {
+            for path in &mut api.paths {
+                for op in &mut path.operations {
+                    for requirement in &mut op.security {
+                        if requirement.contains_key(AUTH_TOKEN_SCHEME) {
+                            requirement.insert(USER_ID_SCHEME, Vec::new());
+                        }
+                    }
+                }
+            }
+        }
+        apis
+    }
+
+    fn register(registry: &mut Registry) {
+        T::register(registry);
+        <RcUserId as ApiExtractor>::register(registry);
+    }
+
+    fn add_routes(
+        self,
+        route_table: &mut std::collections::HashMap<
+            String,
+            std::collections::HashMap<poem::http::Method, poem::endpoint::BoxEndpoint<'static>>,
+        >,
+    ) {
+        self.0.add_routes(route_table)
+    }
+}

@@ -1,0 +1,147 @@
+//! Rocket.Chat's error bodies.
+
+use crate::core::CoreError;
+use poem::http::StatusCode;
+use poem::{IntoResponse, Response};
+use poem_openapi::{payload::Json, ApiResponse, Object};
+
+/// The 401 text of Rocket.Chat's authentication middleware.
+pub const NOT_LOGGED_IN: &str = "You must be logged in to do this.";
+/// The 403 text of Rocket.Chat's `permissionsRequired` check.
+pub const NO_PERMISSION: &str =
+    "User does not have the permissions required for this action [error-unauthorized]";
+
+/// `{"success":false,"error":...,"errorType"?,"details"?}`: Rocket.Chat's `failure()`.
+#[derive(Object, Debug, Clone)]
+pub struct Failure {
+    pub success: bool,
+    pub error: String,
+    #[oai(rename = "errorType", skip_serializing_if_is_none)]
+    pub error_type: Option<String>,
+    #[oai(skip_serializing_if_is_none)]
+    pub details: Option<serde_json::Value>,
+}
+
+/// `{"success":false,"status":"error","message":...,"error":...}`: the 401 of
+/// the authentication middleware and of `login`.
+#[derive(Object, Debug, Clone)]
+pub struct StatusError {
+    pub success: bool,
+    pub status: String,
+    pub message: String,
+    pub error: String,
+    #[oai(skip_serializing_if_is_none)]
+    pub details: Option<serde_json::Value>,
+}
+
+/// Every error a Rocket.Chat route answers.
+#[derive(ApiResponse, Debug)]
+pub enum RcError {
+    /// A business error: `"<reason> [<code>]"` with `errorType` `<code>`, or invalid parameters.
+    #[oai(status = 400)]
+    BadRequest(Json<Failure>),
+    /// Not logged in (missing or invalid `X-User-Id` / `X-Auth-Token`), or a failed login.
+    #[oai(status = 401)]
+    Unauthorized(Json<StatusError>),
+    /// The caller lacks a permission the route requires.
+    #[oai(status = 403)]
+    Forbidden(Json<Failure>),
+    /// Too many requests.
+    #[oai(status = 429)]
+    TooManyRequests(Json<Failure>),
+    /// Internal error.
+    #[oai(status = 500)]
+    Internal(Json<Failure>),
+    /// The store is unreachable; retry later.
+    #[oai(status = 503)]
+    Unavailable(Json<Failure>),
+}
+
+fn failure(error: String, error_type: Option<&str>, details: Option<serde_json::Value>) -> Json<Failure> {
+    Json(Failure {
+        success: false,
+        error,
+        error_type: error_type.map(str::to_string),
+        details,
+    })
+}
+
+impl RcError {
+    /// 400 for a thrown `Meteor.Error(code, reason, details)`.
+    pub fn thrown(code: &str, reason: &str, details: Option<serde_json::Value>) -> Self {
+        RcError::BadRequest(failure(format!("{reason} [{code}]"), Some(code), details))
+    }
+
+    /// 400 for request parameters that fail validation.
+    pub fn invalid_params(message: &str) -> Self {
+        RcError::BadRequest(failure(message.to_string(), Some("invalid-params"), None))
+    }
+
+    /// 401 of the authentication middleware.
+    pub fn not_logged_in() -> Self {
+        RcError::Unauthorized(Json(StatusError {
+            success: false,
+            status: "error".into(),
+            message: NOT_LOGGED_IN.into(),
+            error: NOT_LOGGED_IN.into(),
+            details: None,
+        }))
+    }
+
+    /// 401 of `login`, with the given `error` code and `message`.
+    pub fn login_failed(error: &str, message: &str, details: Option<serde_json::Value>) -> Self {
+        RcError::Unauthorized(Json(StatusError {
+            success: false,
+            status: "error".into(),
+            message: message.into(),
+            error: error.into(),
+            details,
+        }))
+    }
+
+    /// 403 of a route-level permission check.
+    pub fn forbidden() -> Self {
+        RcError::Forbidden(failure(NO_PERMISSION.into(), None, None))
+    }
+
+    /// 503 when the store is unreachable.
+    pub fn unavailable() -> Self {
+        RcError::Unavailable(failure(
+            "The service is temporarily unavailable, try again later [error-service-unavailable]"
+                .into(),
+            Some("error-service-unavailable"),
+            None,
+        ))
+    }
+}
+
+impl From<CoreError> for RcError {
+    fn from(err: CoreError) -> Self {
+        if err.is_unavailable() {
+            RcError::unavailable()
+        } else {
+            tracing::error!(error = %err, "internal error");
+            RcError::Internal(failure("Internal server error".into(), None, None))
+        }
+    }
+}
+
+/// The Rocket.Chat body for an error raised before a handler ran.
+pub fn framework_error(status: StatusCode, message: &str) -> Response {
+    let err = match status {
+        StatusCode::UNAUTHORIZED => RcError::not_logged_in(),
+        StatusCode::BAD_REQUEST => RcError::invalid_params(message),
+        StatusCode::FORBIDDEN => RcError::forbidden(),
+        _ => {
+            return Json(Failure {
+                success: false,
+                error: message.to_string(),
+                error_type: None,
+                details: None,
+            })
+            .with_status(status)
+            .into_response()
+        }
+    };
+    err.into_response()
+}

@@ -1,0 +1,21 @@
+//! The Rocket.Chat dialect: `/api/v1/...`, Rocket.Chat's bodies and errors.
+
+pub mod auth;
+pub mod error;
+pub mod session;
+pub mod tokens;
+pub mod view;
+
+use crate::core::Core;
+use std::sync::Arc;
+
+pub use auth::{RcAuth, RcSecurity};
+pub use error::RcError;
+
+/// Every Rocket.Chat route, with the AND-security rewrite applied.
+pub fn api(core: Arc<Core>) -> RcSecurity<(session::SessionApi, tokens::TokensApi)> {
+    RcSecurity((
+        session::SessionApi { core: core.clone() },
+        tokens::TokensApi { core },
+    ))
+}

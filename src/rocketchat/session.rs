@@ -1,0 +1,232 @@
+//! `login`, `logout`, `me`.
+
+use super::auth::RcAuth;
+use super::error::RcError;
+use super::view::MeView;
+use crate::core::password::PasswordInput;
+use crate::core::service::PasswordLogin;
+use crate::core::throttle::Blocked;
+use crate::core::Core;
+use crate::http::{client_ip, ApiTags};
+use crate::store::UserKey;
+use poem::Request;
+use poem_openapi::{payload::Json, Object, OpenApi, Union};
+use std::sync::Arc;
+
+/// `login`, `logout`, `me`.
+pub struct SessionApi {
+    pub core: Arc<Core>,
+}
+
+/// `{username}`, `{email}` or `{id}`: the object form of `user`.
+#[derive(Object, Debug, Clone)]
+pub struct LoginUserObject {
+    pub username: Option<String>,
+    pub email: Option<String>,
+    pub id: Option<String>,
+}
+
+/// `user`: a username or email address, or an object.
+#[derive(Union, Debug, Clone)]
+pub enum LoginUser {
+    Name(String),
+    Object(LoginUserObject),
+}
+
+/// A password digest computed by the client.
+#[derive(Object, Debug, Clone)]
+pub struct PasswordDigest {
+    /// SHA-256 hex of the password.
+    pub digest: String,
+    /// Must be `sha-256`.
+    pub algorithm: String,
+}
+
+/// `password`: the password, or its SHA-256 digest.
+#[derive(Union, Debug, Clone)]
+pub enum LoginPassword {
+    Plain(String),
+    Digest(PasswordDigest),
+}
+
+/// Body of `POST /api/v1/login`: `{user, password}`, `{username, password}`,
+/// `{email, password}`, `{user: {username|email}, password}` or `{resume}`.
+#[derive(Object, Debug, Clone)]
+pub struct LoginBody {
+    pub user: Option<LoginUser>,
+    pub username: Option<String>,
+    pub email: Option<String>,
+    pub password: Option<LoginPassword>,
+    /// An existing login token, to log in with again.
+    pub resume: Option<String>,
+}
+
+/// `data` of a successful login.
+#[derive(Object, Debug)]
+pub struct LoginData {
+    #[oai(rename = "userId")]
+    pub user_id: String,
+    #[oai(rename = "authToken")]
+    pub auth_token: String,
+    pub me: MeView,
+}
+
+/// A successful login.
+#[derive(Object, Debug)]
+pub struct LoginOk {
+    pub status: String,
+    pub data: LoginData,
+    pub success: bool,
+}
+
+/// `data` of a logout.
+#[derive(Object, Debug)]
+pub struct LogoutData {
+    pub message: String,
+}
+
+/// A successful logout.
+#[derive(Object, Debug)]
+pub struct LogoutOk {
+    pub status: String,
+    pub data: LogoutData,
+}
+
+/// `GET /api/v1/me`: the caller, flat, plus `success`.
+#[derive(Object, Debug)]
+pub struct MeOk {
+    #[oai(flatten)]
+    pub me: MeView,
+    pub success: bool,
+}
+
+fn unauthorized() -> RcError {
+    RcError::login_failed("Unauthorized", "Unauthorized", None)
+}
+
+fn blocked(b: Blocked) -> RcError {
+    let (code, message) = match b {
+        Blocked::ForUser => (
+            "error-login-blocked-for-user",
+            "Login has been temporarily blocked For User",
+        ),
+        Blocked::ForIp => (
+            "error-login-blocked-for-ip",
+            "Login has been temporarily blocked For IP",
+        ),
+    };
+    RcError::login_failed(
+        code,
+        message,
+        Some(serde_json::json!({ "function": "Accounts.validateLoginAttempt" })),
+    )
+}
+
+/// Which user a password login names, and the name as typed (for blocking).
+fn login_target(body: &LoginBody) -> Option<(UserKey, String)> {
+    let by_name = |s: &str| {
+        let s = s.trim().to_string();
+        if s.contains('@') {
+            UserKey::Email(s.clone())
+        } else {
+            UserKey::Username(s.clone())
+        }
+    };
+    match &body.user {
+        Some(LoginUser::Name(s)) if !s.trim().is_empty() => {
+            return Some((by_name(s), s.trim().to_string()))
+        }
+        Some(LoginUser::Object(o)) => {
+            if let Some(u) = o.username.as_deref().filter(|s| !s.trim().is_empty()) {
+                return Some((UserKey::Username(u.trim().into()), u.trim().into()));
+            }
+            if let Some(e) = o.email.as_deref().filter(|s| !s.trim().is_empty()) {
+                return Some((UserKey::Email(e.trim().into()), e.trim().into()));
+            }
+            if let Some(id) = o.id.as_deref().filter(|s| !s.trim().is_empty()) {
+                return Some((UserKey::Id(id.trim().into()), id.trim().into()));
+            }
+        }
+        _ => {}
+    }
+    if let Some(u) = body.username.as_deref().filter(|s| !s.trim().is_empty()) {
+        return Some((UserKey::Username(u.trim().into()), u.trim().into()));
+    }
+    body.email
+        .as_deref()
+        .filter(|s| !s.trim().is_empty())
+        .map(|e| (UserKey::Email(e.trim().into()), e.trim().into()))
+}
+
+#[OpenApi(tag = "ApiTags::RocketChat")]
+impl SessionApi {
+    /// Log in with a password (plain or SHA-256 digest) or an existing token
+    /// (`resume`). Any failure answers the same 401.
+    #[oai(path = "/api/v1/login", method = "post", operation_id = "login")]
+    async fn login(&self, req: &Request, body: Json<LoginBody>) -> Result<Json<LoginOk>, RcError> {
+        let body = body.0;
+        let (user, token) = if let Some(resume) = body.resume.as_deref() {
+            // `resume` hands back the same token.
+            let caller = self
+                .core
+                .authenticate_token(None, resume.trim())
+                .await?
+                .ok_or_else(unauthorized)?;
+            (caller.user, resume.trim().to_string())
+        } else {
+            let password = match &body.password {
+                Some(LoginPassword::Plain(p)) => PasswordInput::Plain(p.clone()),
+                Some(LoginPassword::Digest(d)) if d.algorithm == "sha-256" => {
+                    PasswordInput::Sha256Digest(d.digest.clone())
+                }
+                _ => return Err(unauthorized()),
+            };
+            let (key, login) = login_target(&body).ok_or_else(unauthorized)?;
+            let ip = client_ip(req, self.core.config.trust_proxy);
+            let user = match self.core.password_login(&key, &login, &password, ip).await? {
+                PasswordLogin::Ok(user) => user,
+                PasswordLogin::Failed => return Err(unauthorized()),
+                PasswordLogin::Blocked(b) => return Err(blocked(b)),
+            };
+            let minted = self
+                .core
+                .mint_login_token(&UserKey::Id(user.id.clone()))
+                .await?
+                .ok_or_else(unauthorized)?;
+            (user, minted.token)
+        };
+        Ok(Json(LoginOk {
+            status: "success".into(),
+            data: LoginData {
+                user_id: user.id.clone(),
+                auth_token: token,
+                me: MeView::from(&user),
+            },
+            success: true,
+        }))
+    }
+
+    /// Log out: the token used for this request stops working.
+    #[oai(path = "/api/v1/logout", method = "post", operation_id = "logout")]
+    async fn logout(&self, auth: RcAuth) -> Result<Json<LogoutOk>, RcError> {
+        let caller = auth.0;
+        self.core
+            .revoke_token(&caller.user.id, &caller.token_hash)
+            .await?;
+        Ok(Json(LogoutOk {
+            status: "success".into(),
+            data: LogoutData {
+                message: "You've been logged out!".into(),
+            },
+        }))
+    }
+
+    /// The caller's own user.
+    #[oai(path = "/api/v1/me", method = "get", operation_id = "me")]
+    async fn me(&self, auth: RcAuth) -> Json<MeOk> {
+        Json(MeOk {
+            me: MeView::from(&auth.0.user),
+            success: true,
+        })
+    }
+}

@@ -1,0 +1,141 @@
+//! `users.createToken`.
+
+use super::auth::RcAuth;
+use super::error::RcError;
+use crate::core::permissions::USER_GENERATE_ACCESS_TOKEN;
+use crate::core::token::secret_matches;
+use crate::core::Core;
+use crate::http::ApiTags;
+use crate::store::UserKey;
+use poem_openapi::{payload::Json, Object, OpenApi};
+use std::sync::Arc;
+
+/// `users.createToken`.
+pub struct TokensApi {
+    pub core: Arc<Core>,
+}
+
+/// Body of `users.createToken`: the first non-blank of `userId`, `username`,
+/// `user` names the user; `secret` when `CREATE_TOKENS_FOR_USERS_SECRET` is set.
+#[derive(Object, Debug, Clone)]
+pub struct CreateTokenBody {
+    #[oai(rename = "userId")]
+    pub user_id: Option<String>,
+    /// Username, any case.
+    pub username: Option<String>,
+    /// Username, any case.
+    pub user: Option<String>,
+    /// The shared secret of Rocket.Chat 8 (`CREATE_TOKENS_FOR_USERS_SECRET`).
+    pub secret: Option<String>,
+}
+
+/// The new token.
+#[derive(Object, Debug)]
+pub struct CreatedToken {
+    #[oai(rename = "userId")]
+    pub user_id: String,
+    #[oai(rename = "authToken")]
+    pub auth_token: String,
+}
+
+/// `{"data":{"userId","authToken"},"success":true}`
+#[derive(Object, Debug)]
+pub struct CreateTokenOk {
+    pub data: CreatedToken,
+    pub success: bool,
+}
+
+/// Rocket.Chat's `getUserFromParams`: which user the body names.
+pub fn user_param(user_id: Option<&str>, username: Option<&str>, user: Option<&str>) -> Result<UserKey, RcError> {
+    let nonblank = |v: Option<&str>| v.map(str::trim).filter(|s| !s.is_empty()).map(str::to_string);
+    if let Some(id) = nonblank(user_id) {
+        return Ok(UserKey::Id(id));
+    }
+    if let Some(name) = nonblank(username).or_else(|| nonblank(user)) {
+        return Ok(UserKey::Username(name));
+    }
+    Err(RcError::thrown(
+        "error-user-param-not-provided",
+        "The required \"userId\" or \"username\" param was not provided",
+        None,
+    ))
+}
+
+/// 400 `error-invalid-user`.
+pub fn invalid_user() -> RcError {
+    RcError::thrown(
+        "error-invalid-user",
+        "The required \"userId\" or \"username\" param provided does not match any users",
+        None,
+    )
+}
+
+fn not_authorized() -> RcError {
+    RcError::thrown(
+        "error-not-authorized",
+        "Not authorized",
+        Some(serde_json::json!({ "method": "createToken" })),
+    )
+}
+
+#[OpenApi(tag = "ApiTags::RocketChat")]
+impl TokensApi {
+    /// Create a login token for a user: oneself, or anyone with permission
+    /// `user-generate-access-token`. Switched on by `CREATE_TOKENS_FOR_USERS=yes|true`,
+    /// or by `CREATE_TOKENS_FOR_USERS_SECRET`, whose value must then come as `secret`.
+    #[oai(path = "/api/v1/users.createToken", method = "post", operation_id = "users.createToken")]
+    async fn create_token(
+        &self,
+        auth: RcAuth,
+        body: Json<CreateTokenBody>,
+    ) -> Result<Json<CreateTokenOk>, RcError> {
+        let caller = auth.0.user;
+        let body = body.0;
+        let target = user_param(
+            body.user_id.as_deref(),
+            body.username.as_deref(),
+            body.user.as_deref(),
+        )?;
+        let cfg = &self.core.config;
+        let enabled = match &cfg.create_tokens_secret {
+            Some(secret) => body
+                .secret
+                .as_deref()
+                .is_some_and(|s| secret_matches(s, &secret.0)),
+            None => cfg.create_tokens_for_users,
+        };
+        let for_self = match &target {
+            UserKey::Id(id) => *id == caller.id,
+            UserKey::Username(name) => caller
+                .username
+                .as_deref()
+                .is_some_and(|own| own.to_lowercase() == name.to_lowercase()),
+            _ => false,
+        };
+        let allowed = enabled
+            && (for_self
+                || self
+                    .core
+                    .has_permission(&caller, USER_GENERATE_ACCESS_TOKEN)
+                    .await?);
+        if !allowed {
+            // The target is looked up first, so an unknown user is reported as such.
+            return Err(match self.core.store().find_user(&target).await.map_err(crate::core::CoreError::from)? {
+                None => invalid_user(),
+                Some(_) => not_authorized(),
+            });
+        }
+        let minted = self
+            .core
+            .mint_login_token(&target)
+            .await?
+            .ok_or_else(invalid_user)?;
+        Ok(Json(CreateTokenOk {
+            data: CreatedToken {
+                user_id: minted.user_id,
+                auth_token: minted.token,
+            },
+            success: true,
+        }))
+    }
+}

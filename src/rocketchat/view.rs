@@ -1,0 +1,94 @@
+//! How Rocket.Chat shows a user: `me`, `data.me` of `login`.
+
+use crate::core::model::{Email, User};
+use poem_openapi::Object;
+
+/// An email address.
+#[derive(Object, Debug, Clone)]
+#[oai(rename = "RcEmail")]
+pub struct EmailView {
+    pub address: String,
+    pub verified: bool,
+}
+
+impl From<&Email> for EmailView {
+    fn from(e: &Email) -> Self {
+        Self {
+            address: e.address.clone(),
+            verified: e.verified,
+        }
+    }
+}
+
+/// `{"exists": bool}`: whether the user has a password; never the hash.
+#[derive(Object, Debug, Clone)]
+pub struct PasswordInfo {
+    pub exists: bool,
+}
+
+/// `services` as `me` shows it.
+#[derive(Object, Debug, Clone)]
+pub struct ServicesView {
+    pub password: PasswordInfo,
+}
+
+/// `settings` as `me` shows it.
+#[derive(Object, Debug, Clone)]
+pub struct SettingsView {
+    pub profile: std::collections::BTreeMap<String, serde_json::Value>,
+    pub preferences: std::collections::BTreeMap<String, serde_json::Value>,
+}
+
+/// The caller as `GET /api/v1/me` and `login` show it.
+#[derive(Object, Debug, Clone)]
+#[oai(rename = "RcMe")]
+pub struct MeView {
+    #[oai(rename = "_id")]
+    pub id: String,
+    #[oai(skip_serializing_if_is_none)]
+    pub username: Option<String>,
+    #[oai(skip_serializing_if_is_none)]
+    pub name: Option<String>,
+    #[oai(rename = "type")]
+    pub kind: String,
+    pub emails: Vec<EmailView>,
+    /// The first verified email address.
+    #[oai(skip_serializing_if_is_none)]
+    pub email: Option<String>,
+    pub roles: Vec<String>,
+    pub active: bool,
+    pub status: String,
+    #[oai(rename = "requirePasswordChange")]
+    pub require_password_change: bool,
+    pub settings: SettingsView,
+    pub services: ServicesView,
+    #[oai(rename = "_updatedAt")]
+    pub updated_at: String,
+}
+
+impl From<&User> for MeView {
+    fn from(u: &User) -> Self {
+        Self {
+            id: u.id.clone(),
+            username: u.username.clone(),
+            name: u.name.clone(),
+            kind: u.kind.clone(),
+            emails: u.emails.iter().map(EmailView::from).collect(),
+            email: u.verified_email().map(str::to_string),
+            roles: u.roles.clone(),
+            active: u.active,
+            status: "offline".into(),
+            require_password_change: u.require_password_change,
+            settings: SettingsView {
+                profile: Default::default(),
+                preferences: Default::default(),
+            },
+            services: ServicesView {
+                password: PasswordInfo {
+                    exists: u.password_bcrypt.is_some(),
+                },
+            },
+            updated_at: crate::core::clock::iso(&u.updated_at),
+        }
+    }
+}

@@ -1,0 +1,3 @@
+//! The SAYMON dialect: `/node/api/...`, SAYMON's bodies and errors.
+
+pub mod error;
