@@ -10,7 +10,7 @@ use poem::endpoint::BoxEndpoint;
 use poem::listener::{Acceptor, Listener, TcpAcceptor, TcpListener};
 use poem::middleware::{AddData, CatchPanic};
 use poem::web::{Data, Json};
-use poem::{handler, get, EndpointExt, IntoResponse, Response, Route};
+use poem::{get, handler, EndpointExt, IntoResponse, Response, Route};
 use poem_openapi::OpenApiService;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -19,7 +19,10 @@ use std::time::Duration;
 
 /// All API groups of the service.
 pub type Apis = (
-    rocketchat::RcSecurity<(rocketchat::session::SessionApi, rocketchat::tokens::TokensApi)>,
+    rocketchat::RcSecurity<(
+        rocketchat::session::SessionApi,
+        rocketchat::tokens::TokensApi,
+    )>,
     ops::OpsApi,
 );
 
@@ -41,7 +44,12 @@ fn canonical(v: serde_json::Value) -> serde_json::Value {
         serde_json::Value::Object(map) => {
             let mut entries: Vec<_> = map.into_iter().collect();
             entries.sort_by(|a, b| a.0.cmp(&b.0));
-            serde_json::Value::Object(entries.into_iter().map(|(k, v)| (k, canonical(v))).collect())
+            serde_json::Value::Object(
+                entries
+                    .into_iter()
+                    .map(|(k, v)| (k, canonical(v)))
+                    .collect(),
+            )
         }
         serde_json::Value::Array(items) => {
             serde_json::Value::Array(items.into_iter().map(canonical).collect())
@@ -72,20 +80,22 @@ pub fn openapi_json() -> String {
 
 /// The OpenAPI document as YAML (what `openapi/openapi.yaml` holds).
 pub fn openapi_yaml() -> String {
-    // poem-openapi renders YAML itself; start from the canonical JSON for a stable order.
-    let service = openapi_service(spec_core());
-    let _ = &service;
     yaml_from_json(&document(spec_core()))
 }
 
+/// Renders the canonical JSON document as block-style YAML. Every scalar is
+/// written in its JSON form, which is valid YAML, so no escaping rules of
+/// our own are involved.
 fn yaml_from_json(v: &serde_json::Value) -> String {
-    // JSON is valid YAML 1.2; emit it in block style for readability.
     fn emit(v: &serde_json::Value, indent: usize, out: &mut String) {
         let pad = "  ".repeat(indent);
         match v {
             serde_json::Value::Object(map) if !map.is_empty() => {
                 for (k, val) in map {
-                    out.push_str(&format!("{pad}{}:", serde_json::to_string(k).unwrap_or_default()));
+                    out.push_str(&format!(
+                        "{pad}{}:",
+                        serde_json::to_string(k).unwrap_or_default()
+                    ));
                     scalar_or_block(val, indent, out);
                 }
             }
@@ -180,9 +190,7 @@ pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, StartError> {
             );
             Ok(Arc::new(MemoryStore::new()))
         }
-        Some(_) => Err(StartError::Store(
-            "MongoDB support is not built yet".into(),
-        )),
+        Some(_) => Err(StartError::Store("MongoDB support is not built yet".into())),
     }
 }
 
@@ -279,7 +287,11 @@ impl Application {
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send) -> std::io::Result<()> {
         tracing::info!(addr = %self.addr, "tokend listening");
         poem::Server::new_with_acceptor(self.acceptor)
-            .run_with_graceful_shutdown(endpoint(self.core), shutdown, Some(Duration::from_secs(30)))
+            .run_with_graceful_shutdown(
+                endpoint(self.core),
+                shutdown,
+                Some(Duration::from_secs(30)),
+            )
             .await
     }
 }

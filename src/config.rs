@@ -300,9 +300,21 @@ mod tests {
 
     #[test]
     fn create_tokens_accepts_yes_and_true_only() {
-        assert!(cfg(&[("CREATE_TOKENS_FOR_USERS", "yes")]).unwrap().create_tokens_for_users);
-        assert!(cfg(&[("CREATE_TOKENS_FOR_USERS", "true")]).unwrap().create_tokens_for_users);
-        assert!(!cfg(&[("CREATE_TOKENS_FOR_USERS", "no")]).unwrap().create_tokens_for_users);
+        assert!(
+            cfg(&[("CREATE_TOKENS_FOR_USERS", "yes")])
+                .unwrap()
+                .create_tokens_for_users
+        );
+        assert!(
+            cfg(&[("CREATE_TOKENS_FOR_USERS", "true")])
+                .unwrap()
+                .create_tokens_for_users
+        );
+        assert!(
+            !cfg(&[("CREATE_TOKENS_FOR_USERS", "no")])
+                .unwrap()
+                .create_tokens_for_users
+        );
         let err = cfg(&[("CREATE_TOKENS_FOR_USERS", "TRUE")]).unwrap_err();
         assert_eq!(err.var, "CREATE_TOKENS_FOR_USERS");
     }
@@ -322,13 +334,19 @@ mod tests {
         ] {
             let err = cfg(&[(var, value)]).unwrap_err();
             assert_eq!(err.var, var);
-            assert!(err.to_string().starts_with(&format!("invalid configuration: {var}:")));
+            assert!(err
+                .to_string()
+                .starts_with(&format!("invalid configuration: {var}:")));
         }
     }
 
     #[test]
     fn secrets_are_not_printed() {
-        let c = cfg(&[("CREATE_TOKENS_FOR_USERS_SECRET", "hunter2"), ("ADMIN_PASS", "pw123456")]).unwrap();
+        let c = cfg(&[
+            ("CREATE_TOKENS_FOR_USERS_SECRET", "hunter2"),
+            ("ADMIN_PASS", "pw123456"),
+        ])
+        .unwrap();
         let dbg = format!("{c:?}");
         assert!(!dbg.contains("hunter2") && !dbg.contains("pw123456"));
     }

@@ -6,7 +6,11 @@ use tokend::app::{self, Application};
 use tokend::config::Config;
 
 #[derive(Parser)]
-#[command(name = "tokend", version, about = "Token service with Rocket.Chat and SAYMON APIs")]
+#[command(
+    name = "tokend",
+    version,
+    about = "Token service with Rocket.Chat and SAYMON APIs"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -34,7 +38,14 @@ async fn main() -> ExitCode {
     }
     match cli.command.unwrap_or(Command::Serve) {
         Command::Openapi { yaml } => {
-            print!("{}", if yaml { app::openapi_yaml() } else { app::openapi_json() });
+            print!(
+                "{}",
+                if yaml {
+                    app::openapi_yaml()
+                } else {
+                    app::openapi_json()
+                }
+            );
             ExitCode::SUCCESS
         }
         Command::Serve => {

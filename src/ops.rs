@@ -62,7 +62,12 @@ impl OpsApi {
     }
 
     /// Server information, as Rocket.Chat's `GET /api/info` (no authentication).
-    #[oai(path = "/api/info", method = "get", operation_id = "info", tag = "ApiTags::RocketChat")]
+    #[oai(
+        path = "/api/info",
+        method = "get",
+        operation_id = "info",
+        tag = "ApiTags::RocketChat"
+    )]
     async fn info(&self) -> Json<Info> {
         Json(Info {
             version: env!("CARGO_PKG_VERSION").into(),

@@ -5,8 +5,7 @@ use rand::Rng;
 /// Alphabet of Meteor's `Random.id()` (no look-alike characters).
 const ID_ALPHABET: &[u8] = b"23456789ABCDEFGHJKLMNPQRSTWXYZabcdefghijkmnopqrstuvwxyz";
 /// Alphabet of Meteor's `Random.secret()` (URL-safe base64 alphabet).
-const SECRET_ALPHABET: &[u8] =
-    b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_";
+const SECRET_ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_";
 
 /// Length of a user id.
 pub const ID_LEN: usize = 17;

@@ -52,7 +52,9 @@ impl User {
 
     /// The stored token entry with this hash, if any.
     pub fn token_by_hash(&self, hashed: &str) -> Option<&LoginToken> {
-        self.login_tokens.iter().find(|t| t.hashed_token() == hashed)
+        self.login_tokens
+            .iter()
+            .find(|t| t.hashed_token() == hashed)
     }
 
     /// The user's personal access tokens.

@@ -85,18 +85,22 @@ mod tests {
     async fn plain_and_digest_forms_both_verify() {
         let hash = hash_password("s3cret!").await.unwrap();
         assert!(hash.starts_with("$2b$10$"));
-        assert!(verify_password(&PasswordInput::Plain("s3cret!".into()), Some(&hash))
-            .await
-            .unwrap());
+        assert!(
+            verify_password(&PasswordInput::Plain("s3cret!".into()), Some(&hash))
+                .await
+                .unwrap()
+        );
         let digest = sha256_hex("s3cret!").to_uppercase();
         assert!(
             verify_password(&PasswordInput::Sha256Digest(digest), Some(&hash))
                 .await
                 .unwrap()
         );
-        assert!(!verify_password(&PasswordInput::Plain("wrong".into()), Some(&hash))
-            .await
-            .unwrap());
+        assert!(
+            !verify_password(&PasswordInput::Plain("wrong".into()), Some(&hash))
+                .await
+                .unwrap()
+        );
     }
 
     #[tokio::test]

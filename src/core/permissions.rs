@@ -111,7 +111,8 @@ impl PermissionCache {
                 .collect(),
         );
         if !self.ttl.is_zero() {
-            *self.slot.lock().unwrap_or_else(|e| e.into_inner()) = Some((Instant::now(), map.clone()));
+            *self.slot.lock().unwrap_or_else(|e| e.into_inner()) =
+                Some((Instant::now(), map.clone()));
         }
         Ok(map)
     }

@@ -36,7 +36,7 @@ pub struct Minted {
 /// Outcome of a password login.
 #[derive(Debug)]
 pub enum PasswordLogin {
-    Ok(User),
+    Ok(Box<User>),
     /// Unknown user, wrong password, no password or inactive: all alike to the client.
     Failed,
     Blocked(Blocked),
@@ -100,11 +100,15 @@ impl Core {
         let mut last = self.last_stamp.load(Ordering::Relaxed);
         loop {
             let next = now.max(last + 1);
-            match self
-                .last_stamp
-                .compare_exchange_weak(last, next, Ordering::Relaxed, Ordering::Relaxed)
-            {
-                Ok(_) => return DateTime::from_timestamp_millis(next).unwrap_or_else(|| self.now()),
+            match self.last_stamp.compare_exchange_weak(
+                last,
+                next,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => {
+                    return DateTime::from_timestamp_millis(next).unwrap_or_else(|| self.now())
+                }
                 Err(seen) => last = seen,
             }
         }
@@ -170,7 +174,7 @@ impl Core {
         match user {
             Some(user) if matches && user.active => {
                 self.throttle.success(login, ip);
-                Ok(PasswordLogin::Ok(user))
+                Ok(PasswordLogin::Ok(Box::new(user)))
             }
             _ => {
                 self.throttle.failure(login, ip, now);
@@ -231,7 +235,11 @@ impl Core {
 
     /// Replaces the named PAT by a new one with the same name and 2FA choice;
     /// `None` if the user has no PAT of that name.
-    pub async fn regenerate_pat(&self, user: &User, name: &str) -> Result<Option<String>, CoreError> {
+    pub async fn regenerate_pat(
+        &self,
+        user: &User,
+        name: &str,
+    ) -> Result<Option<String>, CoreError> {
         let Some(old) = user.personal_access_tokens().find(|p| p.name == name) else {
             return Ok(None);
         };
@@ -275,7 +283,11 @@ impl Core {
             id: ids::new_user_id(),
             created_at: now,
             updated_at: now,
-            kind: if new.kind.is_empty() { "user".into() } else { new.kind },
+            kind: if new.kind.is_empty() {
+                "user".into()
+            } else {
+                new.kind
+            },
             username: Some(new.username),
             name: new.name,
             emails: new
@@ -345,7 +357,11 @@ impl Core {
             clear_login_tokens: true,
             ..UserPatch::default()
         };
-        Ok(self.store.update_user(id, &patch, self.now()).await?.is_some())
+        Ok(self
+            .store
+            .update_user(id, &patch, self.now())
+            .await?
+            .is_some())
     }
 
     async fn end_saymon_credentials(&self, id: &str) -> Result<(), CoreError> {

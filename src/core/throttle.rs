@@ -33,7 +33,11 @@ pub struct LoginThrottle {
     ips: Mutex<HashMap<IpAddr, Counter>>,
 }
 
-fn blocked<K: std::hash::Hash + Eq>(map: &Mutex<HashMap<K, Counter>>, key: &K, now: Timestamp) -> bool {
+fn blocked<K: std::hash::Hash + Eq>(
+    map: &Mutex<HashMap<K, Counter>>,
+    key: &K,
+    now: Timestamp,
+) -> bool {
     let mut map = map.lock().unwrap_or_else(|e| e.into_inner());
     match map.get(key).and_then(|c| c.blocked_until) {
         Some(until) if until > now => true,
@@ -102,7 +106,13 @@ impl LoginThrottle {
             return;
         }
         let c = &self.cfg;
-        fail(&self.users, login.to_lowercase(), c.user_attempts, c.user_block, now);
+        fail(
+            &self.users,
+            login.to_lowercase(),
+            c.user_attempts,
+            c.user_block,
+            now,
+        );
         if let Some(ip) = ip {
             fail(&self.ips, ip, c.ip_attempts, c.ip_block, now);
         }
@@ -115,7 +125,10 @@ impl LoginThrottle {
             .unwrap_or_else(|e| e.into_inner())
             .remove(&login.to_lowercase());
         if let Some(ip) = ip {
-            self.ips.lock().unwrap_or_else(|e| e.into_inner()).remove(&ip);
+            self.ips
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&ip);
         }
     }
 }

@@ -33,13 +33,20 @@ pub struct RcAuth(pub Caller);
 /// The `X-User-Id` header, the other half of Rocket.Chat authentication.
 /// Only registered in the document; [`RcAuth`] reads and checks it.
 #[derive(SecurityScheme)]
-#[oai(rename = "RcUserId", ty = "api_key", key_name = "X-User-Id", key_in = "header")]
+#[oai(
+    rename = "RcUserId",
+    ty = "api_key",
+    key_name = "X-User-Id",
+    key_in = "header"
+)]
 pub struct RcUserId(pub ApiKey);
 
 async fn check_rc_auth(req: &Request, token: ApiKey) -> poem::Result<Caller> {
-    let core = req
-        .data::<Arc<Core>>()
-        .ok_or_else(|| poem::Error::from(RcError::from(crate::core::CoreError::Internal("core missing".into()))))?;
+    let core = req.data::<Arc<Core>>().ok_or_else(|| {
+        poem::Error::from(RcError::from(crate::core::CoreError::Internal(
+            "core missing".into(),
+        )))
+    })?;
     let user_id = req
         .headers()
         .get("x-user-id")
@@ -47,7 +54,10 @@ async fn check_rc_auth(req: &Request, token: ApiKey) -> poem::Result<Caller> {
         .map(str::trim)
         .filter(|v| !v.is_empty())
         .ok_or_else(|| poem::Error::from(RcError::not_logged_in()))?;
-    match core.authenticate_token(Some(user_id), token.key.trim()).await {
+    match core
+        .authenticate_token(Some(user_id), token.key.trim())
+        .await
+    {
         Ok(Some(caller)) => Ok(caller),
         Ok(None) => Err(RcError::not_logged_in().into()),
         Err(e) => Err(RcError::from(e).into()),

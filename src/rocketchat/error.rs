@@ -57,7 +57,11 @@ pub enum RcError {
     Unavailable(Json<Failure>),
 }
 
-fn failure(error: String, error_type: Option<&str>, details: Option<serde_json::Value>) -> Json<Failure> {
+fn failure(
+    error: String,
+    error_type: Option<&str>,
+    details: Option<serde_json::Value>,
+) -> Json<Failure> {
     Json(Failure {
         success: false,
         error,

@@ -183,8 +183,12 @@ impl SessionApi {
             };
             let (key, login) = login_target(&body).ok_or_else(unauthorized)?;
             let ip = client_ip(req, self.core.config.trust_proxy);
-            let user = match self.core.password_login(&key, &login, &password, ip).await? {
-                PasswordLogin::Ok(user) => user,
+            let user = match self
+                .core
+                .password_login(&key, &login, &password, ip)
+                .await?
+            {
+                PasswordLogin::Ok(user) => *user,
                 PasswordLogin::Failed => return Err(unauthorized()),
                 PasswordLogin::Blocked(b) => return Err(blocked(b)),
             };

@@ -46,8 +46,16 @@ pub struct CreateTokenOk {
 }
 
 /// Rocket.Chat's `getUserFromParams`: which user the body names.
-pub fn user_param(user_id: Option<&str>, username: Option<&str>, user: Option<&str>) -> Result<UserKey, RcError> {
-    let nonblank = |v: Option<&str>| v.map(str::trim).filter(|s| !s.is_empty()).map(str::to_string);
+pub fn user_param(
+    user_id: Option<&str>,
+    username: Option<&str>,
+    user: Option<&str>,
+) -> Result<UserKey, RcError> {
+    let nonblank = |v: Option<&str>| {
+        v.map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+    };
     if let Some(id) = nonblank(user_id) {
         return Ok(UserKey::Id(id));
     }
@@ -83,7 +91,11 @@ impl TokensApi {
     /// Create a login token for a user: oneself, or anyone with permission
     /// `user-generate-access-token`. Switched on by `CREATE_TOKENS_FOR_USERS=yes|true`,
     /// or by `CREATE_TOKENS_FOR_USERS_SECRET`, whose value must then come as `secret`.
-    #[oai(path = "/api/v1/users.createToken", method = "post", operation_id = "users.createToken")]
+    #[oai(
+        path = "/api/v1/users.createToken",
+        method = "post",
+        operation_id = "users.createToken"
+    )]
     async fn create_token(
         &self,
         auth: RcAuth,
@@ -120,10 +132,18 @@ impl TokensApi {
                     .await?);
         if !allowed {
             // The target is looked up first, so an unknown user is reported as such.
-            return Err(match self.core.store().find_user(&target).await.map_err(crate::core::CoreError::from)? {
-                None => invalid_user(),
-                Some(_) => not_authorized(),
-            });
+            return Err(
+                match self
+                    .core
+                    .store()
+                    .find_user(&target)
+                    .await
+                    .map_err(crate::core::CoreError::from)?
+                {
+                    None => invalid_user(),
+                    Some(_) => not_authorized(),
+                },
+            );
         }
         let minted = self
             .core

@@ -1,0 +1,254 @@
+//! Around the API (BEHAVIOUR §5): the OpenAPI document, logging without
+//! secrets, configuration errors, a real socket and graceful shutdown.
+
+mod common;
+
+use common::*;
+use serde_json::{json, Value};
+use std::io::{Read, Write};
+use std::sync::{Arc, Mutex};
+use tracing::instrument::WithSubscriber;
+
+#[test]
+fn committed_openapi_document_matches_the_code() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let committed = std::fs::read_to_string(format!("{root}/openapi/openapi.json"))
+        .expect("openapi/openapi.json");
+    assert!(
+        committed == tokend::app::openapi_json(),
+        "openapi/openapi.json is stale: run `cargo run -- openapi > openapi/openapi.json`"
+    );
+    let committed = std::fs::read_to_string(format!("{root}/openapi/openapi.yaml"))
+        .expect("openapi/openapi.yaml");
+    assert!(
+        committed == tokend::app::openapi_yaml(),
+        "openapi/openapi.yaml is stale: run `cargo run -- openapi --yaml > openapi/openapi.yaml`"
+    );
+}
+
+#[test]
+fn rocketchat_headers_are_one_requirement_not_alternatives() {
+    let doc: Value = serde_json::from_str(&tokend::app::openapi_json()).unwrap();
+    let schemes = &doc["components"]["securitySchemes"];
+    assert_eq!(schemes["RcAuthToken"]["name"], "X-Auth-Token");
+    assert_eq!(schemes["RcUserId"]["name"], "X-User-Id");
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            let Some(security) = op.get("security").and_then(Value::as_array) else {
+                continue;
+            };
+            for requirement in security {
+                let req = requirement.as_object().unwrap();
+                assert_eq!(
+                    req.contains_key("RcAuthToken"),
+                    req.contains_key("RcUserId"),
+                    "{method} {path}: X-Auth-Token and X-User-Id must be required together"
+                );
+            }
+        }
+    }
+    assert_eq!(
+        doc["paths"]["/api/v1/me"]["get"]["security"],
+        json!([{"RcAuthToken": [], "RcUserId": []}])
+    );
+}
+
+#[tokio::test]
+async fn served_documents_and_swagger_ui() {
+    let app = TestApp::start(&StoreKind::Memory).await;
+    let served = json(app.client.get("/openapi.json").send().await).await;
+    let code: Value = serde_json::from_str(&tokend::app::openapi_json()).unwrap();
+    assert_eq!(served, code);
+    let yaml = app.client.get("/openapi.yaml").send().await;
+    yaml.assert_status_is_ok();
+    yaml.assert_text(tokend::app::openapi_yaml()).await;
+    let ui = app.client.get("/docs").send().await;
+    ui.assert_status_is_ok();
+    let html = ui.0.into_body().into_string().await.unwrap();
+    assert!(html.contains("swagger"), "Swagger UI page");
+}
+
+/// A `MakeWriter` collecting everything logged.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Captured {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
+    type Writer = Captured;
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+#[tokio::test]
+async fn request_logs_carry_no_secret() {
+    let captured = Captured::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(captured.clone())
+        .with_max_level(tracing::Level::TRACE)
+        .json()
+        .finish();
+    let mut cfg = test_config();
+    cfg.create_tokens_secret = Some(tokend::config::Secret("the-shared-secret".into()));
+    let secret_token = async {
+        let app = TestApp::with_config(&StoreKind::Memory, cfg).await;
+        let bob = app.user("bob", &[]).await;
+        let resp = app
+            .rc_post(
+                "/api/v1/users.createToken",
+                &app.admin,
+                json!({"userId": bob.id, "secret": "the-shared-secret"}),
+            )
+            .await;
+        let minted = json(resp).await["data"]["authToken"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let creds = Creds {
+            user_id: bob.id.clone(),
+            token: minted.clone(),
+        };
+        app.rc_get("/api/v1/me", &creds).await.assert_status_is_ok();
+        let resp = app
+            .client
+            .post("/api/v1/login")
+            .body_json(&json!({"user": "bob", "password": "wrong-password-xyz"}))
+            .send()
+            .await;
+        assert_eq!(resp.0.status().as_u16(), 401);
+        // A query string is never logged, whatever it holds.
+        app.client
+            .get("/api/info?api-token=query-secret-abc")
+            .send()
+            .await
+            .assert_status_is_ok();
+        (app.admin.token.clone(), minted)
+    }
+    .with_subscriber(subscriber)
+    .await;
+    let logs = captured.text();
+    let lines: Vec<Value> = logs
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let requests: Vec<&Value> = lines
+        .iter()
+        .filter(|l| l["fields"]["message"] == "request")
+        .collect();
+    assert!(requests.len() >= 4, "one line per request: {logs}");
+    let login = requests
+        .iter()
+        .find(|l| l["fields"]["path"] == "/api/v1/login")
+        .unwrap();
+    assert_eq!(login["fields"]["method"], "POST");
+    assert_eq!(login["fields"]["status"], 200);
+    assert!(login["fields"]["latency_ms"].is_string() || login["fields"]["latency_ms"].is_number());
+    assert!(login["fields"]["request_id"]
+        .as_str()
+        .is_some_and(|id| !id.is_empty()));
+    for secret in [
+        secret_token.0.as_str(),
+        secret_token.1.as_str(),
+        "the-shared-secret",
+        ADMIN_PASS,
+        USER_PASS,
+        "wrong-password-xyz",
+        "query-secret-abc",
+    ] {
+        assert!(
+            !logs.contains(secret),
+            "secret {secret:?} leaked into logs:\n{logs}"
+        );
+    }
+}
+
+#[test]
+fn invalid_configuration_stops_startup_with_one_line_naming_the_variable() {
+    for (var, value) in [
+        ("PORT", "eighty"),
+        ("CREATE_TOKENS_FOR_USERS", "1"),
+        ("LOGIN_EXPIRATION_DAYS", "-3"),
+    ] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_tokend"))
+            .env(var, value)
+            .env_remove("MONGO_URL")
+            .current_dir(std::env::temp_dir())
+            .output()
+            .expect("run tokend");
+        assert_eq!(out.status.code(), Some(2), "{var}={value}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let lines: Vec<&str> = stderr.lines().collect();
+        assert_eq!(lines.len(), 1, "{stderr}");
+        assert!(
+            lines[0].starts_with(&format!("tokend: invalid configuration: {var}:")),
+            "{stderr}"
+        );
+    }
+}
+
+#[test]
+fn openapi_subcommand_prints_the_document() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tokend"))
+        .arg("openapi")
+        .output()
+        .expect("run tokend");
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        tokend::app::openapi_json()
+    );
+}
+
+fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    stream.read_to_string(&mut out).unwrap();
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serves_on_a_real_port_and_shuts_down_gracefully() {
+    let config = test_config();
+    let store = StoreKind::Memory.open(&config).await;
+    let core = tokend::app::core_with(config, store, Arc::new(tokend::core::SystemClock));
+    let app = tokend::app::Application::bind(core, "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let addr = app.local_addr();
+    assert_ne!(addr.port(), 0);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(app.run_until(async {
+        let _ = stopped.await;
+    }));
+    let response = tokio::task::spawn_blocking(move || http_get(addr, "/healthz"))
+        .await
+        .unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(response.to_ascii_lowercase().contains("x-request-id:"));
+    let _ = stop.send(());
+    server.await.unwrap().unwrap();
+    assert!(
+        std::net::TcpStream::connect(addr).is_err(),
+        "listener closed after shutdown"
+    );
+}
