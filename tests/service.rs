@@ -252,3 +252,42 @@ async fn serves_on_a_real_port_and_shuts_down_gracefully() {
         "listener closed after shutdown"
     );
 }
+
+#[test]
+fn the_binary_stops_cleanly_on_sigterm() {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_tokend"))
+        .env("PORT", "0")
+        .env("BIND_IP", "127.0.0.1")
+        .env("LOG_FORMAT", "json")
+        .env("ADMIN_PASS", "sigterm-test-pass")
+        .env_remove("MONGO_URL")
+        .current_dir(std::env::temp_dir())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start tokend");
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = std::io::BufReader::new(stdout).lines();
+    // The "listening" log line says where; read until it appears.
+    let addr: std::net::SocketAddr = loop {
+        let line = lines
+            .next()
+            .expect("tokend exited before listening")
+            .unwrap();
+        let v: Value = serde_json::from_str(&line).unwrap_or_default();
+        if v["message"] == "tokend listening" {
+            break v["addr"].as_str().unwrap().parse().unwrap();
+        }
+    };
+    assert!(http_get(addr, "/healthz").starts_with("HTTP/1.1 200"));
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = child.wait().unwrap();
+    assert!(status.success(), "exit status after SIGTERM: {status:?}");
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    assert!(rest.iter().any(|l| l.contains("shutting down")), "{rest:?}");
+}

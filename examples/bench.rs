@@ -1,0 +1,262 @@
+//! Load benchmark: starts tokend in-process on a loopback port (embedded store,
+//! or MongoDB when `MONGO_URL` is set) and drives it over keep-alive HTTP/1.1
+//! connections, reporting throughput and latency per route.
+//!
+//! ```sh
+//! cargo run --release --example bench -- --connections 16 --seconds 5
+//! ```
+//!
+//! Client and server share the machine, so figures are a lower bound for the
+//! server alone; compare runs on the same machine only.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokend::app::Application;
+use tokend::config::{Config, Secret};
+use tokend::core::service::NewUser;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+
+struct Conn {
+    stream: BufReader<TcpStream>,
+}
+
+impl Conn {
+    async fn open(addr: SocketAddr) -> std::io::Result<Self> {
+        let stream = TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
+        Ok(Self {
+            stream: BufReader::new(stream),
+        })
+    }
+
+    /// Sends one request and reads the whole response; returns the status and body.
+    async fn call(&mut self, request: &[u8]) -> std::io::Result<(u16, Vec<u8>)> {
+        self.stream.get_mut().write_all(request).await?;
+        let mut line = String::new();
+        self.stream.read_line(&mut line).await?;
+        let status: u16 = line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        let mut length = 0usize;
+        loop {
+            line.clear();
+            self.stream.read_line(&mut line).await?;
+            if line == "\r\n" || line.is_empty() {
+                break;
+            }
+            if let Some((k, v)) = line.split_once(':') {
+                if k.eq_ignore_ascii_case("content-length") {
+                    length = v.trim().parse().unwrap_or(0);
+                }
+            }
+        }
+        let mut body = vec![0; length];
+        self.stream.read_exact(&mut body).await?;
+        Ok((status, body))
+    }
+}
+
+fn request(method: &str, path: &str, headers: &[(&str, &str)], body: Option<&str>) -> Vec<u8> {
+    let mut out = format!("{method} {path} HTTP/1.1\r\nHost: bench\r\n");
+    for (k, v) in headers {
+        out.push_str(&format!("{k}: {v}\r\n"));
+    }
+    match body {
+        Some(b) => out.push_str(&format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{b}",
+            b.len()
+        )),
+        None => out.push_str("\r\n"),
+    }
+    out.into_bytes()
+}
+
+struct Report {
+    name: &'static str,
+    ok: usize,
+    failed: usize,
+    elapsed: Duration,
+    latencies: Vec<Duration>,
+}
+
+impl Report {
+    fn print(&mut self) {
+        self.latencies.sort_unstable();
+        let pct = |p: f64| {
+            let i = ((self.latencies.len() as f64 - 1.0) * p).round() as usize;
+            self.latencies.get(i).copied().unwrap_or_default()
+        };
+        println!(
+            "{:<34} {:>8} ok {:>5} failed {:>10.0} req/s   p50 {:>7.2} ms   p99 {:>7.2} ms",
+            self.name,
+            self.ok,
+            self.failed,
+            self.ok as f64 / self.elapsed.as_secs_f64(),
+            pct(0.50).as_secs_f64() * 1e3,
+            pct(0.99).as_secs_f64() * 1e3,
+        );
+    }
+}
+
+async fn run(
+    name: &'static str,
+    addr: SocketAddr,
+    connections: usize,
+    duration: Duration,
+    req: Arc<Vec<u8>>,
+) -> Report {
+    let started = Instant::now();
+    let deadline = started + duration;
+    let mut tasks = Vec::new();
+    for _ in 0..connections {
+        let req = req.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut conn = Conn::open(addr).await.expect("connect");
+            let (mut ok, mut failed, mut lat) = (0, 0, Vec::new());
+            while Instant::now() < deadline {
+                let t = Instant::now();
+                match conn.call(&req).await {
+                    Ok((s, _)) if (200..300).contains(&s) => {
+                        ok += 1;
+                        lat.push(t.elapsed());
+                    }
+                    _ => failed += 1,
+                }
+            }
+            (ok, failed, lat)
+        }));
+    }
+    let mut report = Report {
+        name,
+        ok: 0,
+        failed: 0,
+        elapsed: Duration::ZERO,
+        latencies: Vec::new(),
+    };
+    for t in tasks {
+        let (ok, failed, lat) = t.await.expect("task");
+        report.ok += ok;
+        report.failed += failed;
+        report.latencies.extend(lat);
+    }
+    report.elapsed = started.elapsed();
+    report
+}
+
+fn arg(name: &str, default: u64) -> u64 {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+#[tokio::main]
+async fn main() {
+    let connections = arg("--connections", 16) as usize;
+    let duration = Duration::from_secs(arg("--seconds", 5));
+    let config = Config {
+        bind_ip: [127, 0, 0, 1].into(),
+        port: 0,
+        mongo_url: std::env::var("MONGO_URL")
+            .ok()
+            .filter(|v| !v.is_empty())
+            .map(Secret),
+        admin_username: Some("admin".into()),
+        admin_pass: Some(Secret("bench-admin-pass".into())),
+        create_tokens_for_users: true,
+        ..Config::default()
+    };
+    let store_name = if config.mongo_url.is_some() {
+        "mongodb"
+    } else {
+        "embedded"
+    };
+    let app = Application::build(config).await.expect("start");
+    let addr = app.local_addr();
+    let core = app.core();
+    let bot = core
+        .create_user(NewUser {
+            username: format!("bench-bot-{}", tokend::core::ids::new_user_id()),
+            password: Some("bench-bot-pass".into()),
+            roles: vec!["user".into()],
+            active: true,
+            ..NewUser::default()
+        })
+        .await
+        .expect("store")
+        .expect("unique");
+    tokio::spawn(app.run_until(std::future::pending()));
+
+    let mut conn = Conn::open(addr).await.expect("connect");
+    let (_, body) = conn
+        .call(&request(
+            "POST",
+            "/api/v1/login",
+            &[],
+            Some(r#"{"user":"admin","password":"bench-admin-pass"}"#),
+        ))
+        .await
+        .expect("login");
+    let login: serde_json::Value = serde_json::from_slice(&body).expect("json");
+    let uid = login["data"]["userId"]
+        .as_str()
+        .expect("userId")
+        .to_string();
+    let token = login["data"]["authToken"]
+        .as_str()
+        .expect("authToken")
+        .to_string();
+    let auth = [
+        ("X-User-Id", uid.as_str()),
+        ("X-Auth-Token", token.as_str()),
+    ];
+
+    println!(
+        "tokend bench: store={store_name}, {connections} connections, {}s per route, {} CPUs",
+        duration.as_secs(),
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    );
+    let scenarios: Vec<(&'static str, Vec<u8>, usize)> = vec![
+        (
+            "GET /healthz",
+            request("GET", "/healthz", &[], None),
+            connections,
+        ),
+        (
+            "GET /api/v1/me",
+            request("GET", "/api/v1/me", &auth, None),
+            connections,
+        ),
+        (
+            "POST users.createToken (other)",
+            request(
+                "POST",
+                "/api/v1/users.createToken",
+                &auth,
+                Some(&format!(r#"{{"userId":"{}"}}"#, bot.id)),
+            ),
+            connections,
+        ),
+        (
+            "POST /api/v1/login (bcrypt)",
+            request(
+                "POST",
+                "/api/v1/login",
+                &[],
+                Some(r#"{"user":"admin","password":"bench-admin-pass"}"#),
+            ),
+            connections.min(4),
+        ),
+    ];
+    for (name, req, conns) in scenarios {
+        run(name, addr, conns, duration, Arc::new(req))
+            .await
+            .print();
+    }
+}
