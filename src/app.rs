@@ -5,7 +5,7 @@ use crate::core::seed::{self, AdminSeed};
 use crate::core::{Clock, Core, SystemClock};
 use crate::http::{limit_body, log_requests, shape_errors};
 use crate::store::{MemoryStore, Store, StoreError};
-use crate::{ops, rocketchat};
+use crate::{ops, rocketchat, saymon};
 use poem::endpoint::BoxEndpoint;
 use poem::listener::{Acceptor, Listener, TcpAcceptor, TcpListener};
 use poem::middleware::{AddData, CatchPanic};
@@ -23,11 +23,16 @@ pub type Apis = (
         rocketchat::session::SessionApi,
         rocketchat::tokens::TokensApi,
     )>,
+    saymon::SaymonApi,
     ops::OpsApi,
 );
 
 fn apis(core: Arc<Core>) -> Apis {
-    (rocketchat::api(core.clone()), ops::OpsApi { core })
+    (
+        rocketchat::api(core.clone()),
+        saymon::api(core.clone()),
+        ops::OpsApi { core },
+    )
 }
 
 /// The OpenAPI service over every route.

@@ -1,16 +1,65 @@
 //! SAYMON's error bodies: `{"code","message"}`; on 401 the message is itself
-//! the JSON string `{"errorCode":3,"message":"..."}`.
+//! the JSON string `{"errorCode":3,"message":"..."}`. Codes are restify's
+//! (`InvalidContent`, `Unauthorized`, `InvalidCredentials`, `Forbidden`,
+//! `ResourceNotFound`, ...), as SAYMON is a restify server.
 
+use crate::core::CoreError;
+use crate::store::StoreError;
 use poem::http::StatusCode;
 use poem::{IntoResponse, Response};
-use poem_openapi::{payload::Json, Object};
+use poem_openapi::{payload::Json, ApiResponse, Object};
+
+/// 401 text: no credentials at all.
+pub const NOT_LOGGED_IN: &str = "Not logged in.";
+/// 401 text: the `sid` cookie names no live session.
+pub const SESSION_EXPIRED: &str = "Session expired.";
+/// 401 text: the `api-token` (or `auth-token`) is unknown or deleted.
+pub const INVALID_API_TOKEN: &str = "Invalid API token.";
+/// 401 text (code `InvalidCredentials`): wrong login or password.
+pub const INVALID_CREDENTIALS: &str = "Invalid login or password.";
 
 /// `{"code": ..., "message": ...}`
 #[derive(Object, Debug, Clone)]
 #[oai(rename = "SaymonError")]
 pub struct ErrorBody {
+    /// restify error code, e.g. `Unauthorized`, `Forbidden`, `ResourceNotFound`.
     pub code: String,
+    /// What went wrong; on 401 a JSON string `{"errorCode":3,"message":"..."}`.
     pub message: String,
+}
+
+/// Every error a SAYMON route answers.
+#[derive(ApiResponse, Debug)]
+pub enum SaymonError {
+    /// Invalid JSON (`InvalidContent`) or invalid or missing fields (`BadRequest`).
+    #[oai(status = 400)]
+    BadRequest(Json<ErrorBody>),
+    /// Not logged in, session expired, invalid API token (`Unauthorized`), or
+    /// invalid login or password (`InvalidCredentials`).
+    #[oai(status = 401)]
+    Unauthorized(Json<ErrorBody>),
+    /// The caller lacks the permission the message names.
+    #[oai(status = 403)]
+    Forbidden(Json<ErrorBody>),
+    /// No item has the given id.
+    #[oai(status = 404)]
+    NotFound(Json<ErrorBody>),
+    /// Too many failed logins for this login or address; retry after the given seconds.
+    #[oai(status = 429)]
+    TooManyRequests(Json<ErrorBody>, #[oai(header = "Retry-After")] u64),
+    /// Internal error.
+    #[oai(status = 500)]
+    Internal(Json<ErrorBody>),
+    /// The store is unreachable; retry later.
+    #[oai(status = 503)]
+    Unavailable(Json<ErrorBody>),
+}
+
+fn body(code: &str, message: impl Into<String>) -> Json<ErrorBody> {
+    Json(ErrorBody {
+        code: code.into(),
+        message: message.into(),
+    })
 }
 
 /// The double-encoded 401 message.
@@ -18,16 +67,121 @@ pub fn unauthorized_message(message: &str) -> String {
     serde_json::json!({ "errorCode": 3, "message": message }).to_string()
 }
 
-/// The SAYMON body for an error raised before a handler ran.
+impl SaymonError {
+    /// 400 `BadRequest`: a field is missing or invalid.
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        SaymonError::BadRequest(body("BadRequest", message))
+    }
+
+    /// 400 `BadRequest` for a mandatory field that is absent or empty, worded as SAYMON does.
+    pub fn missing(field: &str) -> Self {
+        Self::bad_request(format!("Mandatory \"{field}\" parameter is absent/empty."))
+    }
+
+    /// 400 `InvalidContent`: the body is not valid JSON (or not the expected shape).
+    pub fn invalid_content(detail: &str) -> Self {
+        SaymonError::BadRequest(body("InvalidContent", format!("Invalid JSON: {detail}")))
+    }
+
+    /// 401 without any credentials.
+    pub fn not_logged_in() -> Self {
+        SaymonError::Unauthorized(body("Unauthorized", unauthorized_message(NOT_LOGGED_IN)))
+    }
+
+    /// 401 for an unknown, ended or expired session.
+    pub fn session_expired() -> Self {
+        SaymonError::Unauthorized(body("Unauthorized", unauthorized_message(SESSION_EXPIRED)))
+    }
+
+    /// 401 for an unknown or deleted API token.
+    pub fn invalid_api_token() -> Self {
+        SaymonError::Unauthorized(body(
+            "Unauthorized",
+            unauthorized_message(INVALID_API_TOKEN),
+        ))
+    }
+
+    /// 401 for a wrong login or password (or an inactive user).
+    pub fn invalid_credentials() -> Self {
+        SaymonError::Unauthorized(body(
+            "InvalidCredentials",
+            unauthorized_message(INVALID_CREDENTIALS),
+        ))
+    }
+
+    /// 403 naming the missing permission.
+    pub fn forbidden(permission: &str) -> Self {
+        SaymonError::Forbidden(body(
+            "Forbidden",
+            format!("Permission '{permission}' required."),
+        ))
+    }
+
+    /// 404 `ResourceNotFound`.
+    pub fn not_found(message: impl Into<String>) -> Self {
+        SaymonError::NotFound(body("ResourceNotFound", message))
+    }
+
+    /// 404 for a user id that names no user.
+    pub fn user_not_found(id: &str) -> Self {
+        Self::not_found(format!("User '{id}' not found."))
+    }
+
+    /// 429 while failed-login blocking holds; `retry_after` in seconds.
+    pub fn too_many_login_failures(retry_after: u64) -> Self {
+        SaymonError::TooManyRequests(
+            body(
+                "TooManyRequests",
+                "Too many failed login attempts. Try again later.",
+            ),
+            retry_after,
+        )
+    }
+
+    /// 500 without details (they go to the log).
+    pub fn internal() -> Self {
+        SaymonError::Internal(body("Internal", "Internal server error"))
+    }
+
+    /// 503 while the store is unreachable.
+    pub fn unavailable() -> Self {
+        SaymonError::Unavailable(body(
+            "ServiceUnavailable",
+            "The service is temporarily unavailable, try again later.",
+        ))
+    }
+}
+
+impl From<CoreError> for SaymonError {
+    fn from(err: CoreError) -> Self {
+        if err.is_unavailable() {
+            SaymonError::unavailable()
+        } else {
+            tracing::error!(error = %err, "internal error");
+            SaymonError::internal()
+        }
+    }
+}
+
+impl From<StoreError> for SaymonError {
+    fn from(err: StoreError) -> Self {
+        CoreError::from(err).into()
+    }
+}
+
+/// The SAYMON body for an error raised before a handler ran (unparsable
+/// body, wrong content type, no route, no such method).
 pub fn framework_error(status: StatusCode, message: &str) -> Response {
     let (code, message) = match status {
-        StatusCode::UNAUTHORIZED => ("Unauthorized", unauthorized_message("Not logged in.")),
-        StatusCode::BAD_REQUEST => ("InvalidContent", format!("Invalid JSON: {message}")),
+        StatusCode::UNAUTHORIZED => return SaymonError::not_logged_in().into_response(),
+        StatusCode::BAD_REQUEST => return SaymonError::invalid_content(message).into_response(),
+        StatusCode::SERVICE_UNAVAILABLE => return SaymonError::unavailable().into_response(),
         StatusCode::FORBIDDEN => ("Forbidden", message.to_string()),
         StatusCode::NOT_FOUND => ("ResourceNotFound", message.to_string()),
         StatusCode::METHOD_NOT_ALLOWED => ("MethodNotAllowed", message.to_string()),
         StatusCode::PAYLOAD_TOO_LARGE => ("PayloadTooLarge", message.to_string()),
-        StatusCode::SERVICE_UNAVAILABLE => ("ServiceUnavailable", message.to_string()),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => ("UnsupportedMediaType", message.to_string()),
+        StatusCode::TOO_MANY_REQUESTS => ("TooManyRequests", message.to_string()),
         _ => ("Internal", message.to_string()),
     };
     Json(ErrorBody {
@@ -36,4 +190,65 @@ pub fn framework_error(status: StatusCode, message: &str) -> Response {
     })
     .with_status(status)
     .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn status_and_body(resp: Response) -> (u16, serde_json::Value) {
+        let status = resp.status().as_u16();
+        let text = resp.into_body().into_string().await.unwrap_or_default();
+        (status, serde_json::from_str(&text).unwrap_or_default())
+    }
+
+    #[tokio::test]
+    async fn store_unavailable_is_503_in_saymon_shape() {
+        let err = SaymonError::from(CoreError::Store(StoreError::Unavailable("down".into())));
+        let (status, body) = status_and_body(err.into_response()).await;
+        assert_eq!(status, 503);
+        assert_eq!(body["code"], "ServiceUnavailable");
+        assert!(!body["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("down"));
+    }
+
+    #[tokio::test]
+    async fn other_core_failures_are_500_without_details() {
+        let err = SaymonError::from(CoreError::Internal("secret detail".into()));
+        let (status, body) = status_and_body(err.into_response()).await;
+        assert_eq!(status, 500);
+        assert_eq!(
+            body,
+            serde_json::json!({"code": "Internal", "message": "Internal server error"})
+        );
+    }
+
+    #[tokio::test]
+    async fn unauthorized_message_is_double_encoded() {
+        let (status, body) = status_and_body(SaymonError::not_logged_in().into_response()).await;
+        assert_eq!(status, 401);
+        assert_eq!(
+            body,
+            serde_json::json!({
+                "code": "Unauthorized",
+                "message": "{\"errorCode\":3,\"message\":\"Not logged in.\"}"
+            })
+        );
+    }
+
+    #[tokio::test]
+    async fn blocked_logins_say_when_to_retry() {
+        let resp = SaymonError::too_many_login_failures(300).into_response();
+        assert_eq!(
+            resp.headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok()),
+            Some("300")
+        );
+        let (status, body) = status_and_body(resp).await;
+        assert_eq!(status, 429);
+        assert_eq!(body["code"], "TooManyRequests");
+    }
 }

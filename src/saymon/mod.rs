@@ -1,3 +1,31 @@
-//! The SAYMON dialect: `/node/api/...`, SAYMON's bodies and errors.
+//! The SAYMON dialect: `/node/api/...`, SAYMON's bodies and errors, over the
+//! same users as the Rocket.Chat dialect.
+//!
+//! Authentication ([`auth`]): Basic, the `sid` cookie or `?api-token=`.
+//! Routes: API tokens ([`tokens`]), cookie sessions ([`session`]), users
+//! ([`users`], shown as [`view`] says). Errors ([`error`]): `{"code","message"}`.
 
+pub mod auth;
 pub mod error;
+pub mod session;
+pub mod tokens;
+pub mod users;
+pub mod view;
+
+use crate::core::Core;
+use std::sync::Arc;
+
+pub use auth::{ManageUsers, SaymonAuth, SaymonCaller};
+pub use error::SaymonError;
+
+/// Every SAYMON route.
+pub type SaymonApi = (session::SessionApi, tokens::TokensApi, users::UsersApi);
+
+/// Every SAYMON route over a core.
+pub fn api(core: Arc<Core>) -> SaymonApi {
+    (
+        session::SessionApi { core: core.clone() },
+        tokens::TokensApi { core: core.clone() },
+        users::UsersApi { core },
+    )
+}
