@@ -352,6 +352,7 @@ store_tests! {
             app.core
                 .create_user(NewUser {
                     username: format!("user{i:03}"),
+                    email: Some(format!("user{i:03}@example.com")),
                     roles: vec!["user".into()],
                     active: true,
                     kind: "user".into(),

@@ -441,7 +441,8 @@ impl UsersApi {
         }))
     }
 
-    /// A page of users sorted by username (permission `view-other-user-info`).
+    /// A page of users sorted by username (permission `view-other-user-info`;
+    /// Rocket.Chat checks `view-d-room`, a room permission tokend does not have).
     /// `count` defaults to 50 and is capped at 100 (`0` means the cap).
     #[oai(
         path = "/api/v1/users.list",
