@@ -18,10 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// All API groups of the service.
-pub type Apis = (
-    rocketchat::RcSecurity<rocketchat::RcApis>,
-    ops::OpsApi,
-);
+pub type Apis = (rocketchat::RcSecurity<rocketchat::RcApis>, ops::OpsApi);
 
 fn apis(core: Arc<Core>) -> Apis {
     (rocketchat::api(core.clone()), ops::OpsApi { core })
