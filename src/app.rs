@@ -19,10 +19,7 @@ use std::time::Duration;
 
 /// All API groups of the service.
 pub type Apis = (
-    rocketchat::RcSecurity<(
-        rocketchat::session::SessionApi,
-        rocketchat::tokens::TokensApi,
-    )>,
+    rocketchat::RcSecurity<rocketchat::RcApis>,
     saymon::SaymonApi,
     ops::OpsApi,
 );

@@ -103,9 +103,20 @@ impl RcError {
         }))
     }
 
+    /// 400 for `API.v1.failure("<message>")`: a bare message, no `errorType`.
+    pub fn failure(message: &str) -> Self {
+        RcError::BadRequest(failure(message.to_string(), None, None))
+    }
+
     /// 403 of a route-level permission check.
     pub fn forbidden() -> Self {
         RcError::Forbidden(failure(NO_PERMISSION.into(), None, None))
+    }
+
+    /// 403 `{"success":false,"error":"unauthorized"}`: a route's own refusal
+    /// (Rocket.Chat's `API.v1.forbidden()` / 6.x `unauthorized()` with no message).
+    pub fn forbidden_unauthorized() -> Self {
+        RcError::Forbidden(failure("unauthorized".into(), None, None))
     }
 
     /// 503 when the store is unreachable.

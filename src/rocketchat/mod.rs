@@ -5,9 +5,12 @@
 #![allow(clippy::result_large_err)]
 
 pub mod auth;
+pub mod body;
 pub mod error;
+pub mod pat;
 pub mod session;
 pub mod tokens;
+pub mod users;
 pub mod view;
 
 use crate::core::Core;
@@ -16,10 +19,20 @@ use std::sync::Arc;
 pub use auth::{RcAuth, RcSecurity};
 pub use error::RcError;
 
+/// Every Rocket.Chat route group.
+pub type RcApis = (
+    session::SessionApi,
+    tokens::TokensApi,
+    users::UsersApi,
+    pat::PatApi,
+);
+
 /// Every Rocket.Chat route, with the AND-security rewrite applied.
-pub fn api(core: Arc<Core>) -> RcSecurity<(session::SessionApi, tokens::TokensApi)> {
+pub fn api(core: Arc<Core>) -> RcSecurity<RcApis> {
     RcSecurity((
         session::SessionApi { core: core.clone() },
-        tokens::TokensApi { core },
+        tokens::TokensApi { core: core.clone() },
+        users::UsersApi { core: core.clone() },
+        pat::PatApi { core },
     ))
 }

@@ -92,3 +92,58 @@ impl From<&User> for MeView {
         }
     }
 }
+
+/// A user as the user-administration routes show it (`users.create`,
+/// `users.info`, `users.list`, `users.update`): never `services`, never a hash.
+#[derive(Object, Debug, Clone)]
+#[oai(rename = "RcUser")]
+pub struct UserView {
+    #[oai(rename = "_id")]
+    pub id: String,
+    #[oai(rename = "createdAt")]
+    pub created_at: String,
+    #[oai(rename = "_updatedAt")]
+    pub updated_at: String,
+    #[oai(rename = "type")]
+    pub kind: String,
+    #[oai(skip_serializing_if_is_none)]
+    pub username: Option<String>,
+    #[oai(skip_serializing_if_is_none)]
+    pub name: Option<String>,
+    /// Shown for oneself, or with permission `view-full-other-user-info`.
+    #[oai(skip_serializing_if_is_none)]
+    pub emails: Option<Vec<EmailView>>,
+    pub roles: Vec<String>,
+    pub active: bool,
+    pub status: String,
+    #[oai(rename = "requirePasswordChange")]
+    pub require_password_change: bool,
+}
+
+impl UserView {
+    /// Every field, emails included.
+    pub fn full(u: &User) -> Self {
+        Self {
+            id: u.id.clone(),
+            created_at: crate::core::clock::iso(&u.created_at),
+            updated_at: crate::core::clock::iso(&u.updated_at),
+            kind: u.kind.clone(),
+            username: u.username.clone(),
+            name: u.name.clone(),
+            emails: Some(u.emails.iter().map(EmailView::from).collect()),
+            roles: u.roles.clone(),
+            active: u.active,
+            status: "offline".into(),
+            require_password_change: u.require_password_change,
+        }
+    }
+
+    /// Without the email addresses (another user, seen without
+    /// `view-full-other-user-info`).
+    pub fn limited(u: &User) -> Self {
+        Self {
+            emails: None,
+            ..Self::full(u)
+        }
+    }
+}

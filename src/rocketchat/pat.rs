@@ -1,0 +1,240 @@
+//! Personal access tokens: `users.generatePersonalAccessToken`,
+//! `users.regeneratePersonalAccessToken`, `users.getPersonalAccessTokens`,
+//! `users.removePersonalAccessToken`.
+//!
+//! A PAT is stored in the caller's `services.resume.loginTokens` as Rocket.Chat
+//! stores it (hash, last six characters, name, creation time, 2FA choice) and
+//! works as `X-Auth-Token`. It never expires and the login-token cap never
+//! evicts it; `users.removePersonalAccessToken`, `users.logout`, deactivation
+//! and deletion end it.
+
+use super::auth::RcAuth;
+use super::body::OptionalJson;
+use super::error::RcError;
+use crate::core::clock::iso;
+use crate::core::permissions::CREATE_PERSONAL_ACCESS_TOKENS;
+use crate::core::service::Caller;
+use crate::core::{Core, CoreError};
+use crate::http::ApiTags;
+use crate::store::PatInsert;
+use poem_openapi::{payload::Json, Object, OpenApi};
+use std::sync::Arc;
+
+/// The personal-access-token routes.
+pub struct PatApi {
+    pub core: Arc<Core>,
+}
+
+/// Body of `users.generatePersonalAccessToken`. Other fields (such as
+/// `loginToken`) are ignored.
+#[derive(Object, Debug, Clone, Default)]
+pub struct GeneratePatBody {
+    /// Name of the token, unique per user.
+    #[oai(rename = "tokenName")]
+    pub token_name: Option<String>,
+    /// Whether the token skips two-factor checks (recorded; tokend has no 2FA).
+    #[oai(rename = "bypassTwoFactor")]
+    pub bypass_two_factor: Option<bool>,
+}
+
+/// Body naming one of the caller's tokens.
+#[derive(Object, Debug, Clone, Default)]
+pub struct TokenNameBody {
+    /// Name of the token.
+    #[oai(rename = "tokenName")]
+    pub token_name: Option<String>,
+}
+
+/// `{"token": "...", "success": true}`: the new token, shown only this once.
+#[derive(Object, Debug)]
+pub struct PatOk {
+    pub token: String,
+    pub success: bool,
+}
+
+/// One personal access token, as listed (never the token itself).
+#[derive(Object, Debug)]
+pub struct PatInfo {
+    pub name: String,
+    /// ISO 8601.
+    #[oai(rename = "createdAt")]
+    pub created_at: String,
+    /// The last six characters of the token.
+    #[oai(rename = "lastTokenPart")]
+    pub last_token_part: String,
+    #[oai(rename = "bypassTwoFactor")]
+    pub bypass_two_factor: bool,
+}
+
+/// `{"tokens": [...], "success": true}`
+#[derive(Object, Debug)]
+pub struct PatListOk {
+    pub tokens: Vec<PatInfo>,
+    pub success: bool,
+}
+
+/// `{"success": true}`
+#[derive(Object, Debug)]
+pub struct PatRemoved {
+    pub success: bool,
+}
+
+/// The Meteor method behind each route, named in error details.
+const GENERATE: &str = "personalAccessTokens:generateToken";
+const REGENERATE: &str = "personalAccessTokens:regenerateToken";
+const REMOVE: &str = "personalAccessTokens:removeToken";
+
+fn details(method: &str) -> Option<serde_json::Value> {
+    Some(serde_json::json!({ "method": method }))
+}
+
+fn not_authorized(method: &str) -> RcError {
+    RcError::thrown("not-authorized", "Not Authorized", details(method))
+}
+
+fn does_not_exist(method: &str) -> RcError {
+    RcError::thrown(
+        "error-token-does-not-exists",
+        "Token does not exist",
+        details(method),
+    )
+}
+
+/// The token name, unless it is missing or blank.
+fn token_name(name: Option<String>) -> Option<String> {
+    name.filter(|n| !n.trim().is_empty())
+}
+
+/// Rocket.Chat's 400 for a missing `tokenName`.
+fn name_required() -> RcError {
+    RcError::failure("The 'tokenName' param is required")
+}
+
+impl PatApi {
+    async fn may_use_pats(&self, caller: &Caller) -> Result<bool, RcError> {
+        Ok(self
+            .core
+            .has_permission(&caller.user, CREATE_PERSONAL_ACCESS_TOKENS)
+            .await?)
+    }
+}
+
+#[OpenApi(tag = "ApiTags::RocketChat")]
+impl PatApi {
+    /// Create a named personal access token for the caller (permission
+    /// `create-personal-access-tokens`). The token is in the answer only.
+    #[oai(
+        path = "/api/v1/users.generatePersonalAccessToken",
+        method = "post",
+        operation_id = "users.generatePersonalAccessToken"
+    )]
+    async fn generate(
+        &self,
+        auth: RcAuth,
+        body: OptionalJson<GeneratePatBody>,
+    ) -> Result<Json<PatOk>, RcError> {
+        let caller = auth.0;
+        if !self.may_use_pats(&caller).await? {
+            return Err(not_authorized(GENERATE));
+        }
+        let body = body.0.unwrap_or_default();
+        let name = token_name(body.token_name).ok_or_else(name_required)?;
+        let bypass = body.bypass_two_factor.unwrap_or(false);
+        match self.core.create_pat(&caller.user.id, &name, bypass).await? {
+            Ok(token) => Ok(Json(PatOk {
+                token,
+                success: true,
+            })),
+            Err(PatInsert::NameTaken) => Err(RcError::thrown(
+                "error-token-already-exists",
+                "A token with this name already exists",
+                details(GENERATE),
+            )),
+            // The caller was deleted while the request ran.
+            Err(_) => Err(RcError::not_logged_in()),
+        }
+    }
+
+    /// Replace one of the caller's personal access tokens by a new one with the
+    /// same name and two-factor choice; the old token stops working.
+    #[oai(
+        path = "/api/v1/users.regeneratePersonalAccessToken",
+        method = "post",
+        operation_id = "users.regeneratePersonalAccessToken"
+    )]
+    async fn regenerate(
+        &self,
+        auth: RcAuth,
+        body: OptionalJson<TokenNameBody>,
+    ) -> Result<Json<PatOk>, RcError> {
+        let caller = auth.0;
+        if !self.may_use_pats(&caller).await? {
+            return Err(not_authorized(REGENERATE));
+        }
+        let name = token_name(body.0.unwrap_or_default().token_name).ok_or_else(name_required)?;
+        match self.core.regenerate_pat(&caller.user, &name).await? {
+            Some(token) => Ok(Json(PatOk {
+                token,
+                success: true,
+            })),
+            None => Err(does_not_exist(REGENERATE)),
+        }
+    }
+
+    /// The caller's personal access tokens: name, creation time, last six
+    /// characters and two-factor choice (never the tokens).
+    #[oai(
+        path = "/api/v1/users.getPersonalAccessTokens",
+        method = "get",
+        operation_id = "users.getPersonalAccessTokens"
+    )]
+    async fn list(&self, auth: RcAuth) -> Result<Json<PatListOk>, RcError> {
+        let caller = auth.0;
+        if !self.may_use_pats(&caller).await? {
+            // Rocket.Chat 7.x and later: a route-level permission, so 403.
+            return Err(RcError::forbidden());
+        }
+        let tokens = caller
+            .user
+            .personal_access_tokens()
+            .map(|p| PatInfo {
+                name: p.name.clone(),
+                created_at: iso(&p.created_at),
+                last_token_part: p.last_token_part.clone(),
+                bypass_two_factor: p.bypass_two_factor,
+            })
+            .collect();
+        Ok(Json(PatListOk {
+            tokens,
+            success: true,
+        }))
+    }
+
+    /// Remove one of the caller's personal access tokens.
+    #[oai(
+        path = "/api/v1/users.removePersonalAccessToken",
+        method = "post",
+        operation_id = "users.removePersonalAccessToken"
+    )]
+    async fn remove(
+        &self,
+        auth: RcAuth,
+        body: OptionalJson<TokenNameBody>,
+    ) -> Result<Json<PatRemoved>, RcError> {
+        let caller = auth.0;
+        if !self.may_use_pats(&caller).await? {
+            return Err(not_authorized(REMOVE));
+        }
+        let name = token_name(body.0.unwrap_or_default().token_name).ok_or_else(name_required)?;
+        let removed = self
+            .core
+            .store()
+            .remove_personal_access_token(&caller.user.id, &name)
+            .await
+            .map_err(CoreError::from)?;
+        if !removed {
+            return Err(does_not_exist(REMOVE));
+        }
+        Ok(Json(PatRemoved { success: true }))
+    }
+}

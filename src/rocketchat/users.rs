@@ -1,0 +1,705 @@
+//! User administration: `users.create`, `users.info`, `users.list`,
+//! `users.update`, `users.setActiveStatus`, `users.delete`, `users.logout`.
+//!
+//! Checks run in Rocket.Chat's order and fail with its texts (`saveUser`'s
+//! `validateUserData` for create and update). Bodies can only set the fields
+//! named in their schema: never `_id` or `services`; unknown fields are ignored.
+
+use super::auth::RcAuth;
+use super::body::OptionalJson;
+use super::error::RcError;
+use super::tokens::{invalid_user, user_param};
+use super::view::UserView;
+use crate::core::model::{Email, User};
+use crate::core::permissions::{
+    CREATE_USER, DELETE_USER, EDIT_OTHER_USER_ACTIVE_STATUS, EDIT_OTHER_USER_INFO,
+    LOGOUT_OTHER_USER, VIEW_FULL_OTHER_USER_INFO, VIEW_OTHER_USER_INFO,
+};
+use crate::core::service::NewUser;
+use crate::core::validate::{is_plausible_email, is_valid_username};
+use crate::core::{ids, password, Core, CoreError};
+use crate::http::ApiTags;
+use crate::store::{UniqueField, UserKey, UserPatch};
+use poem_openapi::param::Query;
+use poem_openapi::{payload::Json, Object, OpenApi};
+use serde_json::json;
+use std::sync::Arc;
+
+/// The user-administration routes.
+pub struct UsersApi {
+    pub core: Arc<Core>,
+}
+
+/// Default page size of `users.list`.
+pub const DEFAULT_COUNT: u64 = 50;
+/// Largest page size of `users.list`.
+pub const MAX_COUNT: u64 = 100;
+
+/// Body of `users.create`. `email`, `name`, `username` and `password` are
+/// required (`password` not with `setRandomPassword`). Rocket.Chat's other
+/// fields (`joinDefaultChannels`, `sendWelcomeEmail`, `customFields`, ...)
+/// are accepted and ignored.
+#[derive(Object, Debug, Clone, Default)]
+pub struct CreateUserBody {
+    pub email: Option<String>,
+    /// Display name.
+    pub name: Option<String>,
+    pub password: Option<String>,
+    /// Letters, digits, `-`, `_` and `.`.
+    pub username: Option<String>,
+    /// Default `true`.
+    pub active: Option<bool>,
+    /// Role ids; default `["user"]`. Each must exist.
+    pub roles: Option<Vec<String>>,
+    /// Default `false`.
+    #[oai(rename = "requirePasswordChange")]
+    pub require_password_change: Option<bool>,
+    /// Whether the email address is verified; default `false`.
+    pub verified: Option<bool>,
+    /// Give the user a random password nobody knows (it can then only get
+    /// tokens through `users.createToken`).
+    #[oai(rename = "setRandomPassword")]
+    pub set_random_password: Option<bool>,
+}
+
+/// `{"user": {...}, "success": true}`
+#[derive(Object, Debug)]
+pub struct UserOk {
+    pub user: UserView,
+    pub success: bool,
+}
+
+/// A page of users.
+#[derive(Object, Debug)]
+pub struct UserListOk {
+    pub users: Vec<UserView>,
+    /// Number of users in this page.
+    pub count: u64,
+    pub offset: u64,
+    /// Number of users in all.
+    pub total: u64,
+    pub success: bool,
+}
+
+/// The fields `users.update` may change. Empty strings leave a field alone,
+/// as in Rocket.Chat.
+#[derive(Object, Debug, Clone, Default)]
+pub struct UpdateUserData {
+    /// Replaces the first email address (unverified unless `verified` is true).
+    pub email: Option<String>,
+    pub name: Option<String>,
+    pub password: Option<String>,
+    pub username: Option<String>,
+    /// Needs `edit-other-user-active-status`; `false` ends every token and session.
+    pub active: Option<bool>,
+    /// Needs `edit-other-user-info`, also for oneself.
+    pub roles: Option<Vec<String>>,
+    /// Needs `edit-other-user-info`, also for oneself.
+    #[oai(rename = "requirePasswordChange")]
+    pub require_password_change: Option<bool>,
+    /// Marks the email address verified or not; not for oneself.
+    pub verified: Option<bool>,
+}
+
+/// Body of `users.update`.
+#[derive(Object, Debug, Clone, Default)]
+pub struct UpdateUserBody {
+    #[oai(rename = "userId")]
+    pub user_id: Option<String>,
+    pub data: Option<UpdateUserData>,
+}
+
+/// Body of `users.setActiveStatus`.
+#[derive(Object, Debug, Clone, Default)]
+pub struct SetActiveStatusBody {
+    #[oai(rename = "userId")]
+    pub user_id: Option<String>,
+    #[oai(rename = "activeStatus")]
+    pub active_status: Option<bool>,
+}
+
+/// `{"_id", "active"}`
+#[derive(Object, Debug)]
+pub struct ActiveView {
+    #[oai(rename = "_id")]
+    pub id: String,
+    pub active: bool,
+}
+
+/// `{"user": {"_id", "active"}, "success": true}`
+#[derive(Object, Debug)]
+pub struct ActiveOk {
+    pub user: ActiveView,
+    pub success: bool,
+}
+
+/// Body of `users.delete`: the first non-blank of `userId`, `username`, `user`.
+#[derive(Object, Debug, Clone, Default)]
+pub struct DeleteUserBody {
+    #[oai(rename = "userId")]
+    pub user_id: Option<String>,
+    pub username: Option<String>,
+    pub user: Option<String>,
+}
+
+/// `{"deletedRooms": [], "success": true}` (tokend has no rooms).
+#[derive(Object, Debug)]
+pub struct DeleteOk {
+    #[oai(rename = "deletedRooms")]
+    pub deleted_rooms: Vec<String>,
+    pub success: bool,
+}
+
+/// Body of `users.logout`; without `userId` the caller logs itself out.
+#[derive(Object, Debug, Clone, Default)]
+pub struct LogoutUserBody {
+    #[oai(rename = "userId")]
+    pub user_id: Option<String>,
+}
+
+/// `{"message": "User <id> has been logged out!", "success": true}`
+#[derive(Object, Debug)]
+pub struct LogoutUserOk {
+    pub message: String,
+    pub success: bool,
+}
+
+const SAVE_USER: &str = "insertOrUpdateUser";
+
+/// 400 of Rocket.Chat's body validation for a missing property.
+fn missing(property: &str) -> RcError {
+    RcError::thrown(
+        "invalid-params",
+        &format!("must have required property '{property}'"),
+        None,
+    )
+}
+
+fn not_allowed(reason: &str, action: &str) -> RcError {
+    RcError::thrown(
+        "error-action-not-allowed",
+        reason,
+        Some(json!({ "method": SAVE_USER, "action": action })),
+    )
+}
+
+fn field_required(field: &str) -> RcError {
+    RcError::thrown(
+        "error-the-field-is-required",
+        &format!("The field {field} is required"),
+        Some(json!({ "method": SAVE_USER, "field": field })),
+    )
+}
+
+fn field_unavailable(value: &str) -> RcError {
+    RcError::thrown(
+        "error-field-unavailable",
+        &format!("{} is already in use :(", html_escape(value)),
+        Some(json!({ "method": SAVE_USER, "field": value })),
+    )
+}
+
+fn invalid_username(name: &str) -> RcError {
+    RcError::thrown(
+        "error-input-is-not-a-valid-field",
+        &format!("{} is not a valid username", html_escape(name)),
+        Some(json!({ "method": SAVE_USER, "input": name, "field": "Username" })),
+    )
+}
+
+fn invalid_email(email: &str) -> RcError {
+    RcError::thrown(
+        "error-invalid-email",
+        &format!("Invalid email {}", html_escape(email)),
+        Some(json!({ "function": "RocketChat.validateEmailDomain", "email": email })),
+    )
+}
+
+fn last_admin(method: &str) -> RcError {
+    RcError::thrown(
+        "error-action-not-allowed",
+        "Leaving the app without an active admin is not allowed",
+        Some(json!({ "method": method, "action": "Remove_last_admin" })),
+    )
+}
+
+/// lodash `escape`, which Rocket.Chat applies to names it echoes in errors.
+fn html_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Rocket.Chat's `validateNameChars`: no `<`, `>`, `/` or `\`, also URL-encoded.
+fn valid_name_chars(name: &str) -> bool {
+    let bad = |s: &str| s.contains(['<', '>', '/', '\\']);
+    let lower = name.to_ascii_lowercase();
+    !bad(name)
+        && !["%3c", "%3e", "%2f", "%5c"]
+            .iter()
+            .any(|e| lower.contains(e))
+}
+
+/// A string that is present and not blank, trimmed.
+fn given(v: &Option<String>) -> Option<&str> {
+    v.as_deref().map(str::trim).filter(|s| !s.is_empty())
+}
+
+fn is_self(caller: &User, key: &UserKey) -> bool {
+    match key {
+        UserKey::Id(id) => *id == caller.id,
+        UserKey::Username(name) => caller
+            .username
+            .as_deref()
+            .is_some_and(|own| own.eq_ignore_ascii_case(name)),
+        _ => false,
+    }
+}
+
+impl UsersApi {
+    async fn has(&self, user: &User, permission: &str) -> Result<bool, RcError> {
+        Ok(self.core.has_permission(user, permission).await?)
+    }
+
+    async fn find(&self, key: &UserKey) -> Result<Option<User>, RcError> {
+        Ok(self
+            .core
+            .store()
+            .find_user(key)
+            .await
+            .map_err(CoreError::from)?)
+    }
+
+    /// Fails unless every role id exists.
+    async fn check_roles(&self, roles: &[String]) -> Result<(), RcError> {
+        let known = self.core.store().roles().await.map_err(CoreError::from)?;
+        if roles.iter().all(|r| known.iter().any(|k| k.id == *r)) {
+            Ok(())
+        } else {
+            Err(not_allowed(
+                "The field Roles consist invalid role id",
+                "Assign_role",
+            ))
+        }
+    }
+
+    /// Whether `user` is an active admin and no other active admin exists.
+    async fn is_last_active_admin(&self, user: &User) -> Result<bool, RcError> {
+        if !(user.active && user.roles.iter().any(|r| r == "admin")) {
+            return Ok(false);
+        }
+        let mut offset = 0;
+        loop {
+            let (page, total) = self
+                .core
+                .store()
+                .list_users(offset, 500)
+                .await
+                .map_err(CoreError::from)?;
+            if page
+                .iter()
+                .any(|u| u.id != user.id && u.active && u.roles.iter().any(|r| r == "admin"))
+            {
+                return Ok(false);
+            }
+            offset += page.len() as u64;
+            if page.is_empty() || offset >= total {
+                return Ok(true);
+            }
+        }
+    }
+
+    /// How `caller` sees `user`: in full for oneself or with
+    /// `view-full-other-user-info`, else without email addresses.
+    fn view(caller: &User, user: &User, full_others: bool) -> UserView {
+        if full_others || caller.id == user.id {
+            UserView::full(user)
+        } else {
+            UserView::limited(user)
+        }
+    }
+}
+
+fn duplicate(field: UniqueField, username: Option<&str>, email: Option<&str>) -> RcError {
+    match (field, username, email) {
+        (UniqueField::Username, Some(u), _) => field_unavailable(u),
+        (UniqueField::Email, _, Some(e)) => field_unavailable(e),
+        _ => RcError::from(CoreError::Internal("unexpected duplicate key".into())),
+    }
+}
+
+#[OpenApi(tag = "ApiTags::RocketChat")]
+impl UsersApi {
+    /// Create a user (permission `create-user`). Answers the new user.
+    #[oai(
+        path = "/api/v1/users.create",
+        method = "post",
+        operation_id = "users.create"
+    )]
+    async fn create(
+        &self,
+        auth: RcAuth,
+        body: OptionalJson<CreateUserBody>,
+    ) -> Result<Json<UserOk>, RcError> {
+        let caller = auth.0.user;
+        let b = body.0.unwrap_or_default();
+        let random_password = b.set_random_password.unwrap_or(false);
+        for (property, present) in [
+            ("email", b.email.is_some()),
+            ("name", b.name.is_some()),
+            ("password", b.password.is_some() || random_password),
+            ("username", b.username.is_some()),
+        ] {
+            if !present {
+                return Err(missing(property));
+            }
+        }
+        if b.name.as_deref().is_some_and(|n| !valid_name_chars(n)) {
+            return Err(RcError::failure("Name contains invalid characters"));
+        }
+        if !self.has(&caller, CREATE_USER).await? {
+            return Err(not_allowed("Adding user is not allowed", "Adding_user"));
+        }
+        if let Some(roles) = &b.roles {
+            self.check_roles(roles).await?;
+        }
+        let name = given(&b.name).ok_or_else(|| field_required("Name"))?;
+        let username = given(&b.username).ok_or_else(|| field_required("Username"))?;
+        if !is_valid_username(username) {
+            return Err(invalid_username(username));
+        }
+        let password = match given(&b.password) {
+            Some(p) => p.to_string(),
+            None if random_password => ids::new_password(),
+            None => return Err(field_required("Password")),
+        };
+        let email = b.email.as_deref().map(str::trim).unwrap_or_default();
+        if !is_plausible_email(email) {
+            return Err(invalid_email(email));
+        }
+        let new = NewUser {
+            username: username.to_string(),
+            name: Some(name.to_string()),
+            email: Some(email.to_string()),
+            email_verified: b.verified.unwrap_or(false),
+            password: Some(password),
+            roles: b.roles.unwrap_or_else(|| vec!["user".into()]),
+            permissions: Vec::new(),
+            active: b.active.unwrap_or(true),
+            require_password_change: b.require_password_change.unwrap_or(false),
+            kind: "user".into(),
+        };
+        match self.core.create_user(new).await? {
+            Ok(user) => Ok(Json(UserOk {
+                user: UserView::full(&user),
+                success: true,
+            })),
+            Err(field) => Err(duplicate(field, Some(username), Some(email))),
+        }
+    }
+
+    /// One user, by `userId` or `username`. Other users need
+    /// `view-other-user-info`; their email addresses also
+    /// `view-full-other-user-info`.
+    #[oai(
+        path = "/api/v1/users.info",
+        method = "get",
+        operation_id = "users.info"
+    )]
+    async fn info(
+        &self,
+        auth: RcAuth,
+        #[oai(name = "userId")] user_id: Query<Option<String>>,
+        username: Query<Option<String>>,
+    ) -> Result<Json<UserOk>, RcError> {
+        let caller = auth.0.user;
+        let key = if let Some(id) = given(&user_id.0) {
+            UserKey::Id(id.to_string())
+        } else if let Some(name) = given(&username.0) {
+            UserKey::Username(name.to_string())
+        } else {
+            return Err(RcError::failure("Invalid search query."));
+        };
+        // Checked before the lookup, so the answer tells nothing about who exists.
+        if !is_self(&caller, &key) && !self.has(&caller, VIEW_OTHER_USER_INFO).await? {
+            return Err(RcError::forbidden());
+        }
+        let user = self.find(&key).await?.ok_or_else(invalid_user)?;
+        let full = caller.id == user.id || self.has(&caller, VIEW_FULL_OTHER_USER_INFO).await?;
+        Ok(Json(UserOk {
+            user: Self::view(&caller, &user, full),
+            success: true,
+        }))
+    }
+
+    /// A page of users sorted by username (permission `view-other-user-info`;
+    /// Rocket.Chat checks `view-d-room`, a room permission tokend does not have).
+    /// `count` defaults to 50 and is capped at 100 (`0` means the cap).
+    #[oai(
+        path = "/api/v1/users.list",
+        method = "get",
+        operation_id = "users.list"
+    )]
+    async fn list(
+        &self,
+        auth: RcAuth,
+        count: Query<Option<u64>>,
+        offset: Query<Option<u64>>,
+    ) -> Result<Json<UserListOk>, RcError> {
+        let caller = auth.0.user;
+        if !self.has(&caller, VIEW_OTHER_USER_INFO).await? {
+            return Err(RcError::forbidden());
+        }
+        let count = match count.0.unwrap_or(DEFAULT_COUNT) {
+            0 => MAX_COUNT,
+            n => n.min(MAX_COUNT),
+        };
+        let offset = offset.0.unwrap_or(0);
+        let full = self.has(&caller, VIEW_FULL_OTHER_USER_INFO).await?;
+        let (page, total) = self
+            .core
+            .store()
+            .list_users(offset, count)
+            .await
+            .map_err(CoreError::from)?;
+        let users: Vec<UserView> = page.iter().map(|u| Self::view(&caller, u, full)).collect();
+        Ok(Json(UserListOk {
+            count: users.len() as u64,
+            users,
+            offset,
+            total,
+            success: true,
+        }))
+    }
+
+    /// Change a user: oneself (name, username, email, password), or anyone with
+    /// `edit-other-user-info`. Roles and `requirePasswordChange` need
+    /// `edit-other-user-info`, `active` needs `edit-other-user-active-status`.
+    #[oai(
+        path = "/api/v1/users.update",
+        method = "post",
+        operation_id = "users.update"
+    )]
+    async fn update(
+        &self,
+        auth: RcAuth,
+        body: OptionalJson<UpdateUserBody>,
+    ) -> Result<Json<UserOk>, RcError> {
+        let caller = auth.0.user;
+        let b = body.0.unwrap_or_default();
+        let user_id = b.user_id.ok_or_else(|| missing("userId"))?;
+        let data = b.data.ok_or_else(|| missing("data"))?;
+        if given(&data.name).is_some_and(|n| !valid_name_chars(n)) {
+            return Err(RcError::failure("Name contains invalid characters"));
+        }
+        let myself = user_id == caller.id;
+        if myself && data.verified == Some(true) {
+            return Err(not_allowed(
+                "Editing email verification is not allowed",
+                "Editing_user",
+            ));
+        }
+        let may_edit_others = self.has(&caller, EDIT_OTHER_USER_INFO).await?;
+        if !myself && !may_edit_others {
+            return Err(not_allowed("Editing user is not allowed", "Editing_user"));
+        }
+        if let Some(roles) = &data.roles {
+            self.check_roles(roles).await?;
+            if !may_edit_others {
+                return Err(not_allowed("Assign roles is not allowed", "Assign_role"));
+            }
+        }
+        if data.require_password_change.is_some() && !may_edit_others {
+            return Err(not_allowed("Editing user is not allowed", "Editing_user"));
+        }
+        if let Some(name) = given(&data.username) {
+            if !is_valid_username(name) {
+                return Err(invalid_username(name));
+            }
+        }
+        if let Some(email) = given(&data.email) {
+            if !is_plausible_email(email) {
+                return Err(invalid_email(email));
+            }
+        }
+        if data.active.is_some() && !self.has(&caller, EDIT_OTHER_USER_ACTIVE_STATUS).await? {
+            return Err(RcError::thrown(
+                "error-not-allowed",
+                "Not allowed",
+                Some(json!({ "method": "setUserActiveStatus" })),
+            ));
+        }
+        let target = self
+            .find(&UserKey::Id(user_id.clone()))
+            .await?
+            .ok_or_else(invalid_user)?;
+        let drops_admin = data.active == Some(false)
+            || data
+                .roles
+                .as_ref()
+                .is_some_and(|r| !r.iter().any(|r| r == "admin"));
+        if drops_admin && self.is_last_active_admin(&target).await? {
+            return Err(last_admin(SAVE_USER));
+        }
+
+        let mut patch = UserPatch {
+            username: given(&data.username).map(str::to_string),
+            name: given(&data.name).map(str::to_string),
+            roles: data.roles.clone(),
+            active: data.active,
+            require_password_change: data.require_password_change,
+            ..UserPatch::default()
+        };
+        let new_email = given(&data.email);
+        if new_email.is_some() || data.verified.is_some() {
+            let mut emails = target.emails.clone();
+            match (new_email, emails.first_mut()) {
+                (Some(address), Some(first)) => {
+                    *first = Email {
+                        address: address.to_string(),
+                        verified: data.verified.unwrap_or(false),
+                    }
+                }
+                (Some(address), None) => emails.push(Email {
+                    address: address.to_string(),
+                    verified: data.verified.unwrap_or(false),
+                }),
+                (None, Some(first)) => first.verified = data.verified.unwrap_or(first.verified),
+                (None, None) => {}
+            }
+            patch.emails = Some(emails);
+        }
+        if let Some(p) = given(&data.password) {
+            patch.password_bcrypt = Some(password::hash_password(p).await?);
+        }
+        match self.core.update_user(&target.id, patch).await? {
+            Ok(Some(user)) => Ok(Json(UserOk {
+                user: UserView::full(&user),
+                success: true,
+            })),
+            Ok(None) => Err(invalid_user()),
+            Err(field) => Err(duplicate(field, given(&data.username), new_email)),
+        }
+    }
+
+    /// Activate or deactivate a user (permission `edit-other-user-active-status`).
+    /// Deactivation ends every token and session the user has.
+    #[oai(
+        path = "/api/v1/users.setActiveStatus",
+        method = "post",
+        operation_id = "users.setActiveStatus"
+    )]
+    async fn set_active_status(
+        &self,
+        auth: RcAuth,
+        body: OptionalJson<SetActiveStatusBody>,
+    ) -> Result<Json<ActiveOk>, RcError> {
+        let caller = auth.0.user;
+        if !self.has(&caller, EDIT_OTHER_USER_ACTIVE_STATUS).await? {
+            return Err(RcError::forbidden());
+        }
+        let b = body.0.unwrap_or_default();
+        let user_id = b.user_id.ok_or_else(|| missing("userId"))?;
+        let active = b.active_status.ok_or_else(|| missing("activeStatus"))?;
+        let target = self
+            .find(&UserKey::Id(user_id))
+            .await?
+            .ok_or_else(invalid_user)?;
+        if !active && self.is_last_active_admin(&target).await? {
+            return Err(last_admin("setUserActiveStatus"));
+        }
+        let patch = UserPatch {
+            active: Some(active),
+            ..UserPatch::default()
+        };
+        let user = match self.core.update_user(&target.id, patch).await? {
+            Ok(Some(user)) => user,
+            Ok(None) => return Err(invalid_user()),
+            Err(_) => {
+                return Err(RcError::from(CoreError::Internal(
+                    "unexpected duplicate key".into(),
+                )))
+            }
+        };
+        Ok(Json(ActiveOk {
+            user: ActiveView {
+                id: user.id,
+                active: user.active,
+            },
+            success: true,
+        }))
+    }
+
+    /// Delete a user and everything that authenticates as it (permission `delete-user`).
+    #[oai(
+        path = "/api/v1/users.delete",
+        method = "post",
+        operation_id = "users.delete"
+    )]
+    async fn delete(
+        &self,
+        auth: RcAuth,
+        body: OptionalJson<DeleteUserBody>,
+    ) -> Result<Json<DeleteOk>, RcError> {
+        let caller = auth.0.user;
+        if !self.has(&caller, DELETE_USER).await? {
+            return Err(RcError::forbidden());
+        }
+        let b = body.0.unwrap_or_default();
+        let key = user_param(
+            b.user_id.as_deref(),
+            b.username.as_deref(),
+            b.user.as_deref(),
+        )?;
+        let target = self.find(&key).await?.ok_or_else(invalid_user)?;
+        if self.is_last_active_admin(&target).await? {
+            return Err(last_admin("deleteUser"));
+        }
+        if !self.core.delete_user(&target.id).await? {
+            return Err(invalid_user());
+        }
+        Ok(Json(DeleteOk {
+            deleted_rooms: Vec::new(),
+            success: true,
+        }))
+    }
+
+    /// End every login token and personal access token of a user: oneself
+    /// (no body), or another user with `logout-other-user`.
+    #[oai(
+        path = "/api/v1/users.logout",
+        method = "post",
+        operation_id = "users.logout"
+    )]
+    async fn logout(
+        &self,
+        auth: RcAuth,
+        body: OptionalJson<LogoutUserBody>,
+    ) -> Result<Json<LogoutUserOk>, RcError> {
+        let caller = auth.0.user;
+        let user_id = body
+            .0
+            .and_then(|b| b.user_id)
+            .filter(|id| !id.trim().is_empty())
+            .unwrap_or_else(|| caller.id.clone());
+        if user_id != caller.id && !self.has(&caller, LOGOUT_OTHER_USER).await? {
+            return Err(RcError::forbidden_unauthorized());
+        }
+        if !self.core.logout_everywhere(&user_id).await? {
+            return Err(invalid_user());
+        }
+        Ok(Json(LogoutUserOk {
+            message: format!("User {user_id} has been logged out!"),
+            success: true,
+        }))
+    }
+}

@@ -1,0 +1,391 @@
+//! Rocket.Chat personal access tokens through the real router, on both stores:
+//! the flows of Rocket.Chat's own end-to-end tests ("Personal Access Tokens"
+//! in `apps/meteor/tests/end-to-end/api/users.ts`) and tokend's storage,
+//! expiry and cap rules.
+
+mod common;
+
+use common::*;
+use serde_json::{json, Value};
+use tokend::core::token::hash_token;
+use tokend::core::LoginToken;
+
+const NO_PERMISSION: &str =
+    "User does not have the permissions required for this action [error-unauthorized]";
+
+/// Credentials made of a user id and a PAT.
+fn pat_creds(user_id: &str, token: &str) -> Creds {
+    Creds {
+        user_id: user_id.to_string(),
+        token: token.to_string(),
+    }
+}
+
+async fn generate(app: &TestApp, creds: &Creds, name: &str) -> (u16, Value) {
+    status_json(
+        app.rc_post(
+            "/api/v1/users.generatePersonalAccessToken",
+            creds,
+            json!({ "tokenName": name }),
+        )
+        .await,
+    )
+    .await
+}
+
+async fn me_status(app: &TestApp, creds: &Creds) -> u16 {
+    app.rc_get("/api/v1/me", creds).await.0.status().as_u16()
+}
+
+store_tests! {
+    async fn lists_an_empty_array_without_tokens(kind) {
+        let app = TestApp::start(&kind).await;
+        let (status, body) =
+            status_json(app.rc_get("/api/v1/users.getPersonalAccessTokens", &app.admin).await).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body, json!({ "tokens": [], "success": true }));
+    }
+
+    async fn generated_token_authenticates_and_extra_fields_are_ignored(kind) {
+        let app = TestApp::start(&kind).await;
+        // Rocket.Chat's "should accept loginToken when we call /me".
+        let (status, body) = status_json(
+            app.rc_post(
+                "/api/v1/users.generatePersonalAccessToken",
+                &app.admin,
+                json!({ "tokenName": "test", "loginToken": "1234567890" }),
+            )
+            .await,
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["success"], true);
+        let token = body["token"].as_str().unwrap();
+        assert_eq!(token.len(), 43);
+        assert_eq!(body.as_object().unwrap().len(), 2, "{body}");
+        let creds = pat_creds(&app.admin.user_id, token);
+        let (status, me) = status_json(app.rc_get("/api/v1/me", &creds).await).await;
+        assert_eq!(status, 200);
+        assert_eq!(me["_id"], app.admin.user_id.as_str());
+        // With another user's id the PAT is worthless.
+        let other = app.user("someone", &[]).await;
+        assert_eq!(me_status(&app, &pat_creds(&other.id, token)).await, 401);
+    }
+
+    async fn duplicate_name_is_refused(kind) {
+        let app = TestApp::start(&kind).await;
+        let (status, _) = generate(&app, &app.admin, "dup").await;
+        assert_eq!(status, 200);
+        let (status, body) = generate(&app, &app.admin, "dup").await;
+        assert_eq!(status, 400);
+        assert_eq!(
+            body,
+            json!({
+                "success": false,
+                "error": "A token with this name already exists [error-token-already-exists]",
+                "errorType": "error-token-already-exists",
+                "details": { "method": "personalAccessTokens:generateToken" }
+            })
+        );
+        // Names are per user: another user may use the same one.
+        app.user("bob", &[]).await;
+        let bob = app.login("bob", USER_PASS).await;
+        assert_eq!(generate(&app, &bob, "dup").await.0, 200);
+    }
+
+    async fn missing_token_name_is_refused(kind) {
+        let app = TestApp::start(&kind).await;
+        for body in [json!({}), json!({ "tokenName": "  " })] {
+            let (status, answer) = status_json(
+                app.rc_post("/api/v1/users.generatePersonalAccessToken", &app.admin, body).await,
+            )
+            .await;
+            assert_eq!(status, 400);
+            assert_eq!(answer["error"], "The 'tokenName' param is required");
+        }
+        // No body at all is the same as `{}`.
+        let resp = app
+            .client
+            .post("/api/v1/users.removePersonalAccessToken")
+            .header("X-User-Id", &app.admin.user_id)
+            .header("X-Auth-Token", &app.admin.token)
+            .send()
+            .await;
+        let (status, answer) = status_json(resp).await;
+        assert_eq!(status, 400);
+        assert_eq!(answer["error"], "The 'tokenName' param is required");
+    }
+
+    async fn regenerate_replaces_the_token(kind) {
+        let app = TestApp::start(&kind).await;
+        let body = status_json(
+            app.rc_post(
+                "/api/v1/users.generatePersonalAccessToken",
+                &app.admin,
+                json!({ "tokenName": "ci", "bypassTwoFactor": true }),
+            )
+            .await,
+        )
+        .await
+        .1;
+        let old = body["token"].as_str().unwrap().to_string();
+        let (status, body) = status_json(
+            app.rc_post(
+                "/api/v1/users.regeneratePersonalAccessToken",
+                &app.admin,
+                json!({ "tokenName": "ci" }),
+            )
+            .await,
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        let new = body["token"].as_str().unwrap();
+        assert_ne!(new, old);
+        assert_eq!(me_status(&app, &pat_creds(&app.admin.user_id, &old)).await, 401);
+        assert_eq!(me_status(&app, &pat_creds(&app.admin.user_id, new)).await, 200);
+        let list = status_json(app.rc_get("/api/v1/users.getPersonalAccessTokens", &app.admin).await)
+            .await
+            .1;
+        let tokens = list["tokens"].as_array().unwrap();
+        assert_eq!(tokens.len(), 1);
+        assert_eq!(tokens[0]["name"], "ci");
+        assert_eq!(tokens[0]["bypassTwoFactor"], true, "the 2FA choice is kept");
+        assert_eq!(tokens[0]["lastTokenPart"], &new[new.len() - 6..]);
+    }
+
+    async fn regenerate_unknown_token_is_refused(kind) {
+        let app = TestApp::start(&kind).await;
+        let (status, body) = status_json(
+            app.rc_post(
+                "/api/v1/users.regeneratePersonalAccessToken",
+                &app.admin,
+                json!({ "tokenName": "tokenthatdoesnotexist" }),
+            )
+            .await,
+        )
+        .await;
+        assert_eq!(status, 400);
+        assert_eq!(
+            body,
+            json!({
+                "success": false,
+                "error": "Token does not exist [error-token-does-not-exists]",
+                "errorType": "error-token-does-not-exists",
+                "details": { "method": "personalAccessTokens:regenerateToken" }
+            })
+        );
+    }
+
+    async fn lists_my_tokens_without_the_secret(kind) {
+        let app = TestApp::start(&kind).await;
+        let token = generate(&app, &app.admin, "first").await.1["token"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        generate(&app, &app.admin, "second").await;
+        let (status, body) =
+            status_json(app.rc_get("/api/v1/users.getPersonalAccessTokens", &app.admin).await).await;
+        assert_eq!(status, 200);
+        assert_eq!(body["success"], true);
+        let tokens = body["tokens"].as_array().unwrap();
+        assert_eq!(tokens.len(), 2);
+        let first = tokens.iter().find(|t| t["name"] == "first").unwrap();
+        let mut keys: Vec<&String> = first.as_object().unwrap().keys().collect();
+        keys.sort();
+        assert_eq!(keys, ["bypassTwoFactor", "createdAt", "lastTokenPart", "name"]);
+        assert_eq!(first["lastTokenPart"], &token[token.len() - 6..]);
+        assert_eq!(first["bypassTwoFactor"], false);
+        let created = first["createdAt"].as_str().unwrap();
+        assert!(
+            chrono::DateTime::parse_from_rfc3339(created).is_ok() && created.ends_with('Z'),
+            "{created}"
+        );
+        assert!(!body.to_string().contains(&token));
+    }
+
+    async fn remove_token_then_it_is_gone(kind) {
+        let app = TestApp::start(&kind).await;
+        let token = generate(&app, &app.admin, "gone").await.1["token"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let (status, body) = status_json(
+            app.rc_post(
+                "/api/v1/users.removePersonalAccessToken",
+                &app.admin,
+                json!({ "tokenName": "gone" }),
+            )
+            .await,
+        )
+        .await;
+        assert_eq!(status, 200);
+        assert_eq!(body, json!({ "success": true }));
+        assert_eq!(me_status(&app, &pat_creds(&app.admin.user_id, &token)).await, 401);
+        let (status, body) = status_json(
+            app.rc_post(
+                "/api/v1/users.removePersonalAccessToken",
+                &app.admin,
+                json!({ "tokenName": "gone" }),
+            )
+            .await,
+        )
+        .await;
+        assert_eq!(status, 400);
+        assert_eq!(body["errorType"], "error-token-does-not-exists");
+        assert_eq!(body["details"]["method"], "personalAccessTokens:removeToken");
+    }
+
+    async fn refused_without_create_personal_access_tokens(kind) {
+        let app = TestApp::start(&kind).await;
+        generate(&app, &app.admin, "kept").await;
+        app.core
+            .set_permission_roles("create-personal-access-tokens", &[])
+            .await
+            .unwrap();
+        let not_authorized = |method: &str| {
+            json!({
+                "success": false,
+                "error": "Not Authorized [not-authorized]",
+                "errorType": "not-authorized",
+                "details": { "method": method }
+            })
+        };
+        let (status, body) = generate(&app, &app.admin, "new").await;
+        assert_eq!((status, body), (400, not_authorized("personalAccessTokens:generateToken")));
+        let (status, body) = status_json(
+            app.rc_post(
+                "/api/v1/users.regeneratePersonalAccessToken",
+                &app.admin,
+                json!({ "tokenName": "kept" }),
+            )
+            .await,
+        )
+        .await;
+        assert_eq!((status, body), (400, not_authorized("personalAccessTokens:regenerateToken")));
+        let (status, body) =
+            status_json(app.rc_get("/api/v1/users.getPersonalAccessTokens", &app.admin).await).await;
+        assert_eq!(status, 403);
+        assert_eq!(body, json!({ "success": false, "error": NO_PERMISSION }));
+        for name in ["kept", "tokenthatdoesnotexist"] {
+            let (status, body) = status_json(
+                app.rc_post(
+                    "/api/v1/users.removePersonalAccessToken",
+                    &app.admin,
+                    json!({ "tokenName": name }),
+                )
+                .await,
+            )
+            .await;
+            assert_eq!((status, body), (400, not_authorized("personalAccessTokens:removeToken")));
+        }
+    }
+
+    async fn plain_users_hold_the_permission_by_default(kind) {
+        let app = TestApp::start(&kind).await;
+        app.user("carol", &[]).await;
+        let carol = app.login("carol", USER_PASS).await;
+        let (status, body) = generate(&app, &carol, "mine").await;
+        assert_eq!(status, 200, "{body}");
+        let creds = pat_creds(&carol.user_id, body["token"].as_str().unwrap());
+        let me = status_json(app.rc_get("/api/v1/me", &creds).await).await.1;
+        assert_eq!(me["username"], "carol");
+    }
+
+    async fn stored_as_rocket_chat_stores_it(kind) {
+        let app = TestApp::start(&kind).await;
+        let body = status_json(
+            app.rc_post(
+                "/api/v1/users.generatePersonalAccessToken",
+                &app.admin,
+                json!({ "tokenName": "stored", "bypassTwoFactor": true }),
+            )
+            .await,
+        )
+        .await
+        .1;
+        let token = body["token"].as_str().unwrap();
+        let user = app
+            .store
+            .find_user(&tokend::store::UserKey::Id(app.admin.user_id.clone()))
+            .await
+            .unwrap()
+            .unwrap();
+        let pat = user
+            .login_tokens
+            .iter()
+            .find_map(|t| match t {
+                LoginToken::Personal(p) if p.name == "stored" => Some(p.clone()),
+                _ => None,
+            })
+            .expect("the PAT is in services.resume.loginTokens");
+        assert_eq!(pat.hashed_token, hash_token(token));
+        assert_eq!(pat.last_token_part, token[token.len() - 6..]);
+        assert!(pat.bypass_two_factor);
+        assert!(
+            !format!("{user:?}").contains(token),
+            "the token itself is never stored"
+        );
+    }
+
+    async fn pats_never_expire(kind) {
+        let app = TestApp::start(&kind).await;
+        let token = generate(&app, &app.admin, "forever").await.1["token"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let pat = pat_creds(&app.admin.user_id, &token);
+        // Past LOGIN_EXPIRATION_DAYS (90): login tokens die, the PAT lives.
+        app.clock.advance(chrono::Duration::days(91));
+        assert_eq!(me_status(&app, &app.admin).await, 401);
+        assert_eq!(me_status(&app, &pat).await, 200);
+        app.clock.advance(chrono::Duration::days(3650));
+        assert_eq!(me_status(&app, &pat).await, 200);
+    }
+
+    async fn pats_are_not_evicted_by_the_login_token_cap(kind) {
+        let config = tokend::config::Config {
+            max_resume_login_tokens: 3,
+            ..test_config()
+        };
+        let app = TestApp::with_config(&kind, config).await;
+        let token = generate(&app, &app.admin, "capped").await.1["token"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        for _ in 0..5 {
+            app.login("admin", ADMIN_PASS).await;
+        }
+        assert_eq!(me_status(&app, &pat_creds(&app.admin.user_id, &token)).await, 200);
+        // The first login token went to the cap.
+        assert_eq!(me_status(&app, &app.admin).await, 401);
+        let user = app
+            .store
+            .find_user(&tokend::store::UserKey::Id(app.admin.user_id.clone()))
+            .await
+            .unwrap()
+            .unwrap();
+        let resume = user
+            .login_tokens
+            .iter()
+            .filter(|t| matches!(t, LoginToken::Resume(_)))
+            .count();
+        assert_eq!(resume, 3);
+        assert_eq!(user.personal_access_tokens().count(), 1);
+    }
+
+    async fn routes_need_authentication(kind) {
+        let app = TestApp::start(&kind).await;
+        for path in [
+            "/api/v1/users.generatePersonalAccessToken",
+            "/api/v1/users.regeneratePersonalAccessToken",
+            "/api/v1/users.removePersonalAccessToken",
+        ] {
+            let resp = app.client.post(path).body_json(&json!({ "tokenName": "x" })).send().await;
+            let (status, body) = status_json(resp).await;
+            assert_eq!(status, 401, "{path}");
+            assert_eq!(body["message"], "You must be logged in to do this.");
+        }
+        let resp = app.client.get("/api/v1/users.getPersonalAccessTokens").send().await;
+        assert_eq!(resp.0.status().as_u16(), 401);
+    }
+}
