@@ -41,6 +41,15 @@ pub struct LoginBlockConfig {
     pub ip_block: Duration,
 }
 
+/// Rocket.Chat's REST rate limiter (`API_Enable_Rate_Limiter*` defaults).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RateLimitConfig {
+    pub enabled: bool,
+    /// Calls allowed per window, per client address and route.
+    pub calls: u32,
+    pub window: Duration,
+}
+
 /// The whole configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -72,6 +81,8 @@ pub struct Config {
     pub permissions_cache: Duration,
     /// `LOGIN_BLOCK_*`
     pub login_block: LoginBlockConfig,
+    /// `RATE_LIMIT_*`
+    pub rate_limit: RateLimitConfig,
     /// `TRUST_PROXY`: take the client address from `X-Forwarded-For`.
     pub trust_proxy: bool,
     /// `SAYMON_SESSION_IDLE_MINUTES`
@@ -104,6 +115,11 @@ impl Default for Config {
                 user_block: Duration::from_secs(5 * 60),
                 ip_attempts: 50,
                 ip_block: Duration::from_secs(5 * 60),
+            },
+            rate_limit: RateLimitConfig {
+                enabled: true,
+                calls: 10,
+                window: Duration::from_secs(60),
             },
             trust_proxy: false,
             saymon_session_idle: Duration::from_secs(60 * 60),
@@ -258,6 +274,16 @@ impl Config {
                     |v| *v > 0,
                 )?,
                 ip_block: Duration::from_secs(60 * env.positive("LOGIN_BLOCK_IP_MINUTES", 5)?),
+            },
+            rate_limit: RateLimitConfig {
+                enabled: env.flag("RATE_LIMIT_ENABLED", d.rate_limit.enabled)?,
+                calls: env.parse(
+                    "RATE_LIMIT_CALLS",
+                    d.rate_limit.calls,
+                    "a positive integer",
+                    |v| *v > 0,
+                )?,
+                window: Duration::from_secs(env.positive("RATE_LIMIT_WINDOW_SECONDS", 60)?),
             },
             trust_proxy: env.flag("TRUST_PROXY", false)?,
             saymon_session_idle: Duration::from_secs(

@@ -482,6 +482,91 @@ store_tests! {
         assert_eq!(status_json(resp).await.0, 200);
     }
 
+    // --- rate limiting ------------------------------------------------------------
+
+    async fn over_the_rate_limit_answers_429_with_headers(kind) {
+        let app = TestApp::with_config(&kind, config_from(&[
+            ("CREATE_TOKENS_FOR_USERS", "true"),
+            ("RATE_LIMIT_CALLS", "3"),
+            ("RATE_LIMIT_WINDOW_SECONDS", "60"),
+            ("TRUST_PROXY", "true"),
+        ])).await;
+        app.user("bob", &[]).await;
+        let bob = app.login("bob", USER_PASS).await;
+        let me = |ip: &'static str| {
+            app.client.get("/api/v1/me")
+                .header("X-User-Id", &bob.user_id).header("X-Auth-Token", &bob.token)
+                .header("X-Forwarded-For", ip).send()
+        };
+        for _ in 0..3 {
+            assert_eq!(me("198.51.100.7").await.0.status().as_u16(), 200);
+        }
+        let start = app.core.now();
+        let resp = me("198.51.100.7").await;
+        let header = |name: &str| resp.0.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
+        assert_eq!(header("x-ratelimit-limit").as_deref(), Some("3"));
+        assert_eq!(header("x-ratelimit-remaining").as_deref(), Some("0"));
+        let reset: i64 = header("x-ratelimit-reset").unwrap().parse().unwrap();
+        assert!(reset > start.timestamp_millis() && reset <= start.timestamp_millis() + 60_000);
+        let (status, body) = status_json(resp).await;
+        assert_eq!(status, 429);
+        assert_eq!(body, json!({
+            "success": false,
+            "error": "Error, too many requests. Please slow down. You must wait 60 seconds before trying this endpoint again. [error-too-many-requests]"
+        }));
+        // Another address, and another route, have their own windows.
+        assert_eq!(me("198.51.100.8").await.0.status().as_u16(), 200);
+        let other_route = app.client.post("/api/v1/users.createToken")
+            .header("X-User-Id", &bob.user_id).header("X-Auth-Token", &bob.token)
+            .header("X-Forwarded-For", "198.51.100.7")
+            .body_json(&json!({"userId": bob.user_id})).send().await;
+        assert_eq!(other_route.0.status().as_u16(), 200);
+        // The window ends.
+        app.clock.advance(chrono::Duration::seconds(60));
+        assert_eq!(me("198.51.100.7").await.0.status().as_u16(), 200);
+    }
+
+    async fn api_bypass_rate_limit_is_never_limited(kind) {
+        let app = TestApp::with_config(&kind, config_from(&[
+            ("RATE_LIMIT_CALLS", "2"),
+            ("TRUST_PROXY", "true"),
+        ])).await;
+        for _ in 0..6 {
+            let resp = app.client.get("/api/v1/me")
+                .header("X-User-Id", &app.admin.user_id).header("X-Auth-Token", &app.admin.token)
+                .header("X-Forwarded-For", "198.51.100.7").send().await;
+            assert_eq!(resp.0.status().as_u16(), 200);
+        }
+    }
+
+    async fn login_is_rate_limited_per_address(kind) {
+        let app = TestApp::with_config(&kind, config_from(&[
+            ("RATE_LIMIT_CALLS", "2"),
+            ("TRUST_PROXY", "true"),
+        ])).await;
+        app.user("bob", &[]).await;
+        let login = |ip: &'static str| {
+            app.client.post("/api/v1/login").header("X-Forwarded-For", ip)
+                .body_json(&json!({"user": "bob", "password": USER_PASS})).send()
+        };
+        assert_eq!(login("198.51.100.7").await.0.status().as_u16(), 200);
+        assert_eq!(login("198.51.100.7").await.0.status().as_u16(), 200);
+        let (status, body) = status_json(login("198.51.100.7").await).await;
+        assert_eq!(status, 429);
+        assert!(body["error"].as_str().unwrap().ends_with("[error-too-many-requests]"));
+        assert_eq!(login("198.51.100.9").await.0.status().as_u16(), 200);
+        // Switched off, nothing is limited.
+        let off = TestApp::with_config(&kind, config_from(&[
+            ("RATE_LIMIT_CALLS", "2"), ("RATE_LIMIT_ENABLED", "false"), ("TRUST_PROXY", "true"),
+        ])).await;
+        off.user("bob", &[]).await;
+        for _ in 0..4 {
+            let resp = off.client.post("/api/v1/login").header("X-Forwarded-For", "198.51.100.7")
+                .body_json(&json!({"user": "bob", "password": USER_PASS})).send().await;
+            assert_eq!(resp.0.status().as_u16(), 200);
+        }
+    }
+
     // --- logout and me ----------------------------------------------------------
 
     async fn a_minted_token_works_until_logout(kind) {

@@ -7,6 +7,7 @@ pub mod ids;
 pub mod model;
 pub mod password;
 pub mod permissions;
+pub mod ratelimit;
 pub mod seed;
 pub mod service;
 pub mod throttle;

@@ -8,7 +8,8 @@ use super::error::CoreError;
 use super::ids;
 use super::model::*;
 use super::password::{self, PasswordInput};
-use super::permissions::PermissionCache;
+use super::permissions::{PermissionCache, API_BYPASS_RATE_LIMIT};
+use super::ratelimit::{Limited, RateLimiter};
 use super::throttle::{Blocked, LoginThrottle};
 use super::token::{hash_token, last_part};
 use crate::config::Config;
@@ -66,6 +67,7 @@ pub struct Core {
     clock: Arc<dyn Clock>,
     permissions: PermissionCache,
     throttle: LoginThrottle,
+    rate_limiter: RateLimiter,
     /// Last `when` handed out, so login tokens minted by this process get
     /// distinct, increasing timestamps and the cap keeps exactly the newest.
     last_stamp: AtomicI64,
@@ -77,6 +79,7 @@ impl Core {
         Self {
             permissions: PermissionCache::new(config.permissions_cache),
             throttle: LoginThrottle::new(config.login_block.clone()),
+            rate_limiter: RateLimiter::new(config.rate_limit.clone()),
             config,
             store,
             clock,
@@ -181,6 +184,24 @@ impl Core {
                 Ok(PasswordLogin::Failed)
             }
         }
+    }
+
+    /// Counts a call to `route` from `ip` against the rate limit. Users with
+    /// `api-bypass-rate-limit` are neither counted nor limited; calls from an
+    /// unknown address are not limited.
+    pub async fn rate_limit(
+        &self,
+        ip: Option<IpAddr>,
+        route: &str,
+        user: Option<&User>,
+    ) -> Result<Result<(), Limited>, CoreError> {
+        let Some(ip) = ip else { return Ok(Ok(())) };
+        if let Some(user) = user {
+            if self.has_permission(user, API_BYPASS_RATE_LIMIT).await? {
+                return Ok(Ok(()));
+            }
+        }
+        Ok(self.rate_limiter.hit(ip, route, self.now()))
     }
 
     // --- login tokens -----------------------------------------------------------

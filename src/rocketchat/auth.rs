@@ -54,13 +54,30 @@ async fn check_rc_auth(req: &Request, token: ApiKey) -> poem::Result<Caller> {
         .map(str::trim)
         .filter(|v| !v.is_empty())
         .ok_or_else(|| poem::Error::from(RcError::not_logged_in()))?;
-    match core
+    let caller = match core
         .authenticate_token(Some(user_id), token.key.trim())
         .await
     {
-        Ok(Some(caller)) => Ok(caller),
-        Ok(None) => Err(RcError::not_logged_in().into()),
-        Err(e) => Err(RcError::from(e).into()),
+        Ok(Some(caller)) => caller,
+        Ok(None) => return Err(RcError::not_logged_in().into()),
+        Err(e) => return Err(RcError::from(e).into()),
+    };
+    enforce_rate_limit(core, req, Some(&caller.user)).await?;
+    Ok(caller)
+}
+
+/// Counts the call against Rocket.Chat's REST rate limiter (per client
+/// address, method and path); 429 with `X-RateLimit-*` headers when over it.
+pub async fn enforce_rate_limit(
+    core: &Core,
+    req: &Request,
+    user: Option<&crate::core::User>,
+) -> Result<(), RcError> {
+    let ip = crate::http::client_ip(req, core.config.trust_proxy);
+    let route = format!("{} {}", req.method(), req.uri().path());
+    match core.rate_limit(ip, &route, user).await? {
+        Ok(()) => Ok(()),
+        Err(limited) => Err(RcError::too_many_requests(limited, core.now())),
     }
 }
 

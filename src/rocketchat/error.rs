@@ -48,7 +48,18 @@ pub enum RcError {
     Forbidden(Json<Failure>),
     /// Too many requests.
     #[oai(status = 429)]
-    TooManyRequests(Json<Failure>),
+    TooManyRequests(
+        Json<Failure>,
+        /// Calls allowed per window.
+        #[oai(header = "X-RateLimit-Limit")]
+        u32,
+        /// Calls left in this window (0).
+        #[oai(header = "X-RateLimit-Remaining")]
+        u32,
+        /// When the window ends, in milliseconds since the epoch.
+        #[oai(header = "X-RateLimit-Reset")]
+        i64,
+    ),
     /// Internal error.
     #[oai(status = 500)]
     Internal(Json<Failure>),
@@ -117,6 +128,27 @@ impl RcError {
     /// (Rocket.Chat's `API.v1.forbidden()` / 6.x `unauthorized()` with no message).
     pub fn forbidden_unauthorized() -> Self {
         RcError::Forbidden(failure("unauthorized".into(), None, None))
+    }
+
+    /// 429 of the rate limiter, as Rocket.Chat words it.
+    pub fn too_many_requests(
+        limited: crate::core::ratelimit::Limited,
+        now: crate::core::Timestamp,
+    ) -> Self {
+        let wait = (limited.reset_at - now).num_milliseconds().max(0);
+        let seconds = (wait + 999) / 1000;
+        RcError::TooManyRequests(
+            failure(
+                format!(
+                    "Error, too many requests. Please slow down. You must wait {seconds} seconds before trying this endpoint again. [error-too-many-requests]"
+                ),
+                None,
+                None,
+            ),
+            limited.limit,
+            0,
+            limited.reset_at.timestamp_millis(),
+        )
     }
 
     /// 503 when the store is unreachable.

@@ -164,6 +164,8 @@ impl SessionApi {
     /// (`resume`). Any failure answers the same 401.
     #[oai(path = "/api/v1/login", method = "post", operation_id = "login")]
     async fn login(&self, req: &Request, body: Json<LoginBody>) -> Result<Json<LoginOk>, RcError> {
+        // `login` has no user yet, so it is always limited (Rocket.Chat does the same).
+        super::auth::enforce_rate_limit(&self.core, req, None).await?;
         let body = body.0;
         let (user, token) = if let Some(resume) = body.resume.as_deref() {
             // `resume` hands back the same token.

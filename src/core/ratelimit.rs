@@ -1,0 +1,59 @@
+//! A fixed-window request counter per (client address, route), as
+//! Rocket.Chat's REST rate limiter: at most `calls` per `window`, counted from
+//! the first call of the window. Kept in process.
+
+use super::clock::Timestamp;
+use crate::config::RateLimitConfig;
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Mutex;
+
+/// A refused call: the limit and when the window ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limited {
+    pub limit: u32,
+    pub reset_at: Timestamp,
+}
+
+/// Keeps the map from growing without bound under many addresses.
+const MAX_KEYS: usize = 100_000;
+
+/// The counters.
+pub struct RateLimiter {
+    cfg: RateLimitConfig,
+    windows: Mutex<HashMap<(IpAddr, String), (Timestamp, u32)>>,
+}
+
+impl RateLimiter {
+    /// Counters with the given limits.
+    pub fn new(cfg: RateLimitConfig) -> Self {
+        Self {
+            cfg,
+            windows: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Counts a call to `route` from `ip`; `Err` when it is over the limit.
+    pub fn hit(&self, ip: IpAddr, route: &str, now: Timestamp) -> Result<(), Limited> {
+        if !self.cfg.enabled {
+            return Ok(());
+        }
+        let window = chrono::Duration::from_std(self.cfg.window).unwrap_or(chrono::Duration::MAX);
+        let mut map = self.windows.lock().unwrap_or_else(|e| e.into_inner());
+        if map.len() >= MAX_KEYS {
+            map.retain(|_, (start, _)| *start + window > now);
+        }
+        let entry = map.entry((ip, route.to_string())).or_insert((now, 0));
+        if entry.0 + window <= now {
+            *entry = (now, 0);
+        }
+        if entry.1 >= self.cfg.calls {
+            return Err(Limited {
+                limit: self.cfg.calls,
+                reset_at: entry.0 + window,
+            });
+        }
+        entry.1 += 1;
+        Ok(())
+    }
+}
