@@ -139,6 +139,24 @@ fn with_config(f: impl FnOnce(&mut Config)) -> Config {
 // --- tests -------------------------------------------------------------------------
 
 store_tests! {
+    async fn the_last_active_admin_can_be_neither_blocked_nor_deleted(kind) {
+        let app = TestApp::start(&kind).await;
+        let admin_id = app.admin.user_id.clone();
+        let refusal = json!({
+            "code": "BadRequest",
+            "message": "Leaving the app without an active admin is not allowed."
+        });
+        let path = format!("/node/api/users/{admin_id}");
+        let resp = call(&app, "PATCH", &path, ADMIN, Some(json!({"status": 3}))).await;
+        assert_eq!(status_json(resp).await, (400, refusal.clone()));
+        let resp = call(&app, "DELETE", &path, ADMIN, None).await;
+        assert_eq!(status_json(resp).await, (400, refusal));
+        // With a second active admin, both are allowed.
+        app.user("second", &["admin", "user"]).await;
+        let resp = call(&app, "PATCH", &path, ADMIN, Some(json!({"status": 3}))).await;
+        assert_eq!(resp.0.status().as_u16(), 200);
+    }
+
     async fn current_with_basic_auth(kind) {
         let app = TestApp::start(&kind).await;
         let (status, body) = current_login(&app, ADMIN).await;

@@ -116,14 +116,7 @@ impl TokensApi {
                 .is_some_and(|s| secret_matches(s, &secret.0)),
             None => cfg.create_tokens_for_users,
         };
-        let for_self = match &target {
-            UserKey::Id(id) => *id == caller.id,
-            UserKey::Username(name) => caller
-                .username
-                .as_deref()
-                .is_some_and(|own| own.to_lowercase() == name.to_lowercase()),
-            _ => false,
-        };
+        let for_self = target.matches(&caller);
         let allowed = enabled
             && (for_self
                 || self

@@ -254,17 +254,6 @@ fn given(v: &Option<String>) -> Option<&str> {
     v.as_deref().map(str::trim).filter(|s| !s.is_empty())
 }
 
-fn is_self(caller: &User, key: &UserKey) -> bool {
-    match key {
-        UserKey::Id(id) => *id == caller.id,
-        UserKey::Username(name) => caller
-            .username
-            .as_deref()
-            .is_some_and(|own| own.eq_ignore_ascii_case(name)),
-        _ => false,
-    }
-}
-
 impl UsersApi {
     async fn has(&self, user: &User, permission: &str) -> Result<bool, RcError> {
         Ok(self.core.has_permission(user, permission).await?)
@@ -292,30 +281,8 @@ impl UsersApi {
         }
     }
 
-    /// Whether `user` is an active admin and no other active admin exists.
     async fn is_last_active_admin(&self, user: &User) -> Result<bool, RcError> {
-        if !(user.active && user.roles.iter().any(|r| r == "admin")) {
-            return Ok(false);
-        }
-        let mut offset = 0;
-        loop {
-            let (page, total) = self
-                .core
-                .store()
-                .list_users(offset, 500)
-                .await
-                .map_err(CoreError::from)?;
-            if page
-                .iter()
-                .any(|u| u.id != user.id && u.active && u.roles.iter().any(|r| r == "admin"))
-            {
-                return Ok(false);
-            }
-            offset += page.len() as u64;
-            if page.is_empty() || offset >= total {
-                return Ok(true);
-            }
-        }
+        Ok(self.core.is_last_active_admin(user).await?)
     }
 
     /// How `caller` sees `user`: in full for oneself or with
@@ -430,7 +397,7 @@ impl UsersApi {
             return Err(RcError::failure("Invalid search query."));
         };
         // Checked before the lookup, so the answer tells nothing about who exists.
-        if !is_self(&caller, &key) && !self.has(&caller, VIEW_OTHER_USER_INFO).await? {
+        if !key.matches(&caller) && !self.has(&caller, VIEW_OTHER_USER_INFO).await? {
             return Err(RcError::forbidden());
         }
         let user = self.find(&key).await?.ok_or_else(invalid_user)?;

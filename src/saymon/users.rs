@@ -21,6 +21,9 @@ use std::sync::Arc;
 /// Users listed per store call while building `GET /node/api/users`.
 const LIST_PAGE: u64 = 500;
 
+/// Refusal to block or delete the last active admin.
+const LAST_ADMIN: &str = "Leaving the app without an active admin is not allowed.";
+
 /// The users routes.
 pub struct UsersApi {
     pub core: Arc<Core>,
@@ -386,6 +389,9 @@ impl UsersApi {
         }
         patch.permissions = body.permissions;
         patch.active = active_flag(body.status, body.active)?;
+        if patch.active == Some(false) && self.core.is_last_active_admin(&user).await? {
+            return Err(SaymonError::bad_request(LAST_ADMIN));
+        }
         let updated = self
             .core
             .update_user(&user.id, patch)
@@ -410,7 +416,11 @@ impl UsersApi {
         /// The user's id.
         id: Path<String>,
     ) -> Result<UserDeleted, SaymonError> {
-        if self.core.delete_user(&id.0).await? {
+        let user = self.find(&id.0).await?;
+        if self.core.is_last_active_admin(&user).await? {
+            return Err(SaymonError::bad_request(LAST_ADMIN));
+        }
+        if self.core.delete_user(&user.id).await? {
             Ok(UserDeleted::Ok)
         } else {
             Err(SaymonError::user_not_found(&id.0))

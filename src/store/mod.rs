@@ -50,6 +50,22 @@ pub enum UserKey {
     Login(String),
 }
 
+impl UserKey {
+    /// Whether `user` is the one this key names, by the rules the stores
+    /// apply (exact id; username and email ignoring case).
+    pub fn matches(&self, user: &User) -> bool {
+        let same = |a: &str, b: &str| a.to_lowercase() == b.to_lowercase();
+        let username = |name: &str| user.username.as_deref().is_some_and(|u| same(u, name));
+        let email = |addr: &str| user.emails.iter().any(|e| same(&e.address, addr));
+        match self {
+            UserKey::Id(id) => *id == user.id,
+            UserKey::Username(name) => username(name),
+            UserKey::Email(addr) => email(addr),
+            UserKey::Login(login) => username(login) || email(login),
+        }
+    }
+}
+
 /// Partial update of a user. `None` leaves a field alone.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct UserPatch {
