@@ -103,6 +103,40 @@ mod tests {
         );
     }
 
+    /// On a single-threaded runtime, tasks run in spawn order. If hashing ran
+    /// on the runtime thread, the first task would finish before the second
+    /// ever ran; off the runtime, the second runs while the hash is computed.
+    #[test]
+    fn hashing_and_verifying_leave_the_runtime_free() {
+        use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+        use std::sync::Arc;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let hash = hash_password("pw").await.unwrap();
+            for verify in [false, true] {
+                let done = Arc::new(AtomicBool::new(false));
+                let flag = done.clone();
+                let hash = hash.clone();
+                let work = tokio::spawn(async move {
+                    if verify {
+                        verify_password(&PasswordInput::Plain("pw".into()), Some(&hash))
+                            .await
+                            .unwrap();
+                    } else {
+                        hash_password("pw").await.unwrap();
+                    }
+                    flag.store(true, SeqCst);
+                });
+                let other = tokio::spawn(async move { !done.load(SeqCst) });
+                assert!(other.await.unwrap(), "runtime blocked (verify: {verify})");
+                work.await.unwrap();
+            }
+        });
+    }
+
     #[tokio::test]
     async fn missing_or_garbage_hash_never_verifies() {
         let input = PasswordInput::Plain("x".into());
