@@ -7,6 +7,8 @@
 //! a missing `MONGO_URL` fails the test instead of hiding the suite.
 #![allow(dead_code)]
 
+pub mod emulator;
+
 use poem::endpoint::BoxEndpoint;
 use poem::test::{TestClient, TestResponse};
 use serde_json::Value;
