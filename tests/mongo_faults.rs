@@ -1,12 +1,13 @@
 //! MongoDB faults: failing, blocked and dropped commands (the `failCommand`
 //! failpoint), the server down at start-up, stopped and started again. Each
-//! test runs its own emulator on its own port; routes must answer 503 in
+//! test runs its own emulator on its own port (the failpoint tests can use a
+//! real mongod instead: `FAILPOINT_MONGO_URL`); routes must answer 503 in
 //! their dialect's shape within `STORE_TIMEOUT_SECONDS` and recover without
 //! a restart of tokend. Waiting for recovery polls with a deadline.
 
 mod common;
 
-use common::emulator::Emulator;
+use common::emulator::{Emulator, FailpointServer};
 use common::*;
 use mongodb::bson::{doc, Bson};
 use poem::test::TestClient;
@@ -22,6 +23,11 @@ const BOUND: Duration = Duration::from_secs(1);
 const LATENCY_LIMIT: Duration = Duration::from_secs(3);
 /// How long recovery may take.
 const RECOVERY: Duration = Duration::from_secs(30);
+
+/// A database of this test's own (an external failpoint server is shared).
+fn fresh_name() -> String {
+    format!("tokend_faults_{}", tokend::core::ids::new_user_id())
+}
 
 fn config() -> tokend::config::Config {
     tokend::config::Config {
@@ -144,10 +150,10 @@ async fn assert_recovered(app: &TestApp, bob: &Creds) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failing_commands_answer_503_in_rocketchat_shape_then_recover() {
-    let Some(emu) = Emulator::start(27310, &[]) else {
+    let Some(emu) = FailpointServer::start(27310).await else {
         return;
     };
-    let app = TestApp::with_config(&StoreKind::Mongo(emu.uri("faults")), config()).await;
+    let app = TestApp::with_config(&StoreKind::Mongo(emu.uri(&fresh_name())), config()).await;
     app.user("bob", &[]).await;
     let bob = app.login("bob", USER_PASS).await;
     emu.fail_point(
@@ -162,10 +168,10 @@ async fn failing_commands_answer_503_in_rocketchat_shape_then_recover() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn blocked_commands_are_cut_off_at_the_configured_bound() {
-    let Some(emu) = Emulator::start(27311, &[]) else {
+    let Some(emu) = FailpointServer::start(27311).await else {
         return;
     };
-    let app = TestApp::with_config(&StoreKind::Mongo(emu.uri("faults")), config()).await;
+    let app = TestApp::with_config(&StoreKind::Mongo(emu.uri(&fresh_name())), config()).await;
     app.user("bob", &[]).await;
     let bob = app.login("bob", USER_PASS).await;
     emu.fail_point(
@@ -195,10 +201,10 @@ async fn blocked_commands_are_cut_off_at_the_configured_bound() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dropped_connections_answer_503_then_recover() {
-    let Some(emu) = Emulator::start(27312, &[]) else {
+    let Some(emu) = FailpointServer::start(27312).await else {
         return;
     };
-    let app = TestApp::with_config(&StoreKind::Mongo(emu.uri("faults")), config()).await;
+    let app = TestApp::with_config(&StoreKind::Mongo(emu.uri(&fresh_name())), config()).await;
     app.user("bob", &[]).await;
     let bob = app.login("bob", USER_PASS).await;
     emu.fail_point(
@@ -213,10 +219,10 @@ async fn dropped_connections_answer_503_then_recover() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn transient_failures_are_retried_or_503_and_the_next_request_succeeds() {
-    let Some(emu) = Emulator::start(27313, &[]) else {
+    let Some(emu) = FailpointServer::start(27313).await else {
         return;
     };
-    let app = TestApp::with_config(&StoreKind::Mongo(emu.uri("faults")), config()).await;
+    let app = TestApp::with_config(&StoreKind::Mongo(emu.uri(&fresh_name())), config()).await;
     let fail_finds = |times: i32| {
         emu.fail_point(
             doc! { "times": times }.into(),

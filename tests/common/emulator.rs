@@ -2,6 +2,9 @@
 //! `MONGO_EMULATOR_DIR`), for tests that stop the server, inject faults with
 //! the `failCommand` failpoint, or count commands: none of that may touch the
 //! emulator the other tests share. Ports 27300-27399 belong to these tests.
+//!
+//! Failpoint tests can run against a real mongod instead
+//! (`FAILPOINT_MONGO_URL`, see [`FailpointServer`]).
 
 use mongodb::bson::{doc, Document};
 use std::net::{SocketAddr, TcpStream};
@@ -105,9 +108,72 @@ impl Emulator {
             std::thread::sleep(Duration::from_millis(50));
         }
     }
+}
 
-    /// Sends `configureFailPoint: failCommand` with this mode and data.
-    pub async fn fail_point(&self, mode: mongodb::bson::Bson, data: Document) {
+/// `url` with its database (path) replaced by `db`.
+pub fn with_database(url: &str, db: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let scheme_end = base.find("://").map_or(0, |i| i + 3);
+    let host_end = base[scheme_end..]
+        .find('/')
+        .map_or(base.len(), |i| scheme_end + i);
+    match query {
+        Some(q) => format!("{}/{db}?{q}", &base[..host_end]),
+        None => format!("{}/{db}", &base[..host_end]),
+    }
+}
+
+/// Failpoints are server-wide: tests on one external server take turns.
+static TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// A server for `failCommand` tests: the test's own emulator, or the mongod
+/// named by `FAILPOINT_MONGO_URL` (started with `--setParameter
+/// enableTestCommands=1`, and used by nothing else while the tests run).
+pub struct FailpointServer {
+    base: String,
+    _emulator: Option<Emulator>,
+    _turn: Option<tokio::sync::MutexGuard<'static, ()>>,
+}
+
+impl FailpointServer {
+    /// The external server if configured, else an emulator on `port`;
+    /// `None` when the test must skip (see [`Emulator::start`]).
+    pub async fn start(port: u16) -> Option<FailpointServer> {
+        let server = match std::env::var("FAILPOINT_MONGO_URL")
+            .ok()
+            .filter(|v| !v.is_empty())
+        {
+            Some(url) => FailpointServer {
+                base: url,
+                _emulator: None,
+                _turn: Some(TURN.lock().await),
+            },
+            None => {
+                let emulator = Emulator::start(port, &[])?;
+                FailpointServer {
+                    base: emulator.uri(""),
+                    _emulator: Some(emulator),
+                    _turn: None,
+                }
+            }
+        };
+        // A failed earlier test may have left one on.
+        server.fail_point_off().await;
+        Some(server)
+    }
+
+    /// A URI of database `db` on this server.
+    pub fn uri(&self, db: &str) -> String {
+        with_database(&self.base, db)
+    }
+
+    /// Sends `configureFailPoint: failCommand` with this mode and data,
+    /// limited to tokend's own connections (`appName`, which the emulator ignores).
+    pub async fn fail_point(&self, mode: mongodb::bson::Bson, mut data: Document) {
+        data.insert("appName", "tokend");
         let client = mongodb::Client::with_uri_str(self.uri("admin"))
             .await
             .expect("client");
