@@ -185,6 +185,14 @@ store_tests! {
             assert_eq!(store.find_user(&UserKey::Login(probe.into())).await.unwrap(), None, "{probe}");
         }
         assert_eq!(store.find_user(&UserKey::Username("A.B".into())).await.unwrap(), Some(dotted));
+        let punct = inserted(&store, "a_b-c d#e%f@g~h`i&j!k\"l'm,n;o:p<q>r=s").await;
+        assert_eq!(
+            store
+                .find_user(&UserKey::Username("A_B-C D#E%F@G~H`I&J!K\"L'M,N;O:P<Q>R=S".into()))
+                .await
+                .unwrap(),
+            Some(punct)
+        );
         let odd = inserted(&store, "x+y(z)[1]{2}|$^?").await;
         assert_eq!(
             store.find_user(&UserKey::Username("X+Y(Z)[1]{2}|$^?".into())).await.unwrap(),

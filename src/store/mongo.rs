@@ -862,15 +862,13 @@ impl Store for MongoStore {
             let Some(after) = after else {
                 return Ok(None);
             };
-            let Some(id) = id_of(&after) else {
-                return Err(StoreError::Internal(
-                    "user document without a string _id".into(),
-                ));
+            let (Some(id), Some(raw_id)) = (id_of(&after), after.get("_id")) else {
+                return Err(StoreError::Internal("user document without an _id".into()));
             };
             if let Some(cutoff) = resume_cutoff(&login_tokens_of(&after), max) {
                 users
                     .update_one(
-                        doc! { "_id": &id },
+                        doc! { "_id": raw_id.clone() },
                         doc! { "$pull": { LOGIN_TOKENS: {
                             "when": { "$lt": date(cutoff) },
                             "type": { "$ne": PAT_TYPE },
