@@ -36,6 +36,7 @@ use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokio::sync::{Mutex, OnceCell};
+use tracing::Instrument;
 
 /// Database used when `MONGO_URL` names none.
 pub const DEFAULT_DATABASE: &str = "tokend";
@@ -323,12 +324,14 @@ impl MongoStore {
         }
     }
 
-    /// Runs one store call within the configured bound.
+    /// Runs one store call within the configured bound, in a span naming
+    /// the call, so its log lines say which store call failed.
     async fn call<T>(
         &self,
         op: &'static str,
         fut: impl Future<Output = StoreResult<T>>,
     ) -> StoreResult<T> {
+        let fut = fut.instrument(tracing::info_span!("mongo", call = op));
         match tokio::time::timeout(self.timeout, fut).await {
             Ok(result) => result,
             Err(_) => {
