@@ -4,7 +4,7 @@ use crate::config::Config;
 use crate::core::seed::{self, AdminSeed};
 use crate::core::{Clock, Core, SystemClock};
 use crate::http::{limit_body, log_requests, shape_errors};
-use crate::store::{MemoryStore, Store, StoreError};
+use crate::store::{MemoryStore, MongoStore, Store, StoreError};
 use crate::{ops, rocketchat, saymon};
 use poem::endpoint::BoxEndpoint;
 use poem::listener::{Acceptor, Listener, TcpAcceptor, TcpListener};
@@ -192,7 +192,11 @@ pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, StartError> {
             );
             Ok(Arc::new(MemoryStore::new()))
         }
-        Some(_) => Err(StartError::Store("MongoDB support is not built yet".into())),
+        // No I/O here: with MongoDB down tokend still starts, answers 503
+        // within STORE_TIMEOUT_SECONDS and recovers when it comes back.
+        Some(url) => Ok(Arc::new(
+            MongoStore::connect(&url.0, config.store_timeout).await?,
+        )),
     }
 }
 

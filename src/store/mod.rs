@@ -5,11 +5,13 @@
 //! session touch) is one method, so each store can make it atomic its own way.
 
 pub mod memory;
+pub mod mongo;
 
 use crate::core::model::*;
 use async_trait::async_trait;
 
 pub use memory::MemoryStore;
+pub use mongo::MongoStore;
 
 /// Result of a store call.
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -90,7 +92,7 @@ pub enum PatInsert {
     NoSuchUser,
 }
 
-/// Persistent state of tokend. Implementations: [`MemoryStore`] and the MongoDB store.
+/// Persistent state of tokend. Implementations: [`MemoryStore`] and [`MongoStore`].
 ///
 /// Times are passed in by the caller (the core owns the clock); stores never
 /// read the system time, so tests can move time and stores agree on it.

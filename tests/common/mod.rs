@@ -7,6 +7,8 @@
 //! a missing `MONGO_URL` fails the test instead of hiding the suite.
 #![allow(dead_code)]
 
+pub mod emulator;
+
 use poem::endpoint::BoxEndpoint;
 use poem::test::{TestClient, TestResponse};
 use serde_json::Value;
@@ -15,7 +17,7 @@ use std::time::Duration;
 use tokend::config::{Config, Secret};
 use tokend::core::service::NewUser;
 use tokend::core::{Core, ManualClock, User};
-use tokend::store::{MemoryStore, Store};
+use tokend::store::{MemoryStore, MongoStore, Store};
 
 /// Password of the seeded admin in every test app.
 pub const ADMIN_PASS: &str = "admin-pass-123";
@@ -70,9 +72,18 @@ fn fresh_database(url: &str) -> String {
     out
 }
 
-async fn open_mongo(url: &str, config: &Config) -> Arc<dyn Store> {
-    let _ = (url, config);
-    panic!("MongoDB store not available yet")
+/// The MongoDB store on `url` (a test's own database), indexes created.
+pub async fn open_mongo(url: &str, config: &Config) -> Arc<dyn Store> {
+    Arc::new(open_mongo_store(url, config).await)
+}
+
+/// Like [`open_mongo`], as the concrete type.
+pub async fn open_mongo_store(url: &str, config: &Config) -> MongoStore {
+    let store = MongoStore::connect(url, config.store_timeout)
+        .await
+        .expect("MongoDB store");
+    store.ensure_indexes().await.expect("MongoDB indexes");
+    store
 }
 
 /// Defines each test once per store: `memory::name` and `mongo::name`.

@@ -1,0 +1,549 @@
+//! The contract of the `Store` trait, run against both stores
+//! (`memory::*` and `mongo::*`, see `store_tests!`).
+
+mod common;
+
+use common::*;
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use tokend::core::clock::truncate_ms;
+use tokend::core::ids::new_user_id;
+use tokend::core::model::*;
+use tokend::store::*;
+
+type Delta = chrono::Duration;
+
+fn now() -> Timestamp {
+    truncate_ms(chrono::Utc::now())
+}
+
+async fn open(kind: &StoreKind) -> Arc<dyn Store> {
+    kind.open(&test_config()).await
+}
+
+fn user(name: &str) -> User {
+    let t = now();
+    User {
+        id: new_user_id(),
+        created_at: t,
+        updated_at: t,
+        kind: "user".into(),
+        username: Some(name.into()),
+        name: Some(format!("{name} name")),
+        emails: vec![Email {
+            address: format!("{name}@example.com"),
+            verified: true,
+        }],
+        roles: vec!["user".into()],
+        permissions: Vec::new(),
+        active: true,
+        require_password_change: false,
+        password_bcrypt: Some(
+            "$2b$10$abcdefghijklmnopqrstuuP9x9BqkFNk1a0xRbGEtPY4uD1w1nQnK".into(),
+        ),
+        login_tokens: Vec::new(),
+    }
+}
+
+async fn inserted(store: &Arc<dyn Store>, name: &str) -> User {
+    let u = user(name);
+    store.insert_user(&u).await.expect("insert");
+    u
+}
+
+fn resume(when: Timestamp, hash: &str) -> ResumeToken {
+    ResumeToken {
+        when,
+        hashed_token: hash.into(),
+    }
+}
+
+fn pat(name: &str, hash: &str) -> PersonalAccessToken {
+    PersonalAccessToken {
+        hashed_token: hash.into(),
+        created_at: now(),
+        last_token_part: "abcdef".into(),
+        name: name.into(),
+        bypass_two_factor: false,
+    }
+}
+
+async fn reload(store: &Arc<dyn Store>, id: &str) -> User {
+    store
+        .find_user(&UserKey::Id(id.into()))
+        .await
+        .expect("store")
+        .expect("user exists")
+}
+
+fn resume_hashes(u: &User) -> BTreeSet<String> {
+    u.login_tokens
+        .iter()
+        .filter_map(|t| match t {
+            LoginToken::Resume(r) => Some(r.hashed_token.clone()),
+            LoginToken::Personal(_) => None,
+        })
+        .collect()
+}
+
+fn pat_names(u: &User) -> BTreeSet<String> {
+    u.personal_access_tokens().map(|p| p.name.clone()).collect()
+}
+
+fn session(user_id: &str, t0: Timestamp) -> Session {
+    Session {
+        hashed_id: format!("session-{}", new_user_id()),
+        user_id: user_id.into(),
+        created_at: t0,
+        last_seen_at: t0,
+        expires_at: t0 + Delta::hours(1),
+        absolute_expires_at: t0 + Delta::hours(24),
+    }
+}
+
+store_tests! {
+    async fn ping_answers(kind) {
+        open(&kind).await.ping().await.expect("ping");
+    }
+
+    async fn roles_are_ensured_never_overwritten(kind) {
+        let store = open(&kind).await;
+        let role = Role {
+            id: "auditor".into(),
+            name: "auditor".into(),
+            scope: "Users".into(),
+            description: "first".into(),
+            protected: true,
+        };
+        store.ensure_role(&role).await.unwrap();
+        store
+            .ensure_role(&Role { description: "second".into(), ..role.clone() })
+            .await
+            .unwrap();
+        let roles = store.roles().await.unwrap();
+        assert_eq!(roles.iter().filter(|r| r.id == "auditor").collect::<Vec<_>>(), vec![&role]);
+    }
+
+    async fn permissions_are_ensured_never_overwritten_and_set_explicitly(kind) {
+        let store = open(&kind).await;
+        let p = Permission { id: "do-things".into(), roles: vec!["admin".into()] };
+        store.ensure_permission(&p).await.unwrap();
+        // An operator's change survives the next start-up's ensure.
+        store.set_permission_roles("do-things", &["admin".into(), "user".into()]).await.unwrap();
+        store.ensure_permission(&p).await.unwrap();
+        // Setting creates a missing permission.
+        store.set_permission_roles("new-perm", &["bot".into()]).await.unwrap();
+        let mut all = store.permissions().await.unwrap();
+        all.sort_by(|a, b| a.id.cmp(&b.id));
+        assert_eq!(
+            all,
+            vec![
+                Permission { id: "do-things".into(), roles: vec!["admin".into(), "user".into()] },
+                Permission { id: "new-perm".into(), roles: vec!["bot".into()] },
+            ]
+        );
+    }
+
+    async fn users_round_trip_and_are_found_by_every_key(kind) {
+        let store = open(&kind).await;
+        assert_eq!(store.count_users().await.unwrap(), 0);
+        let mut u = user("Alice");
+        u.permissions = vec!["manage-users".into()];
+        u.require_password_change = true;
+        u.login_tokens = vec![
+            LoginToken::Resume(resume(now(), "hash-r")),
+            LoginToken::Personal(pat("ci", "hash-p")),
+        ];
+        store.insert_user(&u).await.unwrap();
+        inserted(&store, "bob").await;
+        assert_eq!(store.count_users().await.unwrap(), 2);
+        for key in [
+            UserKey::Id(u.id.clone()),
+            UserKey::Username("alice".into()),
+            UserKey::Username("ALICE".into()),
+            UserKey::Email("ALICE@Example.com".into()),
+            UserKey::Login("aLiCe".into()),
+            UserKey::Login("alice@EXAMPLE.com".into()),
+        ] {
+            assert_eq!(store.find_user(&key).await.unwrap().as_ref(), Some(&u), "{key:?}");
+        }
+        for key in [
+            UserKey::Id(u.id.to_lowercase()),
+            UserKey::Username("alic".into()),
+            UserKey::Email("alice@example.co".into()),
+            UserKey::Login("nobody".into()),
+        ] {
+            assert_eq!(store.find_user(&key).await.unwrap(), None, "{key:?}");
+        }
+    }
+
+    async fn lookups_treat_input_literally(kind) {
+        let store = open(&kind).await;
+        let dotted = inserted(&store, "a.b").await;
+        for probe in ["aXb", "a.*", ".*", "^a.b$", "a\\.b", "(a.b)", "a.b\0"] {
+            assert_eq!(store.find_user(&UserKey::Username(probe.into())).await.unwrap(), None, "{probe}");
+            assert_eq!(store.find_user(&UserKey::Login(probe.into())).await.unwrap(), None, "{probe}");
+        }
+        assert_eq!(store.find_user(&UserKey::Username("A.B".into())).await.unwrap(), Some(dotted));
+        let punct = inserted(&store, "a_b-c d#e%f@g~h`i&j!k\"l'm,n;o:p<q>r=s").await;
+        assert_eq!(
+            store
+                .find_user(&UserKey::Username("A_B-C D#E%F@G~H`I&J!K\"L'M,N;O:P<Q>R=S".into()))
+                .await
+                .unwrap(),
+            Some(punct)
+        );
+        let odd = inserted(&store, "x+y(z)[1]{2}|$^?").await;
+        assert_eq!(
+            store.find_user(&UserKey::Username("X+Y(Z)[1]{2}|$^?".into())).await.unwrap(),
+            Some(odd)
+        );
+    }
+
+    async fn usernames_and_emails_are_unique_ignoring_case(kind) {
+        let store = open(&kind).await;
+        let bob = inserted(&store, "bob").await;
+        let mut same_name = user("BOB");
+        same_name.emails[0].address = "other@example.com".into();
+        assert!(matches!(store.insert_user(&same_name).await, Err(StoreError::Duplicate(UniqueField::Username))));
+        let mut same_email = user("robert");
+        same_email.emails[0].address = "Bob@EXAMPLE.com".into();
+        assert!(matches!(store.insert_user(&same_email).await, Err(StoreError::Duplicate(UniqueField::Email))));
+        let same_id = User { id: bob.id.clone(), ..user("carol") };
+        assert!(matches!(store.insert_user(&same_id).await, Err(StoreError::Duplicate(UniqueField::Other))));
+        // Failed inserts leave nothing behind: the names they tried are still free.
+        inserted(&store, "robert").await;
+        inserted(&store, "carol").await;
+        assert_eq!(store.count_users().await.unwrap(), 3);
+        // Users without email do not clash with each other.
+        for name in ["bot1", "bot2"] {
+            let mut u = user(name);
+            u.emails.clear();
+            store.insert_user(&u).await.unwrap();
+        }
+    }
+
+    async fn token_hash_lookup_with_and_without_user_id(kind) {
+        let store = open(&kind).await;
+        let alice = inserted(&store, "alice").await;
+        let bob = inserted(&store, "bob").await;
+        store.push_login_token(&UserKey::Id(alice.id.clone()), &resume(now(), "h-alice"), 50).await.unwrap();
+        store.add_personal_access_token(&bob.id, &pat("ci", "h-bob-pat")).await.unwrap();
+        let found = store.find_user_by_token_hash(None, "h-alice").await.unwrap().unwrap();
+        assert_eq!(found.id, alice.id);
+        assert!(found.token_by_hash("h-alice").is_some());
+        let found = store.find_user_by_token_hash(Some(&alice.id), "h-alice").await.unwrap().unwrap();
+        assert_eq!(found.id, alice.id);
+        assert_eq!(store.find_user_by_token_hash(Some(&bob.id), "h-alice").await.unwrap(), None);
+        let found = store.find_user_by_token_hash(Some(&bob.id), "h-bob-pat").await.unwrap().unwrap();
+        assert_eq!(found.id, bob.id);
+        assert_eq!(store.find_user_by_token_hash(None, "nope").await.unwrap(), None);
+    }
+
+    async fn list_users_pages_sorted_by_username(kind) {
+        let store = open(&kind).await;
+        for name in ["delta", "alpha", "charlie", "bravo", "echo"] {
+            inserted(&store, name).await;
+        }
+        let names = |page: &[User]| page.iter().map(|u| u.username.clone().unwrap()).collect::<Vec<_>>();
+        let (page, total) = store.list_users(0, 2).await.unwrap();
+        assert_eq!((names(&page), total), (vec!["alpha".to_string(), "bravo".into()], 5));
+        let (page, _) = store.list_users(2, 2).await.unwrap();
+        assert_eq!(names(&page), vec!["charlie".to_string(), "delta".into()]);
+        let (page, _) = store.list_users(4, 10).await.unwrap();
+        assert_eq!(names(&page), vec!["echo".to_string()]);
+        let (page, total) = store.list_users(10, 10).await.unwrap();
+        assert!(page.is_empty() && total == 5);
+        let (page, total) = store.list_users(0, 0).await.unwrap();
+        assert!(page.is_empty() && total == 5);
+    }
+
+    async fn update_user_patches_only_what_it_names(kind) {
+        let store = open(&kind).await;
+        let alice = inserted(&store, "alice").await;
+        let later = alice.created_at + Delta::minutes(5);
+        let patch = UserPatch {
+            name: Some("Alice A.".into()),
+            roles: Some(vec!["admin".into(), "user".into()]),
+            permissions: Some(vec!["manage-users".into()]),
+            active: Some(false),
+            require_password_change: Some(true),
+            password_bcrypt: Some("$2b$10$new".into()),
+            ..UserPatch::default()
+        };
+        let updated = store.update_user(&alice.id, &patch, later).await.unwrap().unwrap();
+        let expected = User {
+            name: Some("Alice A.".into()),
+            roles: vec!["admin".into(), "user".into()],
+            permissions: vec!["manage-users".into()],
+            active: false,
+            require_password_change: true,
+            password_bcrypt: Some("$2b$10$new".into()),
+            updated_at: later,
+            ..alice.clone()
+        };
+        assert_eq!(updated, expected);
+        assert_eq!(reload(&store, &alice.id).await, expected);
+        let back = UserPatch {
+            permissions: Some(Vec::new()),
+            require_password_change: Some(false),
+            emails: Some(Vec::new()),
+            ..UserPatch::default()
+        };
+        let updated = store.update_user(&alice.id, &back, later).await.unwrap().unwrap();
+        assert!(updated.permissions.is_empty() && !updated.require_password_change && updated.emails.is_empty());
+        assert_eq!(store.update_user("no-such-user", &patch, later).await.unwrap(), None);
+    }
+
+    async fn update_user_keeps_names_unique(kind) {
+        let store = open(&kind).await;
+        let alice = inserted(&store, "alice").await;
+        let bob = inserted(&store, "bob").await;
+        let t = now();
+        let to_name = |n: &str| UserPatch { username: Some(n.into()), ..UserPatch::default() };
+        let to_email = |e: &str| UserPatch {
+            emails: Some(vec![Email { address: e.into(), verified: false }]),
+            ..UserPatch::default()
+        };
+        assert!(matches!(store.update_user(&bob.id, &to_name("ALICE"), t).await, Err(StoreError::Duplicate(UniqueField::Username))));
+        assert!(matches!(store.update_user(&bob.id, &to_email("Alice@example.com"), t).await, Err(StoreError::Duplicate(UniqueField::Email))));
+        assert_eq!(reload(&store, &bob.id).await, bob);
+        // Changing the case of one's own name is fine.
+        let renamed = store.update_user(&bob.id, &to_name("Bob"), t).await.unwrap().unwrap();
+        assert_eq!(renamed.username.as_deref(), Some("Bob"));
+        // A rename frees the old name and email for others.
+        store.update_user(&alice.id, &to_name("alicia"), t).await.unwrap().unwrap();
+        store.update_user(&alice.id, &to_email("alicia@example.com"), t).await.unwrap().unwrap();
+        let new_alice = inserted(&store, "alice").await;
+        assert_eq!(store.find_user(&UserKey::Username("alice".into())).await.unwrap(), Some(new_alice));
+        assert!(matches!(store.update_user(&bob.id, &to_name("alicia"), t).await, Err(StoreError::Duplicate(UniqueField::Username))));
+    }
+
+    async fn clearing_login_tokens_removes_tokens_and_pats(kind) {
+        let store = open(&kind).await;
+        let alice = inserted(&store, "alice").await;
+        let key = UserKey::Id(alice.id.clone());
+        store.push_login_token(&key, &resume(now(), "h1"), 50).await.unwrap();
+        store.add_personal_access_token(&alice.id, &pat("ci", "h2")).await.unwrap();
+        let patch = UserPatch { clear_login_tokens: true, ..UserPatch::default() };
+        let updated = store.update_user(&alice.id, &patch, now()).await.unwrap().unwrap();
+        assert!(updated.login_tokens.is_empty());
+        assert_eq!(store.find_user_by_token_hash(None, "h1").await.unwrap(), None);
+        assert_eq!(store.find_user_by_token_hash(None, "h2").await.unwrap(), None);
+    }
+
+    async fn delete_user_frees_its_names(kind) {
+        let store = open(&kind).await;
+        let alice = inserted(&store, "alice").await;
+        assert!(store.delete_user(&alice.id).await.unwrap());
+        assert!(!store.delete_user(&alice.id).await.unwrap());
+        assert_eq!(store.find_user(&UserKey::Id(alice.id.clone())).await.unwrap(), None);
+        assert_eq!(store.count_users().await.unwrap(), 0);
+        inserted(&store, "ALICE").await;
+    }
+
+    async fn login_token_cap_keeps_the_newest_and_never_pats(kind) {
+        let store = open(&kind).await;
+        let alice = inserted(&store, "alice").await;
+        store.add_personal_access_token(&alice.id, &pat("first", "p1")).await.unwrap();
+        let base = now();
+        let key = UserKey::Username("ALICE".into());
+        for i in 0..8 {
+            let id = store.push_login_token(&key, &resume(base + Delta::milliseconds(i), &format!("r{i}")), 5).await.unwrap();
+            assert_eq!(id.as_deref(), Some(alice.id.as_str()));
+        }
+        store.add_personal_access_token(&alice.id, &pat("second", "p2")).await.unwrap();
+        // An older token pushed late is itself the one to go.
+        store.push_login_token(&key, &resume(base - Delta::days(1), "old"), 5).await.unwrap();
+        let u = reload(&store, &alice.id).await;
+        assert_eq!(resume_hashes(&u), ["r3", "r4", "r5", "r6", "r7"].map(String::from).into());
+        assert_eq!(pat_names(&u), ["first", "second"].map(String::from).into());
+        assert_eq!(store.push_login_token(&UserKey::Id("nobody".into()), &resume(base, "x"), 5).await.unwrap(), None);
+        assert_eq!(store.push_login_token(&UserKey::Username("nobody".into()), &resume(base, "x"), 5).await.unwrap(), None);
+        assert_eq!(store.find_user_by_token_hash(None, "x").await.unwrap(), None);
+    }
+
+    async fn remove_login_token_removes_exactly_one(kind) {
+        let store = open(&kind).await;
+        let alice = inserted(&store, "alice").await;
+        let key = UserKey::Id(alice.id.clone());
+        store.push_login_token(&key, &resume(now(), "h1"), 50).await.unwrap();
+        store.push_login_token(&key, &resume(now() + Delta::milliseconds(1), "h2"), 50).await.unwrap();
+        store.add_personal_access_token(&alice.id, &pat("ci", "p1")).await.unwrap();
+        assert!(store.remove_login_token(&alice.id, "h1").await.unwrap());
+        assert!(!store.remove_login_token(&alice.id, "h1").await.unwrap());
+        assert!(!store.remove_login_token("nobody", "h2").await.unwrap());
+        assert!(store.remove_login_token(&alice.id, "p1").await.unwrap());
+        let u = reload(&store, &alice.id).await;
+        assert_eq!(resume_hashes(&u), ["h2".to_string()].into());
+        assert!(pat_names(&u).is_empty());
+    }
+
+    async fn personal_access_tokens_add_replace_remove(kind) {
+        let store = open(&kind).await;
+        let alice = inserted(&store, "alice").await;
+        assert_eq!(store.add_personal_access_token(&alice.id, &pat("ci", "p1")).await.unwrap(), PatInsert::Inserted);
+        assert_eq!(store.add_personal_access_token(&alice.id, &pat("ci", "p2")).await.unwrap(), PatInsert::NameTaken);
+        assert_eq!(store.add_personal_access_token(&alice.id, &pat("other", "p3")).await.unwrap(), PatInsert::Inserted);
+        assert_eq!(store.add_personal_access_token("nobody", &pat("ci", "p4")).await.unwrap(), PatInsert::NoSuchUser);
+        let mut renewed = pat("ci", "p5");
+        renewed.bypass_two_factor = true;
+        assert!(store.replace_personal_access_token(&alice.id, &renewed).await.unwrap());
+        assert!(!store.replace_personal_access_token(&alice.id, &pat("missing", "p6")).await.unwrap());
+        let u = reload(&store, &alice.id).await;
+        assert_eq!(u.personal_access_tokens().find(|p| p.name == "ci"), Some(&renewed));
+        assert_eq!(store.find_user_by_token_hash(None, "p1").await.unwrap(), None);
+        assert_eq!(store.find_user_by_token_hash(Some(&alice.id), "p5").await.unwrap().map(|u| u.id), Some(alice.id.clone()));
+        assert!(store.remove_personal_access_token(&alice.id, "ci").await.unwrap());
+        assert!(!store.remove_personal_access_token(&alice.id, "ci").await.unwrap());
+        assert_eq!(pat_names(&reload(&store, &alice.id).await), ["other".to_string()].into());
+        // The name is free again.
+        assert_eq!(store.add_personal_access_token(&alice.id, &pat("ci", "p7")).await.unwrap(), PatInsert::Inserted);
+    }
+
+    async fn api_tokens_are_replaced_and_deleted(kind) {
+        let store = open(&kind).await;
+        let t = now();
+        let first = ApiToken { user_id: "u1".into(), hashed_token: "a1".into(), created_at: t, last_part: "wxyz".into() };
+        store.set_api_token(&first).await.unwrap();
+        assert_eq!(store.api_token_of("u1").await.unwrap(), Some(first.clone()));
+        assert_eq!(store.find_api_token("a1").await.unwrap(), Some(first));
+        let second = ApiToken { user_id: "u1".into(), hashed_token: "a2".into(), created_at: t + Delta::seconds(1), last_part: "abcd".into() };
+        store.set_api_token(&second).await.unwrap();
+        assert_eq!(store.find_api_token("a1").await.unwrap(), None);
+        assert_eq!(store.find_api_token("a2").await.unwrap(), Some(second.clone()));
+        assert_eq!(store.api_token_of("u1").await.unwrap(), Some(second));
+        assert_eq!(store.api_token_of("u2").await.unwrap(), None);
+        assert!(store.delete_api_token("u1").await.unwrap());
+        assert!(!store.delete_api_token("u1").await.unwrap());
+        assert_eq!(store.find_api_token("a2").await.unwrap(), None);
+    }
+
+    async fn sessions_are_touched_until_they_expire(kind) {
+        let store = open(&kind).await;
+        let t0 = now();
+        let s = session("u1", t0);
+        store.insert_session(&s).await.unwrap();
+        assert!(matches!(store.insert_session(&s).await, Err(StoreError::Duplicate(UniqueField::Other))));
+        let t1 = t0 + Delta::minutes(50);
+        let touched = store.touch_session(&s.hashed_id, t1, t1 + Delta::hours(1)).await.unwrap().unwrap();
+        assert_eq!(touched, Session { last_seen_at: t1, expires_at: t1 + Delta::hours(1), ..s.clone() });
+        // Idle too long.
+        let t2 = t1 + Delta::hours(1);
+        assert_eq!(store.touch_session(&s.hashed_id, t2, t2 + Delta::hours(1)).await.unwrap(), None);
+        assert_eq!(store.touch_session("unknown", t0, t1).await.unwrap(), None);
+        // Used all the time, but past its absolute end.
+        let busy = session("u1", t0);
+        store.insert_session(&busy).await.unwrap();
+        let mut t = t0;
+        while t + Delta::minutes(30) < busy.absolute_expires_at {
+            t += Delta::minutes(30);
+            assert!(store.touch_session(&busy.hashed_id, t, t + Delta::hours(1)).await.unwrap().is_some());
+        }
+        let end = busy.absolute_expires_at;
+        assert_eq!(store.touch_session(&busy.hashed_id, end, end + Delta::hours(1)).await.unwrap(), None);
+    }
+
+    async fn sessions_are_deleted_one_or_all(kind) {
+        let store = open(&kind).await;
+        let t0 = now();
+        let (a, b, c) = (session("u1", t0), session("u1", t0), session("u2", t0));
+        for s in [&a, &b, &c] {
+            store.insert_session(s).await.unwrap();
+        }
+        assert!(store.delete_session(&a.hashed_id).await.unwrap());
+        assert!(!store.delete_session(&a.hashed_id).await.unwrap());
+        assert_eq!(store.delete_sessions_of("u1").await.unwrap(), 1);
+        assert_eq!(store.delete_sessions_of("u1").await.unwrap(), 0);
+        assert_eq!(store.touch_session(&b.hashed_id, t0, t0 + Delta::hours(1)).await.unwrap(), None);
+        assert!(store.touch_session(&c.hashed_id, t0, t0 + Delta::hours(1)).await.unwrap().is_some());
+    }
+
+    async fn concurrent_pushes_keep_exactly_the_newest(kind) {
+        const PUSHES: i64 = 200;
+        const CAP: usize = 50;
+        let store = open(&kind).await;
+        let alice = inserted(&store, "alice").await;
+        store.add_personal_access_token(&alice.id, &pat("keep", "pat")).await.unwrap();
+        let base = now();
+        let tasks: Vec<_> = (0..PUSHES)
+            .map(|n| {
+                // Interleave old and new tokens.
+                let i = (n * 73) % PUSHES;
+                let store = store.clone();
+                let key = UserKey::Id(alice.id.clone());
+                tokio::spawn(async move {
+                    store.push_login_token(&key, &resume(base + Delta::milliseconds(i), &format!("t{i}")), CAP).await
+                })
+            })
+            .collect();
+        for task in tasks {
+            assert!(task.await.unwrap().unwrap().is_some());
+        }
+        let u = reload(&store, &alice.id).await;
+        let newest: BTreeSet<String> = (PUSHES - CAP as i64..PUSHES).map(|i| format!("t{i}")).collect();
+        assert_eq!(resume_hashes(&u), newest);
+        assert_eq!(pat_names(&u), ["keep".to_string()].into());
+    }
+
+    async fn concurrent_pat_adds_with_one_name_have_one_winner(kind) {
+        let store = open(&kind).await;
+        let alice = inserted(&store, "alice").await;
+        let tasks: Vec<_> = (0..20)
+            .map(|i| {
+                let store = store.clone();
+                let id = alice.id.clone();
+                tokio::spawn(async move { store.add_personal_access_token(&id, &pat("ci", &format!("p{i}"))).await })
+            })
+            .collect();
+        let mut outcomes = Vec::new();
+        for task in tasks {
+            outcomes.push(task.await.unwrap().unwrap());
+        }
+        assert_eq!(outcomes.iter().filter(|o| **o == PatInsert::Inserted).count(), 1);
+        assert_eq!(outcomes.iter().filter(|o| **o == PatInsert::NameTaken).count(), 19);
+        assert_eq!(reload(&store, &alice.id).await.personal_access_tokens().count(), 1);
+    }
+
+    async fn concurrent_inserts_of_one_name_in_two_cases_have_one_winner(kind) {
+        let store = open(&kind).await;
+        for round in 0..5 {
+            let lower = user(&format!("racer{round}"));
+            let mut upper = user(&format!("RACER{round}"));
+            upper.emails[0].address = format!("other{round}@example.com");
+            let (a, b) = {
+                let (s1, s2) = (store.clone(), store.clone());
+                let (l, u) = (lower.clone(), upper.clone());
+                tokio::join!(
+                    tokio::spawn(async move { s1.insert_user(&l).await }),
+                    tokio::spawn(async move { s2.insert_user(&u).await })
+                )
+            };
+            let results = [a.unwrap(), b.unwrap()];
+            assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 1, "round {round}: {results:?}");
+            assert!(results.iter().any(|r| matches!(r, Err(StoreError::Duplicate(UniqueField::Username)))), "{results:?}");
+            let found = store.find_user(&UserKey::Username(format!("Racer{round}"))).await.unwrap().unwrap();
+            assert!(found.id == lower.id || found.id == upper.id);
+        }
+        assert_eq!(store.count_users().await.unwrap(), 5);
+    }
+
+    async fn concurrent_inserts_of_one_email_have_one_winner(kind) {
+        let store = open(&kind).await;
+        for round in 0..5 {
+            let mut first = user(&format!("first{round}"));
+            first.emails[0].address = format!("Shared{round}@example.com");
+            let mut second = user(&format!("second{round}"));
+            second.emails[0].address = format!("shared{round}@EXAMPLE.com");
+            let (s1, s2) = (store.clone(), store.clone());
+            let (a, b) = tokio::join!(
+                tokio::spawn(async move { s1.insert_user(&first).await }),
+                tokio::spawn(async move { s2.insert_user(&second).await })
+            );
+            let results = [a.unwrap(), b.unwrap()];
+            assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 1, "round {round}: {results:?}");
+            assert!(results.iter().any(|r| matches!(r, Err(StoreError::Duplicate(UniqueField::Email)))), "{results:?}");
+        }
+        assert_eq!(store.count_users().await.unwrap(), 5);
+    }
+}
