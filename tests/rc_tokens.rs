@@ -153,12 +153,12 @@ store_tests! {
 
     async fn create_tokens_for_users_accepts_yes_and_true(kind) {
         for value in ["yes", "true"] {
-            let app = TestApp::with_config(&kind, config_from(&[("CREATE_TOKENS_FOR_USERS", value)])).await;
+            let app = TestApp::with_config(&kind.fresh(), config_from(&[("CREATE_TOKENS_FOR_USERS", value)])).await;
             let bob = app.user("bob", &[]).await;
             let (status, body) = create_token(&app, &app.admin, json!({"userId": bob.id})).await;
             assert_eq!(status, 200, "CREATE_TOKENS_FOR_USERS={value}: {body}");
         }
-        let app = TestApp::with_config(&kind, config_from(&[("CREATE_TOKENS_FOR_USERS", "no")])).await;
+        let app = TestApp::with_config(&kind.fresh(), config_from(&[("CREATE_TOKENS_FOR_USERS", "no")])).await;
         let bob = app.user("bob", &[]).await;
         let (status, _) = create_token(&app, &app.admin, json!({"userId": bob.id})).await;
         assert_eq!(status, 400);
@@ -556,7 +556,7 @@ store_tests! {
         assert!(body["error"].as_str().unwrap().ends_with("[error-too-many-requests]"));
         assert_eq!(login("198.51.100.9").await.0.status().as_u16(), 200);
         // Switched off, nothing is limited.
-        let off = TestApp::with_config(&kind, config_from(&[
+        let off = TestApp::with_config(&kind.fresh(), config_from(&[
             ("RATE_LIMIT_CALLS", "2"), ("RATE_LIMIT_ENABLED", "false"), ("TRUST_PROXY", "true"),
         ])).await;
         off.user("bob", &[]).await;

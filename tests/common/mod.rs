@@ -33,6 +33,14 @@ pub enum StoreKind {
 }
 
 impl StoreKind {
+    /// The same kind of store, empty: for MongoDB a new database.
+    pub fn fresh(&self) -> StoreKind {
+        match self {
+            StoreKind::Memory => StoreKind::Memory,
+            StoreKind::Mongo(url) => StoreKind::Mongo(fresh_database(url)),
+        }
+    }
+
     /// The MongoDB store with a fresh database, if `MONGO_URL` is set.
     pub fn mongo() -> Option<StoreKind> {
         match std::env::var("MONGO_URL").ok().filter(|v| !v.is_empty()) {
