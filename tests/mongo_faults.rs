@@ -121,6 +121,38 @@ async fn assert_all_unavailable(app: &TestApp, bob_token: &Creds) {
     .await;
     assert_rc_unavailable("login", status, &body);
     assert!(elapsed < LATENCY_LIMIT, "login took {elapsed:?}");
+    // SAYMON answers in its own shape.
+    let saymon_unavailable = json!({
+        "code": "ServiceUnavailable",
+        "message": "The service is temporarily unavailable, try again later."
+    });
+    let basic = format!(
+        "Basic {}",
+        base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            format!("bob:{USER_PASS}")
+        )
+    );
+    for (what, resp) in [
+        (
+            "saymon current",
+            app.client
+                .get("/node/api/users/current")
+                .header("Authorization", &basic)
+                .send(),
+        ),
+        (
+            "saymon session",
+            app.client
+                .post("/node/api/users/session")
+                .body_json(&json!({ "login": "bob", "password": USER_PASS }))
+                .send(),
+        ),
+    ] {
+        let ((status, body), elapsed) = timed(async { status_json(resp.await).await }).await;
+        assert_eq!((status, body), (503, saymon_unavailable.clone()), "{what}");
+        assert!(elapsed < LATENCY_LIMIT, "{what} took {elapsed:?}");
+    }
     let ((status, body), elapsed) =
         timed(async { status_json(app.client.get("/readyz").send().await).await }).await;
     assert_eq!((status, body), (503, json!({ "status": "unavailable" })));
@@ -355,6 +387,38 @@ async fn duplicate_key_race_is_a_clean_duplicate() {
             "round {round}: {a:?} {b:?}"
         );
         assert!(matches!(a, Err(UniqueField::Username)) || matches!(b, Err(UniqueField::Username)));
+    }
+    // Through both dialects' routes: one 200, one clean 400, never a 500.
+    for round in 0..5 {
+        let rc = |name: String| {
+            app.rc_post(
+                "/api/v1/users.create",
+                &app.admin,
+                json!({"username": name, "name": "Twin", "email": format!("{name}@example.com"), "password": "twin-pass-123"}),
+            )
+        };
+        let (a, b) = tokio::join!(rc(format!("rc{round}")), rc(format!("RC{round}")));
+        let mut statuses = [a.0.status().as_u16(), b.0.status().as_u16()];
+        statuses.sort();
+        assert_eq!(statuses, [200, 400], "users.create race, round {round}");
+        let admin = format!(
+            "Basic {}",
+            base64::Engine::encode(
+                &base64::engine::general_purpose::STANDARD,
+                format!("admin:{ADMIN_PASS}")
+            )
+        );
+        let saymon = |login: String| {
+            app.client
+                .post("/node/api/users")
+                .header("Authorization", &admin)
+                .body_json(&json!({"login": login, "password": "twin-pass-123"}))
+                .send()
+        };
+        let (a, b) = tokio::join!(saymon(format!("sy{round}")), saymon(format!("SY{round}")));
+        let mut statuses = [a.0.status().as_u16(), b.0.status().as_u16()];
+        statuses.sort();
+        assert_eq!(statuses, [200, 400], "SAYMON create race, round {round}");
     }
     // And through the trait directly.
     let mut user = app.user("solo", &[]).await;
