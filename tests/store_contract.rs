@@ -412,8 +412,14 @@ store_tests! {
         store.set_api_token(&second).await.unwrap();
         assert_eq!(store.find_api_token("a1").await.unwrap(), None);
         assert_eq!(store.find_api_token("a2").await.unwrap(), Some(second.clone()));
-        assert_eq!(store.api_token_of("u1").await.unwrap(), Some(second));
+        assert_eq!(store.api_token_of("u1").await.unwrap(), Some(second.clone()));
         assert_eq!(store.api_token_of("u2").await.unwrap(), None);
+        let third = ApiToken { user_id: "u3".into(), hashed_token: "a3".into(), created_at: t, last_part: "efgh".into() };
+        store.set_api_token(&third).await.unwrap();
+        let mut batch = store.api_tokens_of(&["u1".into(), "u2".into(), "u3".into()]).await.unwrap();
+        batch.sort_by(|a, b| a.user_id.cmp(&b.user_id));
+        assert_eq!(batch, vec![second.clone(), third]);
+        assert_eq!(store.api_tokens_of(&[]).await.unwrap(), vec![]);
         assert!(store.delete_api_token("u1").await.unwrap());
         assert!(!store.delete_api_token("u1").await.unwrap());
         assert_eq!(store.find_api_token("a2").await.unwrap(), None);

@@ -6,7 +6,9 @@
 
 use super::auth::{ManageUsers, SaymonAuth};
 use super::error::SaymonError;
-use super::view::{LimitedUserView, UserEntry, UserView, STATUS_ACTIVE, STATUS_BLOCKED};
+use super::view::{
+    token_hint, LimitedUserView, UserEntry, UserView, STATUS_ACTIVE, STATUS_BLOCKED,
+};
 use crate::core::model::{Email, User};
 use crate::core::password::hash_password;
 use crate::core::permissions::MANAGE_USERS;
@@ -16,6 +18,7 @@ use crate::core::Core;
 use crate::http::ApiTags;
 use crate::store::{UniqueField, UserKey, UserPatch};
 use poem_openapi::{param::Path, payload::Json, ApiResponse, Object, OpenApi};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 /// Users listed per store call while building `GET /node/api/users`.
@@ -250,8 +253,26 @@ impl UsersApi {
         loop {
             let (page, total) = self.core.store().list_users(offset, LIST_PAGE).await?;
             let fetched = page.len() as u64;
-            for user in &page {
-                out.push(self.entry(user, full).await?);
+            if full {
+                // One call for the page's token hints, not one per user.
+                let ids: Vec<String> = page.iter().map(|u| u.id.clone()).collect();
+                let hints: HashMap<String, String> = self
+                    .core
+                    .store()
+                    .api_tokens_of(&ids)
+                    .await?
+                    .into_iter()
+                    .map(|t| (t.user_id, token_hint(&t.last_part)))
+                    .collect();
+                out.extend(page.iter().map(|u| {
+                    let hint = hints.get(&u.id).cloned();
+                    UserEntry::Full(UserView::new(u, u.permissions.clone(), hint))
+                }));
+            } else {
+                out.extend(
+                    page.iter()
+                        .map(|u| UserEntry::Limited(LimitedUserView::from(u))),
+                );
             }
             offset += fetched;
             if fetched == 0 || offset >= total {

@@ -364,6 +364,15 @@ impl Store for MemoryStore {
         Ok(self.read().api_tokens.get(user_id).cloned())
     }
 
+    async fn api_tokens_of(&self, user_ids: &[String]) -> StoreResult<Vec<ApiToken>> {
+        let state = self.read();
+        Ok(user_ids
+            .iter()
+            .filter_map(|id| state.api_tokens.get(id))
+            .cloned()
+            .collect())
+    }
+
     async fn find_api_token(&self, hashed_token: &str) -> StoreResult<Option<ApiToken>> {
         let state = self.read();
         Ok(state

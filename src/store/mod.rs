@@ -175,6 +175,8 @@ pub trait Store: Send + Sync + 'static {
     async fn set_api_token(&self, token: &ApiToken) -> StoreResult<()>;
     /// The user's API token, if any.
     async fn api_token_of(&self, user_id: &str) -> StoreResult<Option<ApiToken>>;
+    /// The API tokens of these users (those that have one), in one call.
+    async fn api_tokens_of(&self, user_ids: &[String]) -> StoreResult<Vec<ApiToken>>;
     /// The API token with this hash, if any.
     async fn find_api_token(&self, hashed_token: &str) -> StoreResult<Option<ApiToken>>;
     /// Deletes the user's API token; false if there was none.

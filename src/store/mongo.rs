@@ -1013,6 +1013,22 @@ impl Store for MongoStore {
         .await
     }
 
+    async fn api_tokens_of(&self, user_ids: &[String]) -> StoreResult<Vec<ApiToken>> {
+        self.call("api_tokens_of", async {
+            if user_ids.is_empty() {
+                return Ok(Vec::new());
+            }
+            let db = self.database().await?;
+            let cursor = coll(&db, API_TOKENS)
+                .find(doc! { "_id": { "$in": user_ids } })
+                .await
+                .ctx(self, "api_tokens_of")?;
+            let docs = collect(self, "api_tokens_of", cursor).await?;
+            Ok(docs.iter().filter_map(api_token_from).collect())
+        })
+        .await
+    }
+
     async fn find_api_token(&self, hashed_token: &str) -> StoreResult<Option<ApiToken>> {
         self.call("find_api_token", async {
             let db = self.database().await?;
