@@ -163,6 +163,64 @@ async fn round_trips_per_route() {
         limit: 3,
     });
 
+    // SAYMON, cold permission cache as above.
+    let basic = format!(
+        "Basic {}",
+        base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            format!("admin:{ADMIN_PASS}")
+        )
+    );
+    let resp = app
+        .client
+        .post(format!("/node/api/users/{}/auth-token", bob.id))
+        .header("Authorization", &basic)
+        .send()
+        .await;
+    let api_token = json(resp).await.as_str().unwrap().to_string();
+    let (resp, commands) = log
+        .during(
+            app.client
+                .get("/node/api/users/current")
+                .query("api-token", &api_token)
+                .send(),
+        )
+        .await;
+    resp.assert_status_is_ok();
+    rows.push(Row {
+        route: "GET /node/api/users/current ?api-token=",
+        commands,
+        limit: 3,
+    });
+    let (resp, commands) = log
+        .during(
+            app.client
+                .post("/node/api/users/session")
+                .body_json(&json!({ "login": "bob", "password": USER_PASS }))
+                .send(),
+        )
+        .await;
+    let sid = json(resp).await.as_str().unwrap().to_string();
+    rows.push(Row {
+        route: "POST /node/api/users/session (password)",
+        commands,
+        limit: 2,
+    });
+    let (resp, commands) = log
+        .during(
+            app.client
+                .get("/node/api/users/current")
+                .header("Cookie", format!("sid={sid}"))
+                .send(),
+        )
+        .await;
+    resp.assert_status_is_ok();
+    rows.push(Row {
+        route: "GET /node/api/users/current (sid cookie)",
+        commands,
+        limit: 4,
+    });
+
     println!("\nMongoDB commands per request (emulator --log-commands; hello/isMaster/ping/endSessions/buildInfo excluded):");
     for row in &rows {
         println!(

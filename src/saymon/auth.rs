@@ -76,7 +76,10 @@ pub enum Via {
     Session {
         hashed_id: String,
     },
-    ApiToken,
+    /// The `api-token` parameter; the token's non-secret last characters.
+    ApiToken {
+        last_part: String,
+    },
 }
 
 /// An authenticated SAYMON caller.
@@ -201,10 +204,12 @@ pub async fn authenticate(core: &Core, req: &Request) -> Result<SaymonCaller, Sa
     }
     if let Some(token) = &presented.api_token {
         match tokens::api_token_user(core, token).await? {
-            Some(user) => {
+            Some((user, entry)) => {
                 return Ok(SaymonCaller {
                     user,
-                    via: Via::ApiToken,
+                    via: Via::ApiToken {
+                        last_part: entry.last_part,
+                    },
                 })
             }
             None => token_failed = true,

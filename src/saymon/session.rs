@@ -159,6 +159,7 @@ impl SessionApi {
             api_token_user(&self.core, token.trim())
                 .await?
                 .ok_or_else(SaymonError::invalid_api_token)?
+                .0
         } else {
             let login = nonblank(&body.login).ok_or_else(|| SaymonError::missing("login"))?;
             let password = body

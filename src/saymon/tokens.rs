@@ -24,16 +24,20 @@ pub struct TokensApi {
     pub core: Arc<Core>,
 }
 
-/// The active user holding this API token, if any.
-pub async fn api_token_user(core: &Core, token: &str) -> Result<Option<User>, CoreError> {
+/// The active user holding this API token, with the stored token entry.
+pub async fn api_token_user(
+    core: &Core,
+    token: &str,
+) -> Result<Option<(User, ApiToken)>, CoreError> {
     let Some(entry) = core.store().find_api_token(&hash_token(token)).await? else {
         return Ok(None);
     };
     Ok(core
         .store()
-        .find_user(&UserKey::Id(entry.user_id))
+        .find_user(&UserKey::Id(entry.user_id.clone()))
         .await?
-        .filter(|u| u.active))
+        .filter(|u| u.active)
+        .map(|u| (u, entry)))
 }
 
 /// Issues a new API token for the user, replacing any previous one.

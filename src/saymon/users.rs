@@ -4,7 +4,7 @@
 //! The same users as the Rocket.Chat routes (see [`super::view`] for the
 //! field mapping): a user created here logs in there, and the reverse.
 
-use super::auth::{ManageUsers, SaymonAuth};
+use super::auth::{ManageUsers, SaymonAuth, Via};
 use super::error::SaymonError;
 use super::view::{
     token_hint, LimitedUserView, UserEntry, UserView, STATUS_ACTIVE, STATUS_BLOCKED,
@@ -235,7 +235,11 @@ impl UsersApi {
         operation_id = "saymon.users.current"
     )]
     async fn current(&self, auth: SaymonAuth) -> Result<UserOk, SaymonError> {
-        let view = UserView::current(&self.core, &auth.0.user).await?;
+        let known = match &auth.0.via {
+            Via::ApiToken { last_part } => Some(last_part.as_str()),
+            _ => None,
+        };
+        let view = UserView::current(&self.core, &auth.0.user, known).await?;
         Ok(UserOk::Ok(Json(view)))
     }
 

@@ -117,8 +117,17 @@ impl UserView {
     }
 
     /// The caller's view of itself: effective permissions and token hint.
-    pub async fn current(core: &Core, user: &User) -> Result<Self, crate::core::CoreError> {
-        let hint = api_token_hint(core, &user.id).await?;
+    /// `known_last_part`: the API token's last characters when the caller
+    /// authenticated with it, which saves reading it again.
+    pub async fn current(
+        core: &Core,
+        user: &User,
+        known_last_part: Option<&str>,
+    ) -> Result<Self, crate::core::CoreError> {
+        let hint = match known_last_part {
+            Some(last) => Some(token_hint(last)),
+            None => api_token_hint(core, &user.id).await?,
+        };
         let permissions = core.effective_permissions(user).await?;
         Ok(Self::new(user, permissions, hint))
     }
