@@ -1,6 +1,7 @@
 //! Rocket.Chat's error bodies.
 
 use crate::core::CoreError;
+use crate::store::StoreError;
 use poem::http::StatusCode;
 use poem::{IntoResponse, Response};
 use poem_openapi::{payload::Json, ApiResponse, Object};
@@ -173,6 +174,12 @@ impl From<CoreError> for RcError {
     }
 }
 
+impl From<StoreError> for RcError {
+    fn from(err: StoreError) -> Self {
+        CoreError::from(err).into()
+    }
+}
+
 /// The Rocket.Chat body for an error raised before a handler ran.
 pub fn framework_error(status: StatusCode, message: &str) -> Response {
     let err = match status {
@@ -180,14 +187,9 @@ pub fn framework_error(status: StatusCode, message: &str) -> Response {
         StatusCode::BAD_REQUEST => RcError::invalid_params(message),
         StatusCode::FORBIDDEN => RcError::forbidden(),
         _ => {
-            return Json(Failure {
-                success: false,
-                error: message.to_string(),
-                error_type: None,
-                details: None,
-            })
-            .with_status(status)
-            .into_response()
+            return failure(message.to_string(), None, None)
+                .with_status(status)
+                .into_response()
         }
     };
     err.into_response()

@@ -14,7 +14,7 @@ use super::error::RcError;
 use crate::core::clock::iso;
 use crate::core::permissions::CREATE_PERSONAL_ACCESS_TOKENS;
 use crate::core::service::Caller;
-use crate::core::{Core, CoreError};
+use crate::core::Core;
 use crate::http::ApiTags;
 use crate::store::PatInsert;
 use poem_openapi::{payload::Json, Object, OpenApi};
@@ -230,8 +230,7 @@ impl PatApi {
             .core
             .store()
             .remove_personal_access_token(&caller.user.id, &name)
-            .await
-            .map_err(CoreError::from)?;
+            .await?;
         if !removed {
             return Err(does_not_exist(REMOVE));
         }

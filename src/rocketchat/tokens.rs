@@ -125,18 +125,10 @@ impl TokensApi {
                     .await?);
         if !allowed {
             // The target is looked up first, so an unknown user is reported as such.
-            return Err(
-                match self
-                    .core
-                    .store()
-                    .find_user(&target)
-                    .await
-                    .map_err(crate::core::CoreError::from)?
-                {
-                    None => invalid_user(),
-                    Some(_) => not_authorized(),
-                },
-            );
+            return Err(match self.core.store().find_user(&target).await? {
+                None => invalid_user(),
+                Some(_) => not_authorized(),
+            });
         }
         let minted = self
             .core

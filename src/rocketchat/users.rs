@@ -260,17 +260,12 @@ impl UsersApi {
     }
 
     async fn find(&self, key: &UserKey) -> Result<Option<User>, RcError> {
-        Ok(self
-            .core
-            .store()
-            .find_user(key)
-            .await
-            .map_err(CoreError::from)?)
+        Ok(self.core.store().find_user(key).await?)
     }
 
     /// Fails unless every role id exists.
     async fn check_roles(&self, roles: &[String]) -> Result<(), RcError> {
-        let known = self.core.store().roles().await.map_err(CoreError::from)?;
+        let known = self.core.store().roles().await?;
         if roles.iter().all(|r| known.iter().any(|k| k.id == *r)) {
             Ok(())
         } else {
@@ -432,12 +427,7 @@ impl UsersApi {
         };
         let offset = offset.0.unwrap_or(0);
         let full = self.has(&caller, VIEW_FULL_OTHER_USER_INFO).await?;
-        let (page, total) = self
-            .core
-            .store()
-            .list_users(offset, count)
-            .await
-            .map_err(CoreError::from)?;
+        let (page, total) = self.core.store().list_users(offset, count).await?;
         let users: Vec<UserView> = page.iter().map(|u| Self::view(&caller, u, full)).collect();
         Ok(Json(UserListOk {
             count: users.len() as u64,
