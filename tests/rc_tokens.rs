@@ -382,6 +382,7 @@ store_tests! {
             json!({"email": "bob@example.com", "password": USER_PASS}),
             json!({"user": {"username": "bob"}, "password": USER_PASS}),
             json!({"user": {"email": "bob@example.com"}, "password": USER_PASS}),
+            json!({"user": {"id": bob.id}, "password": USER_PASS}),
             json!({"user": "bob", "password": {"digest": digest, "algorithm": "sha-256"}}),
         ];
         for body in bodies {

@@ -4,6 +4,7 @@
 //! [`RcSecurity`] rewrites the operation metadata so the document states them
 //! as one requirement (both headers), which is what the server enforces.
 
+use super::body::given;
 use super::error::RcError;
 use crate::core::service::Caller;
 use crate::core::Core;
@@ -47,12 +48,7 @@ async fn check_rc_auth(req: &Request, token: ApiKey) -> poem::Result<Caller> {
             "core missing".into(),
         )))
     })?;
-    let user_id = req
-        .headers()
-        .get("x-user-id")
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim)
-        .filter(|v| !v.is_empty())
+    let user_id = given(req.headers().get("x-user-id").and_then(|v| v.to_str().ok()))
         .ok_or_else(|| poem::Error::from(RcError::not_logged_in()))?;
     let caller = match core
         .authenticate_token(Some(user_id), token.key.trim())

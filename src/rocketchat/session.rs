@@ -1,6 +1,7 @@
 //! `login`, `logout`, `me`.
 
 use super::auth::RcAuth;
+use super::body::given;
 use super::error::RcError;
 use super::view::MeView;
 use crate::core::password::PasswordInput;
@@ -122,40 +123,36 @@ fn blocked(b: Blocked) -> RcError {
     )
 }
 
-/// Which user a password login names, and the name as typed (for blocking).
+/// Which user a password login names, and the name as typed (for blocking):
+/// the first non-blank of `user` (a name or email address, or the object's
+/// `username`, `email`, `id`), `username`, `email`.
 fn login_target(body: &LoginBody) -> Option<(UserKey, String)> {
-    let by_name = |s: &str| {
-        let s = s.trim().to_string();
+    let (name, object) = match &body.user {
+        Some(LoginUser::Name(s)) => (Some(s.as_str()), None),
+        Some(LoginUser::Object(o)) => (None, Some(o)),
+        None => (None, None),
+    };
+    let by_name: fn(String) -> UserKey = |s| {
         if s.contains('@') {
-            UserKey::Email(s.clone())
+            UserKey::Email(s)
         } else {
-            UserKey::Username(s.clone())
+            UserKey::Username(s)
         }
     };
-    match &body.user {
-        Some(LoginUser::Name(s)) if !s.trim().is_empty() => {
-            return Some((by_name(s), s.trim().to_string()))
-        }
-        Some(LoginUser::Object(o)) => {
-            if let Some(u) = o.username.as_deref().filter(|s| !s.trim().is_empty()) {
-                return Some((UserKey::Username(u.trim().into()), u.trim().into()));
-            }
-            if let Some(e) = o.email.as_deref().filter(|s| !s.trim().is_empty()) {
-                return Some((UserKey::Email(e.trim().into()), e.trim().into()));
-            }
-            if let Some(id) = o.id.as_deref().filter(|s| !s.trim().is_empty()) {
-                return Some((UserKey::Id(id.trim().into()), id.trim().into()));
-            }
-        }
-        _ => {}
-    }
-    if let Some(u) = body.username.as_deref().filter(|s| !s.trim().is_empty()) {
-        return Some((UserKey::Username(u.trim().into()), u.trim().into()));
-    }
-    body.email
-        .as_deref()
-        .filter(|s| !s.trim().is_empty())
-        .map(|e| (UserKey::Email(e.trim().into()), e.trim().into()))
+    let candidates = [
+        (name, by_name),
+        (
+            object.and_then(|o| o.username.as_deref()),
+            UserKey::Username,
+        ),
+        (object.and_then(|o| o.email.as_deref()), UserKey::Email),
+        (object.and_then(|o| o.id.as_deref()), UserKey::Id),
+        (body.username.as_deref(), UserKey::Username),
+        (body.email.as_deref(), UserKey::Email),
+    ];
+    candidates
+        .into_iter()
+        .find_map(|(value, key)| given(value).map(|s| (key(s.to_string()), s.to_string())))
 }
 
 #[OpenApi(tag = "ApiTags::RocketChat")]

@@ -1,6 +1,7 @@
 //! `users.createToken`.
 
 use super::auth::RcAuth;
+use super::body::given;
 use super::error::RcError;
 use crate::core::permissions::USER_GENERATE_ACCESS_TOKEN;
 use crate::core::token::secret_matches;
@@ -51,16 +52,11 @@ pub fn user_param(
     username: Option<&str>,
     user: Option<&str>,
 ) -> Result<UserKey, RcError> {
-    let nonblank = |v: Option<&str>| {
-        v.map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(str::to_string)
-    };
-    if let Some(id) = nonblank(user_id) {
-        return Ok(UserKey::Id(id));
+    if let Some(id) = given(user_id) {
+        return Ok(UserKey::Id(id.to_string()));
     }
-    if let Some(name) = nonblank(username).or_else(|| nonblank(user)) {
-        return Ok(UserKey::Username(name));
+    if let Some(name) = given(username).or_else(|| given(user)) {
+        return Ok(UserKey::Username(name.to_string()));
     }
     Err(RcError::thrown(
         "error-user-param-not-provided",

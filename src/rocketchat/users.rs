@@ -6,7 +6,7 @@
 //! named in their schema: never `_id` or `services`; unknown fields are ignored.
 
 use super::auth::RcAuth;
-use super::body::OptionalJson;
+use super::body::{given, OptionalJson};
 use super::error::RcError;
 use super::tokens::{invalid_user, user_param};
 use super::view::UserView;
@@ -249,11 +249,6 @@ fn valid_name_chars(name: &str) -> bool {
             .any(|e| lower.contains(e))
 }
 
-/// A string that is present and not blank, trimmed.
-fn given(v: &Option<String>) -> Option<&str> {
-    v.as_deref().map(str::trim).filter(|s| !s.is_empty())
-}
-
 impl UsersApi {
     async fn has(&self, user: &User, permission: &str) -> Result<bool, RcError> {
         Ok(self.core.has_permission(user, permission).await?)
@@ -334,17 +329,17 @@ impl UsersApi {
         if let Some(roles) = &b.roles {
             self.check_roles(roles).await?;
         }
-        let name = given(&b.name).ok_or_else(|| field_required("Name"))?;
-        let username = given(&b.username).ok_or_else(|| field_required("Username"))?;
+        let name = given(b.name.as_deref()).ok_or_else(|| field_required("Name"))?;
+        let username = given(b.username.as_deref()).ok_or_else(|| field_required("Username"))?;
         if !is_valid_username(username) {
             return Err(invalid_username(username));
         }
-        let password = match given(&b.password) {
+        let password = match given(b.password.as_deref()) {
             Some(p) => p.to_string(),
             None if random_password => ids::new_password(),
             None => return Err(field_required("Password")),
         };
-        let email = b.email.as_deref().map(str::trim).unwrap_or_default();
+        let email = given(b.email.as_deref()).unwrap_or_default();
         if !is_plausible_email(email) {
             return Err(invalid_email(email));
         }
@@ -384,9 +379,9 @@ impl UsersApi {
         username: Query<Option<String>>,
     ) -> Result<Json<UserOk>, RcError> {
         let caller = auth.0.user;
-        let key = if let Some(id) = given(&user_id.0) {
+        let key = if let Some(id) = given(user_id.0.as_deref()) {
             UserKey::Id(id.to_string())
-        } else if let Some(name) = given(&username.0) {
+        } else if let Some(name) = given(username.0.as_deref()) {
             UserKey::Username(name.to_string())
         } else {
             return Err(RcError::failure("Invalid search query."));
@@ -455,7 +450,7 @@ impl UsersApi {
         let b = body.0.unwrap_or_default();
         let user_id = b.user_id.ok_or_else(|| missing("userId"))?;
         let data = b.data.ok_or_else(|| missing("data"))?;
-        if given(&data.name).is_some_and(|n| !valid_name_chars(n)) {
+        if given(data.name.as_deref()).is_some_and(|n| !valid_name_chars(n)) {
             return Err(RcError::failure("Name contains invalid characters"));
         }
         let myself = user_id == caller.id;
@@ -478,12 +473,12 @@ impl UsersApi {
         if data.require_password_change.is_some() && !may_edit_others {
             return Err(not_allowed("Editing user is not allowed", "Editing_user"));
         }
-        if let Some(name) = given(&data.username) {
+        if let Some(name) = given(data.username.as_deref()) {
             if !is_valid_username(name) {
                 return Err(invalid_username(name));
             }
         }
-        if let Some(email) = given(&data.email) {
+        if let Some(email) = given(data.email.as_deref()) {
             if !is_plausible_email(email) {
                 return Err(invalid_email(email));
             }
@@ -509,14 +504,14 @@ impl UsersApi {
         }
 
         let mut patch = UserPatch {
-            username: given(&data.username).map(str::to_string),
-            name: given(&data.name).map(str::to_string),
+            username: given(data.username.as_deref()).map(str::to_string),
+            name: given(data.name.as_deref()).map(str::to_string),
             roles: data.roles.clone(),
             active: data.active,
             require_password_change: data.require_password_change,
             ..UserPatch::default()
         };
-        let new_email = given(&data.email);
+        let new_email = given(data.email.as_deref());
         if new_email.is_some() || data.verified.is_some() {
             let mut emails = target.emails.clone();
             match (new_email, emails.first_mut()) {
@@ -535,7 +530,7 @@ impl UsersApi {
             }
             patch.emails = Some(emails);
         }
-        if let Some(p) = given(&data.password) {
+        if let Some(p) = given(data.password.as_deref()) {
             patch.password_bcrypt = Some(password::hash_password(p).await?);
         }
         match self.core.update_user(&target.id, patch).await? {
@@ -544,7 +539,7 @@ impl UsersApi {
                 success: true,
             })),
             Ok(None) => Err(invalid_user()),
-            Err(field) => Err(duplicate(field, given(&data.username), new_email)),
+            Err(field) => Err(duplicate(field, given(data.username.as_deref()), new_email)),
         }
     }
 
