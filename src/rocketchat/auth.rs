@@ -7,7 +7,7 @@
 use super::body::given;
 use super::error::RcError;
 use crate::core::service::Caller;
-use crate::core::Core;
+use crate::core::{Core, CoreError};
 use poem::Request;
 use poem_openapi::auth::ApiKey;
 use poem_openapi::registry::{MetaApi, Registry};
@@ -43,21 +43,16 @@ pub struct RcAuth(pub Caller);
 pub struct RcUserId(pub ApiKey);
 
 async fn check_rc_auth(req: &Request, token: ApiKey) -> poem::Result<Caller> {
-    let core = req.data::<Arc<Core>>().ok_or_else(|| {
-        poem::Error::from(RcError::from(crate::core::CoreError::Internal(
-            "core missing".into(),
-        )))
-    })?;
+    let core = req
+        .data::<Arc<Core>>()
+        .ok_or_else(|| RcError::from(CoreError::Internal("core missing".into())))?;
     let user_id = given(req.headers().get("x-user-id").and_then(|v| v.to_str().ok()))
-        .ok_or_else(|| poem::Error::from(RcError::not_logged_in()))?;
-    let caller = match core
+        .ok_or_else(RcError::not_logged_in)?;
+    let caller = core
         .authenticate_token(Some(user_id), token.key.trim())
         .await
-    {
-        Ok(Some(caller)) => caller,
-        Ok(None) => return Err(RcError::not_logged_in().into()),
-        Err(e) => return Err(RcError::from(e).into()),
-    };
+        .map_err(RcError::from)?
+        .ok_or_else(RcError::not_logged_in)?;
     enforce_rate_limit(core, req, Some(&caller.user)).await?;
     Ok(caller)
 }
