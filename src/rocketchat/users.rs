@@ -286,6 +286,8 @@ impl UsersApi {
     }
 }
 
+/// `saveUser`'s answer to a uniqueness clash on the username or email the
+/// request set; a clash on anything else is a bug (500).
 fn duplicate(field: UniqueField, username: Option<&str>, email: Option<&str>) -> RcError {
     match (field, username, email) {
         (UniqueField::Username, Some(u), _) => field_unavailable(u),
@@ -576,11 +578,8 @@ impl UsersApi {
         let user = match self.core.update_user(&target.id, patch).await? {
             Ok(Some(user)) => user,
             Ok(None) => return Err(invalid_user()),
-            Err(_) => {
-                return Err(RcError::from(CoreError::Internal(
-                    "unexpected duplicate key".into(),
-                )))
-            }
+            // Only `active` changes, so no unique field can clash.
+            Err(field) => return Err(duplicate(field, None, None)),
         };
         Ok(Json(ActiveOk {
             user: ActiveView {
