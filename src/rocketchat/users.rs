@@ -271,10 +271,6 @@ impl UsersApi {
         }
     }
 
-    async fn is_last_active_admin(&self, user: &User) -> Result<bool, RcError> {
-        Ok(self.core.is_last_active_admin(user).await?)
-    }
-
     /// How `caller` sees `user`: in full for oneself or with
     /// `view-full-other-user-info`, else without email addresses.
     fn view(caller: &User, user: &User, full_others: bool) -> UserView {
@@ -501,7 +497,7 @@ impl UsersApi {
                 .roles
                 .as_ref()
                 .is_some_and(|r| !r.iter().any(|r| r == "admin"));
-        if drops_admin && self.is_last_active_admin(&target).await? {
+        if drops_admin && self.core.is_last_active_admin(&target).await? {
             return Err(last_admin(SAVE_USER));
         }
 
@@ -568,7 +564,7 @@ impl UsersApi {
             .find(&UserKey::Id(user_id))
             .await?
             .ok_or_else(invalid_user)?;
-        if !active && self.is_last_active_admin(&target).await? {
+        if !active && self.core.is_last_active_admin(&target).await? {
             return Err(last_admin("setUserActiveStatus"));
         }
         let patch = UserPatch {
@@ -612,7 +608,7 @@ impl UsersApi {
             b.user.as_deref(),
         )?;
         let target = self.find(&key).await?.ok_or_else(invalid_user)?;
-        if self.is_last_active_admin(&target).await? {
+        if self.core.is_last_active_admin(&target).await? {
             return Err(last_admin("deleteUser"));
         }
         if !self.core.delete_user(&target.id).await? {
