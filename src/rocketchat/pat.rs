@@ -100,14 +100,10 @@ fn does_not_exist(method: &str) -> RcError {
     )
 }
 
-/// The token name, unless it is missing or blank.
-fn token_name(name: Option<String>) -> Option<String> {
+/// The `tokenName` as sent; Rocket.Chat's 400 when it is missing or blank.
+fn token_name(name: Option<String>) -> Result<String, RcError> {
     name.filter(|n| !n.trim().is_empty())
-}
-
-/// Rocket.Chat's 400 for a missing `tokenName`.
-fn name_required() -> RcError {
-    RcError::failure("The 'tokenName' param is required")
+        .ok_or_else(|| RcError::failure("The 'tokenName' param is required"))
 }
 
 impl PatApi {
@@ -138,7 +134,7 @@ impl PatApi {
             return Err(not_authorized(GENERATE));
         }
         let body = body.0.unwrap_or_default();
-        let name = token_name(body.token_name).ok_or_else(name_required)?;
+        let name = token_name(body.token_name)?;
         let bypass = body.bypass_two_factor.unwrap_or(false);
         match self.core.create_pat(&caller.user.id, &name, bypass).await? {
             Ok(token) => Ok(Json(PatOk {
@@ -171,7 +167,7 @@ impl PatApi {
         if !self.may_use_pats(&caller).await? {
             return Err(not_authorized(REGENERATE));
         }
-        let name = token_name(body.0.unwrap_or_default().token_name).ok_or_else(name_required)?;
+        let name = token_name(body.0.unwrap_or_default().token_name)?;
         match self.core.regenerate_pat(&caller.user, &name).await? {
             Some(token) => Ok(Json(PatOk {
                 token,
@@ -225,7 +221,7 @@ impl PatApi {
         if !self.may_use_pats(&caller).await? {
             return Err(not_authorized(REMOVE));
         }
-        let name = token_name(body.0.unwrap_or_default().token_name).ok_or_else(name_required)?;
+        let name = token_name(body.0.unwrap_or_default().token_name)?;
         let removed = self
             .core
             .store()
