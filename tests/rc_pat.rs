@@ -13,6 +13,11 @@ use tokend::core::LoginToken;
 const NO_PERMISSION: &str =
     "User does not have the permissions required for this action [error-unauthorized]";
 
+const GENERATE: &str = "/api/v1/users.generatePersonalAccessToken";
+const REGENERATE: &str = "/api/v1/users.regeneratePersonalAccessToken";
+const REMOVE: &str = "/api/v1/users.removePersonalAccessToken";
+const LIST: &str = "/api/v1/users.getPersonalAccessTokens";
+
 /// Credentials made of a user id and a PAT.
 fn pat_creds(user_id: &str, token: &str) -> Creds {
     Creds {
@@ -21,16 +26,32 @@ fn pat_creds(user_id: &str, token: &str) -> Creds {
     }
 }
 
+async fn post(app: &TestApp, path: &str, creds: &Creds, body: Value) -> (u16, Value) {
+    status_json(app.rc_post(path, creds, body).await).await
+}
+
 async fn generate(app: &TestApp, creds: &Creds, name: &str) -> (u16, Value) {
-    status_json(
-        app.rc_post(
-            "/api/v1/users.generatePersonalAccessToken",
-            creds,
-            json!({ "tokenName": name }),
-        )
-        .await,
-    )
-    .await
+    post(app, GENERATE, creds, json!({ "tokenName": name })).await
+}
+
+/// Generates a PAT for the admin; panics unless it works.
+async fn admin_token(app: &TestApp, name: &str) -> String {
+    let (status, body) = generate(app, &app.admin, name).await;
+    assert_eq!(status, 200, "{body}");
+    body["token"].as_str().unwrap().to_string()
+}
+
+async fn list(app: &TestApp, creds: &Creds) -> (u16, Value) {
+    status_json(app.rc_get(LIST, creds).await).await
+}
+
+/// The admin as stored.
+async fn stored_admin(app: &TestApp) -> tokend::core::User {
+    app.store
+        .find_user(&tokend::store::UserKey::Id(app.admin.user_id.clone()))
+        .await
+        .unwrap()
+        .unwrap()
 }
 
 async fn me_status(app: &TestApp, creds: &Creds) -> u16 {
@@ -40,8 +61,7 @@ async fn me_status(app: &TestApp, creds: &Creds) -> u16 {
 store_tests! {
     async fn lists_an_empty_array_without_tokens(kind) {
         let app = TestApp::start(&kind).await;
-        let (status, body) =
-            status_json(app.rc_get("/api/v1/users.getPersonalAccessTokens", &app.admin).await).await;
+        let (status, body) = list(&app, &app.admin).await;
         assert_eq!(status, 200, "{body}");
         assert_eq!(body, json!({ "tokens": [], "success": true }));
     }
@@ -49,15 +69,8 @@ store_tests! {
     async fn generated_token_authenticates_and_extra_fields_are_ignored(kind) {
         let app = TestApp::start(&kind).await;
         // Rocket.Chat's "should accept loginToken when we call /me".
-        let (status, body) = status_json(
-            app.rc_post(
-                "/api/v1/users.generatePersonalAccessToken",
-                &app.admin,
-                json!({ "tokenName": "test", "loginToken": "1234567890" }),
-            )
-            .await,
-        )
-        .await;
+        let body = json!({ "tokenName": "test", "loginToken": "1234567890" });
+        let (status, body) = post(&app, GENERATE, &app.admin, body).await;
         assert_eq!(status, 200, "{body}");
         assert_eq!(body["success"], true);
         let token = body["token"].as_str().unwrap();
@@ -96,17 +109,14 @@ store_tests! {
     async fn missing_token_name_is_refused(kind) {
         let app = TestApp::start(&kind).await;
         for body in [json!({}), json!({ "tokenName": "  " })] {
-            let (status, answer) = status_json(
-                app.rc_post("/api/v1/users.generatePersonalAccessToken", &app.admin, body).await,
-            )
-            .await;
+            let (status, answer) = post(&app, GENERATE, &app.admin, body).await;
             assert_eq!(status, 400);
             assert_eq!(answer["error"], "The 'tokenName' param is required");
         }
         // No body at all is the same as `{}`.
         let resp = app
             .client
-            .post("/api/v1/users.removePersonalAccessToken")
+            .post(REMOVE)
             .header("X-User-Id", &app.admin.user_id)
             .header("X-Auth-Token", &app.admin.token)
             .send()
@@ -118,35 +128,17 @@ store_tests! {
 
     async fn regenerate_replaces_the_token(kind) {
         let app = TestApp::start(&kind).await;
-        let body = status_json(
-            app.rc_post(
-                "/api/v1/users.generatePersonalAccessToken",
-                &app.admin,
-                json!({ "tokenName": "ci", "bypassTwoFactor": true }),
-            )
-            .await,
-        )
-        .await
-        .1;
+        let body = json!({ "tokenName": "ci", "bypassTwoFactor": true });
+        let body = post(&app, GENERATE, &app.admin, body).await.1;
         let old = body["token"].as_str().unwrap().to_string();
-        let (status, body) = status_json(
-            app.rc_post(
-                "/api/v1/users.regeneratePersonalAccessToken",
-                &app.admin,
-                json!({ "tokenName": "ci" }),
-            )
-            .await,
-        )
-        .await;
+        let (status, body) = post(&app, REGENERATE, &app.admin, json!({ "tokenName": "ci" })).await;
         assert_eq!(status, 200, "{body}");
         let new = body["token"].as_str().unwrap();
         assert_ne!(new, old);
         assert_eq!(me_status(&app, &pat_creds(&app.admin.user_id, &old)).await, 401);
         assert_eq!(me_status(&app, &pat_creds(&app.admin.user_id, new)).await, 200);
-        let list = status_json(app.rc_get("/api/v1/users.getPersonalAccessTokens", &app.admin).await)
-            .await
-            .1;
-        let tokens = list["tokens"].as_array().unwrap();
+        let listed = list(&app, &app.admin).await.1;
+        let tokens = listed["tokens"].as_array().unwrap();
         assert_eq!(tokens.len(), 1);
         assert_eq!(tokens[0]["name"], "ci");
         assert_eq!(tokens[0]["bypassTwoFactor"], true, "the 2FA choice is kept");
@@ -155,15 +147,8 @@ store_tests! {
 
     async fn regenerate_unknown_token_is_refused(kind) {
         let app = TestApp::start(&kind).await;
-        let (status, body) = status_json(
-            app.rc_post(
-                "/api/v1/users.regeneratePersonalAccessToken",
-                &app.admin,
-                json!({ "tokenName": "tokenthatdoesnotexist" }),
-            )
-            .await,
-        )
-        .await;
+        let body = json!({ "tokenName": "tokenthatdoesnotexist" });
+        let (status, body) = post(&app, REGENERATE, &app.admin, body).await;
         assert_eq!(status, 400);
         assert_eq!(
             body,
@@ -178,13 +163,9 @@ store_tests! {
 
     async fn lists_my_tokens_without_the_secret(kind) {
         let app = TestApp::start(&kind).await;
-        let token = generate(&app, &app.admin, "first").await.1["token"]
-            .as_str()
-            .unwrap()
-            .to_string();
+        let token = admin_token(&app, "first").await;
         generate(&app, &app.admin, "second").await;
-        let (status, body) =
-            status_json(app.rc_get("/api/v1/users.getPersonalAccessTokens", &app.admin).await).await;
+        let (status, body) = list(&app, &app.admin).await;
         assert_eq!(status, 200);
         assert_eq!(body["success"], true);
         let tokens = body["tokens"].as_array().unwrap();
@@ -205,31 +186,12 @@ store_tests! {
 
     async fn remove_token_then_it_is_gone(kind) {
         let app = TestApp::start(&kind).await;
-        let token = generate(&app, &app.admin, "gone").await.1["token"]
-            .as_str()
-            .unwrap()
-            .to_string();
-        let (status, body) = status_json(
-            app.rc_post(
-                "/api/v1/users.removePersonalAccessToken",
-                &app.admin,
-                json!({ "tokenName": "gone" }),
-            )
-            .await,
-        )
-        .await;
+        let token = admin_token(&app, "gone").await;
+        let (status, body) = post(&app, REMOVE, &app.admin, json!({ "tokenName": "gone" })).await;
         assert_eq!(status, 200);
         assert_eq!(body, json!({ "success": true }));
         assert_eq!(me_status(&app, &pat_creds(&app.admin.user_id, &token)).await, 401);
-        let (status, body) = status_json(
-            app.rc_post(
-                "/api/v1/users.removePersonalAccessToken",
-                &app.admin,
-                json!({ "tokenName": "gone" }),
-            )
-            .await,
-        )
-        .await;
+        let (status, body) = post(&app, REMOVE, &app.admin, json!({ "tokenName": "gone" })).await;
         assert_eq!(status, 400);
         assert_eq!(body["errorType"], "error-token-does-not-exists");
         assert_eq!(body["details"]["method"], "personalAccessTokens:removeToken");
@@ -252,30 +214,13 @@ store_tests! {
         };
         let (status, body) = generate(&app, &app.admin, "new").await;
         assert_eq!((status, body), (400, not_authorized("personalAccessTokens:generateToken")));
-        let (status, body) = status_json(
-            app.rc_post(
-                "/api/v1/users.regeneratePersonalAccessToken",
-                &app.admin,
-                json!({ "tokenName": "kept" }),
-            )
-            .await,
-        )
-        .await;
+        let (status, body) = post(&app, REGENERATE, &app.admin, json!({ "tokenName": "kept" })).await;
         assert_eq!((status, body), (400, not_authorized("personalAccessTokens:regenerateToken")));
-        let (status, body) =
-            status_json(app.rc_get("/api/v1/users.getPersonalAccessTokens", &app.admin).await).await;
+        let (status, body) = list(&app, &app.admin).await;
         assert_eq!(status, 403);
         assert_eq!(body, json!({ "success": false, "error": NO_PERMISSION }));
         for name in ["kept", "tokenthatdoesnotexist"] {
-            let (status, body) = status_json(
-                app.rc_post(
-                    "/api/v1/users.removePersonalAccessToken",
-                    &app.admin,
-                    json!({ "tokenName": name }),
-                )
-                .await,
-            )
-            .await;
+            let (status, body) = post(&app, REMOVE, &app.admin, json!({ "tokenName": name })).await;
             assert_eq!((status, body), (400, not_authorized("personalAccessTokens:removeToken")));
         }
     }
@@ -293,23 +238,10 @@ store_tests! {
 
     async fn stored_as_rocket_chat_stores_it(kind) {
         let app = TestApp::start(&kind).await;
-        let body = status_json(
-            app.rc_post(
-                "/api/v1/users.generatePersonalAccessToken",
-                &app.admin,
-                json!({ "tokenName": "stored", "bypassTwoFactor": true }),
-            )
-            .await,
-        )
-        .await
-        .1;
+        let body = json!({ "tokenName": "stored", "bypassTwoFactor": true });
+        let body = post(&app, GENERATE, &app.admin, body).await.1;
         let token = body["token"].as_str().unwrap();
-        let user = app
-            .store
-            .find_user(&tokend::store::UserKey::Id(app.admin.user_id.clone()))
-            .await
-            .unwrap()
-            .unwrap();
+        let user = stored_admin(&app).await;
         let pat = user
             .login_tokens
             .iter()
@@ -329,10 +261,7 @@ store_tests! {
 
     async fn pats_never_expire(kind) {
         let app = TestApp::start(&kind).await;
-        let token = generate(&app, &app.admin, "forever").await.1["token"]
-            .as_str()
-            .unwrap()
-            .to_string();
+        let token = admin_token(&app, "forever").await;
         let pat = pat_creds(&app.admin.user_id, &token);
         // Past LOGIN_EXPIRATION_DAYS (90): login tokens die, the PAT lives.
         app.clock.advance(chrono::Duration::days(91));
@@ -348,22 +277,14 @@ store_tests! {
             ..test_config()
         };
         let app = TestApp::with_config(&kind, config).await;
-        let token = generate(&app, &app.admin, "capped").await.1["token"]
-            .as_str()
-            .unwrap()
-            .to_string();
+        let token = admin_token(&app, "capped").await;
         for _ in 0..5 {
             app.login("admin", ADMIN_PASS).await;
         }
         assert_eq!(me_status(&app, &pat_creds(&app.admin.user_id, &token)).await, 200);
         // The first login token went to the cap.
         assert_eq!(me_status(&app, &app.admin).await, 401);
-        let user = app
-            .store
-            .find_user(&tokend::store::UserKey::Id(app.admin.user_id.clone()))
-            .await
-            .unwrap()
-            .unwrap();
+        let user = stored_admin(&app).await;
         let resume = user
             .login_tokens
             .iter()
@@ -375,17 +296,13 @@ store_tests! {
 
     async fn routes_need_authentication(kind) {
         let app = TestApp::start(&kind).await;
-        for path in [
-            "/api/v1/users.generatePersonalAccessToken",
-            "/api/v1/users.regeneratePersonalAccessToken",
-            "/api/v1/users.removePersonalAccessToken",
-        ] {
+        for path in [GENERATE, REGENERATE, REMOVE] {
             let resp = app.client.post(path).body_json(&json!({ "tokenName": "x" })).send().await;
             let (status, body) = status_json(resp).await;
             assert_eq!(status, 401, "{path}");
             assert_eq!(body["message"], "You must be logged in to do this.");
         }
-        let resp = app.client.get("/api/v1/users.getPersonalAccessTokens").send().await;
+        let resp = app.client.get(LIST).send().await;
         assert_eq!(resp.0.status().as_u16(), 401);
     }
 }
