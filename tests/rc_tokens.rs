@@ -50,6 +50,18 @@ async fn mint(app: &TestApp, caller: &Creds, user_id: &str) -> Creds {
     }
 }
 
+/// `POST /api/v1/login` with this body.
+async fn login_with(app: &TestApp, body: &Value) -> (u16, Value) {
+    status_json(
+        app.client
+            .post("/api/v1/login")
+            .body_json(body)
+            .send()
+            .await,
+    )
+    .await
+}
+
 async fn me_status(app: &TestApp, creds: &Creds) -> u16 {
     app.rc_get("/api/v1/me", creds).await.0.status().as_u16()
 }
@@ -107,8 +119,7 @@ store_tests! {
         app.clock.advance(chrono::Duration::minutes(2));
         assert_eq!(status_json(app.rc_get("/api/v1/me", &token).await).await, (401, not_logged_in()));
         // `resume` refuses it too.
-        let resp = app.client.post("/api/v1/login").body_json(&json!({"resume": token.token})).send().await;
-        assert_eq!(status_json(resp).await, (401, login_unauthorized()));
+        assert_eq!(login_with(&app, &json!({"resume": token.token})).await, (401, login_unauthorized()));
     }
 
     async fn login_expiration_days_is_configurable(kind) {
@@ -386,7 +397,7 @@ store_tests! {
             json!({"user": "bob", "password": {"digest": digest, "algorithm": "sha-256"}}),
         ];
         for body in bodies {
-            let (status, answer) = status_json(app.client.post("/api/v1/login").body_json(&body).send().await).await;
+            let (status, answer) = login_with(&app, &body).await;
             assert_eq!(status, 200, "{body} -> {answer}");
             assert_eq!(answer["status"], "success");
             assert_eq!(answer["success"], true);
@@ -400,13 +411,11 @@ store_tests! {
 
     async fn login_with_resume_returns_the_same_token(kind) {
         let app = TestApp::start(&kind).await;
-        let resp = app.client.post("/api/v1/login").body_json(&json!({"resume": app.admin.token})).send().await;
-        let (status, body) = status_json(resp).await;
+        let (status, body) = login_with(&app, &json!({"resume": app.admin.token})).await;
         assert_eq!(status, 200, "{body}");
         assert_eq!(body["data"]["authToken"], app.admin.token.as_str());
         assert_eq!(body["data"]["userId"], app.admin.user_id.as_str());
-        let resp = app.client.post("/api/v1/login").body_json(&json!({"resume": "nope"})).send().await;
-        assert_eq!(status_json(resp).await, (401, login_unauthorized()));
+        assert_eq!(login_with(&app, &json!({"resume": "nope"})).await, (401, login_unauthorized()));
     }
 
     async fn login_failures_all_look_alike(kind) {
@@ -424,8 +433,7 @@ store_tests! {
             json!({}),
         ];
         for body in bodies {
-            let resp = app.client.post("/api/v1/login").body_json(&body).send().await;
-            assert_eq!(status_json(resp).await, (401, login_unauthorized()), "{body}");
+            assert_eq!(login_with(&app, &body).await, (401, login_unauthorized()), "{body}");
         }
     }
 
@@ -433,8 +441,7 @@ store_tests! {
         let app = TestApp::start(&kind).await;
         app.user("bob", &[]).await;
         for _ in 0..10 {
-            let resp = app.client.post("/api/v1/login").body_json(&json!({"user": "bob", "password": "wrong"})).send().await;
-            assert_eq!(status_json(resp).await, (401, login_unauthorized()));
+            assert_eq!(login_with(&app, &json!({"user": "bob", "password": "wrong"})).await, (401, login_unauthorized()));
         }
         let blocked = json!({
             "success": false, "status": "error",
@@ -443,8 +450,7 @@ store_tests! {
             "details": {"function": "Accounts.validateLoginAttempt"}
         });
         // Even the right password is refused while blocked.
-        let resp = app.client.post("/api/v1/login").body_json(&json!({"user": "bob", "password": USER_PASS})).send().await;
-        assert_eq!(status_json(resp).await, (401, blocked));
+        assert_eq!(login_with(&app, &json!({"user": "bob", "password": USER_PASS})).await, (401, blocked));
         app.clock.advance(chrono::Duration::minutes(5));
         app.login("bob", USER_PASS).await;
     }
@@ -454,8 +460,7 @@ store_tests! {
         app.user("bob", &[]).await;
         for round in 0..2 {
             for _ in 0..9 {
-                let resp = app.client.post("/api/v1/login").body_json(&json!({"user": "bob", "password": "wrong"})).send().await;
-                assert_eq!(status_json(resp).await.0, 401, "round {round}");
+                assert_eq!(login_with(&app, &json!({"user": "bob", "password": "wrong"})).await.0, 401, "round {round}");
             }
             app.login("bob", USER_PASS).await;
         }
