@@ -7,6 +7,7 @@
 
 use super::auth::ManageUsers;
 use super::error::SaymonError;
+use super::users::user_by_id;
 use crate::core::ids::new_token;
 use crate::core::model::ApiToken;
 use crate::core::token::{hash_token, last_part};
@@ -91,12 +92,7 @@ impl TokensApi {
         /// The user's id.
         id: Path<String>,
     ) -> Result<TokenCreated, SaymonError> {
-        let user = self
-            .core
-            .store()
-            .find_user(&UserKey::Id(id.0.clone()))
-            .await?
-            .ok_or_else(|| SaymonError::user_not_found(&id.0))?;
+        let user = user_by_id(&self.core, &id.0).await?;
         let token = issue_api_token(&self.core, &user.id).await?;
         Ok(TokenCreated::Ok(Json(token)))
     }
@@ -116,12 +112,7 @@ impl TokensApi {
         /// The user's id.
         id: Path<String>,
     ) -> Result<TokenDeleted, SaymonError> {
-        let user = self
-            .core
-            .store()
-            .find_user(&UserKey::Id(id.0.clone()))
-            .await?
-            .ok_or_else(|| SaymonError::user_not_found(&id.0))?;
+        let user = user_by_id(&self.core, &id.0).await?;
         self.core.store().delete_api_token(&user.id).await?;
         Ok(TokenDeleted::Ok)
     }

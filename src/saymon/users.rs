@@ -207,15 +207,15 @@ fn login_from_email(email: &str) -> String {
         .collect()
 }
 
-impl UsersApi {
-    async fn find(&self, id: &str) -> Result<User, SaymonError> {
-        self.core
-            .store()
-            .find_user(&UserKey::Id(id.to_string()))
-            .await?
-            .ok_or_else(|| SaymonError::user_not_found(id))
-    }
+/// The user with this id; 404 `ResourceNotFound` when there is none.
+pub async fn user_by_id(core: &Core, id: &str) -> Result<User, SaymonError> {
+    core.store()
+        .find_user(&UserKey::Id(id.to_string()))
+        .await?
+        .ok_or_else(|| SaymonError::user_not_found(id))
+}
 
+impl UsersApi {
     async fn entry(&self, user: &User, full: bool) -> Result<UserEntry, SaymonError> {
         Ok(if full {
             UserEntry::Full(UserView::full(&self.core, user).await?)
@@ -300,7 +300,7 @@ impl UsersApi {
         id: Path<String>,
     ) -> Result<UserEntryOk, SaymonError> {
         let full = self.core.has_permission(&auth.0.user, MANAGE_USERS).await?;
-        let user = self.find(&id.0).await?;
+        let user = user_by_id(&self.core, &id.0).await?;
         Ok(UserEntryOk::Ok(Json(self.entry(&user, full).await?)))
     }
 
@@ -373,7 +373,7 @@ impl UsersApi {
         body: Json<UserPatchBody>,
     ) -> Result<UserOk, SaymonError> {
         let body = body.0;
-        let user = self.find(&id.0).await?;
+        let user = user_by_id(&self.core, &id.0).await?;
         let mut patch = UserPatch::default();
         if let Some(login) = body.login.as_deref() {
             let login = login.trim();
@@ -441,7 +441,7 @@ impl UsersApi {
         /// The user's id.
         id: Path<String>,
     ) -> Result<UserDeleted, SaymonError> {
-        let user = self.find(&id.0).await?;
+        let user = user_by_id(&self.core, &id.0).await?;
         if self.core.is_last_active_admin(&user).await? {
             return Err(SaymonError::bad_request(LAST_ADMIN));
         }
