@@ -19,7 +19,7 @@ use crate::core::password::PasswordInput;
 use crate::core::permissions::MANAGE_USERS;
 use crate::core::service::PasswordLogin;
 use crate::core::throttle::Blocked;
-use crate::core::{Core, User};
+use crate::core::{Core, CoreError, User};
 use crate::http::client_ip;
 use crate::store::UserKey;
 use base64::{engine::general_purpose::STANDARD, Engine};
@@ -157,6 +157,16 @@ fn core_of(req: &Request) -> Result<Arc<Core>, SaymonError> {
         tracing::error!("core missing from request data");
         SaymonError::internal()
     })
+}
+
+/// The user a stored credential (API token, session) belongs to, if it still
+/// exists and is active: only active users authenticate.
+pub async fn credential_owner(core: &Core, user_id: String) -> Result<Option<User>, CoreError> {
+    Ok(core
+        .store()
+        .find_user(&UserKey::Id(user_id))
+        .await?
+        .filter(|u| u.active))
 }
 
 /// The 429 for a blocked login, with the block time as `Retry-After`.

@@ -6,7 +6,7 @@
 //! both are checked (and the idle window moved) on every request through
 //! [`crate::store::Store::touch_session`].
 
-use super::auth::{password_user, SaymonCaller, SidAuth, Via, SID_COOKIE};
+use super::auth::{credential_owner, password_user, SaymonCaller, SidAuth, Via, SID_COOKIE};
 use super::error::SaymonError;
 use super::tokens::api_token_user;
 use crate::core::ids::new_token;
@@ -14,7 +14,6 @@ use crate::core::model::Session;
 use crate::core::token::hash_token;
 use crate::core::{Core, CoreError, User};
 use crate::http::ApiTags;
-use crate::store::UserKey;
 use poem::Request;
 use poem_openapi::{payload::Json, ApiResponse, Object, OpenApi};
 use std::sync::Arc;
@@ -45,17 +44,11 @@ pub async fn session_caller(core: &Core, sid: &str) -> Result<Option<SaymonCalle
     else {
         return Ok(None);
     };
-    match core
-        .store()
-        .find_user(&UserKey::Id(session.user_id))
-        .await?
-    {
-        Some(user) if user.active => Ok(Some(SaymonCaller {
-            user,
-            via: Via::Session { hashed_id },
-        })),
-        _ => Ok(None),
-    }
+    let owner = credential_owner(core, session.user_id).await?;
+    Ok(owner.map(|user| SaymonCaller {
+        user,
+        via: Via::Session { hashed_id },
+    }))
 }
 
 /// Opens a session for `user`; returns its id (shown only in the response).
