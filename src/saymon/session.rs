@@ -8,6 +8,7 @@
 
 use super::auth::{credential_owner, password_user, SaymonCaller, SidAuth, Via, SID_COOKIE};
 use super::error::SaymonError;
+use super::nonblank;
 use super::tokens::api_token_user;
 use crate::core::ids::new_token;
 use crate::core::model::Session;
@@ -126,10 +127,6 @@ pub enum SessionEnded {
     Ok(#[oai(header = "Set-Cookie")] String),
 }
 
-fn nonblank(v: &Option<String>) -> Option<&str> {
-    v.as_deref().filter(|s| !s.trim().is_empty())
-}
-
 #[OpenApi(tag = "ApiTags::Saymon")]
 impl SessionApi {
     /// Open a session with `{login, password}` (`login` may be the email
@@ -148,13 +145,14 @@ impl SessionApi {
         body: Json<SessionRequest>,
     ) -> Result<SessionCreated, SaymonError> {
         let body = body.0;
-        let user = if let Some(token) = nonblank(&body.auth_token) {
-            api_token_user(&self.core, token.trim())
+        let user = if let Some(token) = nonblank(body.auth_token.as_deref()) {
+            api_token_user(&self.core, token)
                 .await?
                 .ok_or_else(SaymonError::invalid_api_token)?
                 .0
         } else {
-            let login = nonblank(&body.login).ok_or_else(|| SaymonError::missing("login"))?;
+            let login =
+                nonblank(body.login.as_deref()).ok_or_else(|| SaymonError::missing("login"))?;
             let password = body
                 .password
                 .as_deref()

@@ -6,6 +6,7 @@
 
 use super::auth::{ManageUsers, SaymonAuth, Via};
 use super::error::SaymonError;
+use super::nonblank;
 use super::view::{
     token_hint, LimitedUserView, UserEntry, UserView, STATUS_ACTIVE, STATUS_BLOCKED,
 };
@@ -132,12 +133,6 @@ fn duplicate(field: UniqueField) -> SaymonError {
         UniqueField::Email => "This email address is already taken.",
         UniqueField::Other => "A user with these details already exists.",
     })
-}
-
-fn nonblank(v: Option<&str>) -> Option<String> {
-    v.map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(str::to_string)
 }
 
 fn check_login(login: &str) -> Result<(), SaymonError> {
@@ -318,17 +313,17 @@ impl UsersApi {
         body: Json<NewUserBody>,
     ) -> Result<UserOk, SaymonError> {
         let body = body.0;
-        let email = nonblank(body.email.as_deref());
+        let email = nonblank(body.email.as_deref()).map(str::to_string);
         if let Some(email) = &email {
             check_email(email)?;
         }
         let login = match (nonblank(body.login.as_deref()), &email) {
-            (Some(login), _) => login,
+            (Some(login), _) => login.to_string(),
             (None, Some(email)) => login_from_email(email),
             (None, None) => return Err(SaymonError::missing("login")),
         };
         check_login(&login)?;
-        let name = nonblank(body.display_name.as_deref());
+        let name = nonblank(body.display_name.as_deref()).map(str::to_string);
         if let Some(name) = &name {
             check_display_name(name, &login)?;
         }
