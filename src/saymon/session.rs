@@ -10,6 +10,7 @@ use super::auth::{credential_owner, password_user, SaymonCaller, SidAuth, Via, S
 use super::error::SaymonError;
 use super::nonblank;
 use super::tokens::api_token_user;
+use crate::core::clock::Timestamp;
 use crate::core::ids::new_token;
 use crate::core::model::Session;
 use crate::core::token::hash_token;
@@ -25,8 +26,12 @@ pub struct SessionApi {
     pub core: Arc<Core>,
 }
 
-fn span(d: Duration) -> chrono::Duration {
-    chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
+/// `d` after `now`; `now` itself if that is past the representable range.
+fn after(now: Timestamp, d: Duration) -> Timestamp {
+    chrono::Duration::from_std(d)
+        .ok()
+        .and_then(|d| now.checked_add_signed(d))
+        .unwrap_or(now)
 }
 
 /// The caller owning the live session `sid`, moving its idle window forward.
@@ -35,9 +40,7 @@ fn span(d: Duration) -> chrono::Duration {
 pub async fn session_caller(core: &Core, sid: &str) -> Result<Option<SaymonCaller>, CoreError> {
     let hashed_id = hash_token(sid);
     let now = core.now();
-    let idle_end = now
-        .checked_add_signed(span(core.config.saymon_session_idle))
-        .unwrap_or(now);
+    let idle_end = after(now, core.config.saymon_session_idle);
     let Some(session) = core
         .store()
         .touch_session(&hashed_id, now, idle_end)
@@ -56,14 +59,13 @@ pub async fn session_caller(core: &Core, sid: &str) -> Result<Option<SaymonCalle
 pub async fn open_session(core: &Core, user: &User) -> Result<String, CoreError> {
     let sid = new_token();
     let now = core.now();
-    let at = |d: Duration| now.checked_add_signed(span(d)).unwrap_or(now);
     let session = Session {
         hashed_id: hash_token(&sid),
         user_id: user.id.clone(),
         created_at: now,
         last_seen_at: now,
-        expires_at: at(core.config.saymon_session_idle),
-        absolute_expires_at: at(core.config.saymon_session_max),
+        expires_at: after(now, core.config.saymon_session_idle),
+        absolute_expires_at: after(now, core.config.saymon_session_max),
     };
     core.store().insert_session(&session).await?;
     Ok(sid)
