@@ -247,11 +247,7 @@ pub async fn authenticate(core: &Core, req: &Request) -> Result<SaymonCaller, Sa
 
 /// Requires a permission of an authenticated caller (403 naming it otherwise).
 pub async fn require(core: &Core, user: &User, permission: &str) -> Result<(), SaymonError> {
-    if core
-        .has_permission(user, permission)
-        .await
-        .map_err(SaymonError::from)?
-    {
+    if core.has_permission(user, permission).await? {
         Ok(())
     } else {
         Err(SaymonError::forbidden(permission))
