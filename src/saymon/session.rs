@@ -104,13 +104,7 @@ pub struct SessionRequest {
     pub auth_token: Option<String>,
 }
 
-impl std::fmt::Debug for SessionRequest {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SessionRequest")
-            .field("login", &self.login)
-            .finish_non_exhaustive()
-    }
-}
+redacted_debug!(SessionRequest, login);
 
 /// A new session.
 #[derive(ApiResponse)]

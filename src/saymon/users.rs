@@ -76,17 +76,6 @@ pub struct UserPatchBody {
     pub active: Option<bool>,
 }
 
-macro_rules! redacted_debug {
-    ($ty:ident, $($field:ident),*) => {
-        impl std::fmt::Debug for $ty {
-            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.debug_struct(stringify!($ty))
-                    $(.field(stringify!($field), &self.$field))*
-                    .finish_non_exhaustive()
-            }
-        }
-    };
-}
 redacted_debug!(NewUserBody, login, email, display_name, permissions, status);
 redacted_debug!(
     UserPatchBody,
