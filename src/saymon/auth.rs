@@ -71,21 +71,20 @@ pub enum SaymonSchemes {
 /// How a caller authenticated.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Via {
+    /// `Authorization: Basic` with a login and password.
     Basic,
     /// The `sid` cookie; the session's stored (hashed) id.
-    Session {
-        hashed_id: String,
-    },
+    Session { hashed_id: String },
     /// The `api-token` parameter; the token's non-secret last characters.
-    ApiToken {
-        last_part: String,
-    },
+    ApiToken { last_part: String },
 }
 
 /// An authenticated SAYMON caller.
 #[derive(Debug, Clone)]
 pub struct SaymonCaller {
+    /// The authenticated (active) user.
     pub user: User,
+    /// The credential that authenticated it.
     pub via: Via,
 }
 

@@ -60,12 +60,14 @@ pub struct NewUserBody {
 #[derive(Object, Clone)]
 #[oai(rename = "SaymonUserPatch")]
 pub struct UserPatchBody {
+    /// New login name: letters, digits, `-`, `_`, `.`.
     pub login: Option<String>,
     /// Replaces the first email address.
     pub email: Option<String>,
     /// A new password.
     #[oai(write_only)]
     pub password: Option<String>,
+    /// New display name: not blank, and different from the login.
     #[oai(rename = "displayName")]
     pub display_name: Option<String>,
     /// Replaces the user's own permissions.
