@@ -396,12 +396,15 @@ impl UsersApi {
         }
         if let Some(password) = body.password.as_deref() {
             check_password(password)?;
-            patch.password_bcrypt = Some(hash_password(password).await?);
         }
         patch.permissions = body.permissions;
         patch.active = active_flag(body.status, body.active)?;
         if patch.active == Some(false) && self.core.is_last_active_admin(&user).await? {
             return Err(SaymonError::bad_request(LAST_ADMIN));
+        }
+        // Hashed only once every check has passed: bcrypt is the costly part.
+        if let Some(password) = body.password.as_deref() {
+            patch.password_bcrypt = Some(hash_password(password).await?);
         }
         let updated = self
             .core
