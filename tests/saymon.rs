@@ -54,8 +54,19 @@ async fn call(
     req.send().await
 }
 
+/// Status and JSON body of a request.
+async fn send(
+    app: &TestApp,
+    method: &str,
+    path: &str,
+    auth: Auth<'_>,
+    body: Option<Value>,
+) -> (u16, Value) {
+    status_json(call(app, method, path, auth, body).await).await
+}
+
 async fn get(app: &TestApp, path: &str, auth: Auth<'_>) -> (u16, Value) {
-    status_json(call(app, "GET", path, auth, None).await).await
+    send(app, "GET", path, auth, None).await
 }
 
 /// Status and body text (for routes answering an empty body).
@@ -101,7 +112,7 @@ fn is_token(t: &str) -> bool {
 /// Creates the API token of `user_id` as the admin.
 async fn create_token(app: &TestApp, user_id: &str) -> String {
     let path = format!("/node/api/users/{user_id}/auth-token");
-    let (status, body) = status_json(call(app, "POST", &path, ADMIN, None).await).await;
+    let (status, body) = send(app, "POST", &path, ADMIN, None).await;
     assert_eq!(status, 200, "{body}");
     let token = body.as_str().expect("a JSON string").to_string();
     assert!(is_token(&token), "{token}");
@@ -147,10 +158,9 @@ store_tests! {
             "message": "Leaving the app without an active admin is not allowed."
         });
         let path = format!("/node/api/users/{admin_id}");
-        let resp = call(&app, "PATCH", &path, ADMIN, Some(json!({"status": 3}))).await;
-        assert_eq!(status_json(resp).await, (400, refusal.clone()));
-        let resp = call(&app, "DELETE", &path, ADMIN, None).await;
-        assert_eq!(status_json(resp).await, (400, refusal));
+        let blocked = send(&app, "PATCH", &path, ADMIN, Some(json!({"status": 3}))).await;
+        assert_eq!(blocked, (400, refusal.clone()));
+        assert_eq!(send(&app, "DELETE", &path, ADMIN, None).await, (400, refusal));
         // With a second active admin, both are allowed.
         app.user("second", &["admin", "user"]).await;
         let resp = call(&app, "PATCH", &path, ADMIN, Some(json!({"status": 3}))).await;
@@ -234,8 +244,8 @@ store_tests! {
         assert_eq!(current_login(&app, Auth::Sid(sid2)).await.1["id"], bob.id.as_str());
 
         // An unknown token opens nothing.
-        let (status, body) = status_json(call(&app, "POST", "/node/api/users/session", Auth::None,
-            Some(json!({"auth-token": "x".repeat(43)}))).await).await;
+        let (status, body) = send(&app, "POST", "/node/api/users/session", Auth::None,
+            Some(json!({"auth-token": "x".repeat(43)}))).await;
         assert_eq!((status, body), (401, unauthorized("Invalid API token.")));
     }
 
@@ -244,8 +254,8 @@ store_tests! {
         for path in ["/node/api/users/current", "/node/api/users", "/node/api/users/x"] {
             assert_eq!(get(&app, path, Auth::None).await, (401, unauthorized("Not logged in.")));
         }
-        let (status, body) = status_json(call(&app, "POST",
-            &format!("/node/api/users/{}/auth-token", app.admin.user_id), Auth::None, None).await).await;
+        let (status, body) = send(&app, "POST",
+            &format!("/node/api/users/{}/auth-token", app.admin.user_id), Auth::None, None).await;
         assert_eq!((status, body), (401, unauthorized("Not logged in.")));
         // An empty api-token is no credential.
         assert_eq!(current_login(&app, Auth::Token("")).await, (401, unauthorized("Not logged in.")));
@@ -265,8 +275,8 @@ store_tests! {
             .header("Authorization", "Basic %%%").send().await;
         assert_eq!(status_json(garbage).await, (401, invalid_credentials()));
         // Same on session creation.
-        let (status, body) = status_json(call(&app, "POST", "/node/api/users/session", Auth::None,
-            Some(json!({"login": "bob", "password": "wrong-pass"}))).await).await;
+        let (status, body) = send(&app, "POST", "/node/api/users/session", Auth::None,
+            Some(json!({"login": "bob", "password": "wrong-pass"}))).await;
         assert_eq!((status, body), (401, invalid_credentials()));
     }
 
@@ -278,8 +288,8 @@ store_tests! {
             (json!({"login": "bob"}), "password"),
             (json!({"login": "bob", "password": ""}), "password"),
         ] {
-            let (status, got) = status_json(call(&app, "POST", "/node/api/users/session",
-                Auth::None, Some(body)).await).await;
+            let (status, got) = send(&app, "POST", "/node/api/users/session",
+                Auth::None, Some(body)).await;
             assert_eq!(status, 400);
             assert_eq!(got, json!({"code": "BadRequest",
                 "message": format!("Mandatory \"{field}\" parameter is absent/empty.")}));
@@ -383,13 +393,13 @@ store_tests! {
         // Only that session ended.
         assert_eq!(current_login(&app, Auth::Sid(&other)).await.0, 200);
         // Ending it again, or without a cookie.
-        let again = call(&app, "DELETE", "/node/api/users/session", Auth::Sid(&sid), None).await;
-        assert_eq!(status_json(again).await, (401, unauthorized("Session expired.")));
-        let none = call(&app, "DELETE", "/node/api/users/session", Auth::None, None).await;
-        assert_eq!(status_json(none).await, (401, unauthorized("Not logged in.")));
+        let again = send(&app, "DELETE", "/node/api/users/session", Auth::Sid(&sid), None).await;
+        assert_eq!(again, (401, unauthorized("Session expired.")));
+        let none = send(&app, "DELETE", "/node/api/users/session", Auth::None, None).await;
+        assert_eq!(none, (401, unauthorized("Not logged in.")));
         // Basic credentials do not name a session to end.
-        let basic = call(&app, "DELETE", "/node/api/users/session", Auth::Basic("bob", USER_PASS), None).await;
-        assert_eq!(status_json(basic).await, (401, unauthorized("Not logged in.")));
+        let basic = send(&app, "DELETE", "/node/api/users/session", Auth::Basic("bob", USER_PASS), None).await;
+        assert_eq!(basic, (401, unauthorized("Not logged in.")));
     }
 
     async fn cookie_is_secure_when_configured(kind) {
@@ -438,8 +448,8 @@ store_tests! {
             ("DELETE", &user_path, None),
         ];
         for (method, path, body) in &cases {
-            let resp = call(&app, method, path, bob_auth, body.clone()).await;
-            assert_eq!(status_json(resp).await, (403, forbidden()), "{method} {path}");
+            let got = send(&app, method, path, bob_auth, body.clone()).await;
+            assert_eq!(got, (403, forbidden()), "{method} {path}");
         }
         // Checked before the body is read.
         let resp = app.client.post("/node/api/users").header("Authorization", basic("bob", USER_PASS))
@@ -451,8 +461,8 @@ store_tests! {
         assert_eq!(body["displayName"], "carol name");
 
         // SAYMON-style permissions granted to the user itself count.
-        let (status, _) = status_json(call(&app, "PATCH", &format!("/node/api/users/{}", bob.id),
-            ADMIN, Some(json!({"permissions": ["manage-users"]}))).await).await;
+        let (status, _) = send(&app, "PATCH", &format!("/node/api/users/{}", bob.id),
+            ADMIN, Some(json!({"permissions": ["manage-users"]}))).await;
         assert_eq!(status, 200);
         let resp = call(&app, "POST", &token_path, bob_auth, None).await;
         assert_eq!(resp.0.status().as_u16(), 200);
@@ -467,7 +477,7 @@ store_tests! {
             ("POST", "/node/api/users/nope/auth-token", None),
             ("DELETE", "/node/api/users/nope/auth-token", None),
         ] {
-            let (status, body) = status_json(call(&app, method, path, ADMIN, body).await).await;
+            let (status, body) = send(&app, method, path, ADMIN, body).await;
             assert_eq!(status, 404, "{method} {path}");
             assert_eq!(body, json!({"code": "ResourceNotFound", "message": "User 'nope' not found."}));
         }
@@ -502,13 +512,13 @@ store_tests! {
 
     async fn users_crud(kind) {
         let app = TestApp::start(&kind).await;
-        let (status, created) = status_json(call(&app, "POST", "/node/api/users", ADMIN, Some(json!({
+        let (status, created) = send(&app, "POST", "/node/api/users", ADMIN, Some(json!({
             "login": "example.user",
             "email": "ex@example.com",
             "password": "first-pass-1",
             "displayName": "Example",
             "permissions": ["manage-objects"],
-        }))).await).await;
+        }))).await;
         assert_eq!(status, 200, "{created}");
         let id = created["id"].as_str().unwrap().to_string();
         assert_eq!(created, json!({
@@ -524,12 +534,12 @@ store_tests! {
         assert!(list.contains(&created));
 
         // Partial update: only the fields given change.
-        let (status, updated) = status_json(call(&app, "PATCH", &path, ADMIN, Some(json!({
+        let (status, updated) = send(&app, "PATCH", &path, ADMIN, Some(json!({
             "email": "new@example.com",
             "permissions": ["manage-links"],
             "password": "second-pass-2",
             "id": "ignored", "contacts": ["ignored"],
-        }))).await).await;
+        }))).await;
         assert_eq!(status, 200, "{updated}");
         assert_eq!(updated["email"], "new@example.com");
         assert_eq!(updated["permissions"], json!(["manage-links"]));
@@ -541,8 +551,8 @@ store_tests! {
         assert_eq!(current_login(&app, Auth::Basic("new@example.com", "second-pass-2")).await.0, 200);
         assert_eq!(current_login(&app, Auth::Basic("ex@example.com", "second-pass-2")).await.0, 401);
 
-        let (_, renamed) = status_json(call(&app, "PATCH", &path, ADMIN,
-            Some(json!({"login": "renamed", "displayName": "Renamed One"}))).await).await;
+        let (_, renamed) = send(&app, "PATCH", &path, ADMIN,
+            Some(json!({"login": "renamed", "displayName": "Renamed One"}))).await;
         assert_eq!((renamed["login"].as_str(), renamed["displayName"].as_str()),
             (Some("renamed"), Some("Renamed One")));
 
@@ -562,8 +572,8 @@ store_tests! {
     async fn user_creation_rules(kind) {
         let app = TestApp::start(&kind).await;
         // Login made from the email address; no display name; no password.
-        let (status, body) = status_json(call(&app, "POST", "/node/api/users", ADMIN,
-            Some(json!({"email": "jane.doe@example.com"}))).await).await;
+        let (status, body) = send(&app, "POST", "/node/api/users", ADMIN,
+            Some(json!({"email": "jane.doe@example.com"}))).await;
         assert_eq!(status, 200, "{body}");
         assert_eq!(body["login"], "jane.doe");
         assert!(body.get("displayName").is_none());
@@ -571,8 +581,8 @@ store_tests! {
             .await.unwrap().unwrap();
         assert_eq!(user.roles, vec!["user".to_string()]);
         // Created blocked.
-        let (status, body) = status_json(call(&app, "POST", "/node/api/users", ADMIN,
-            Some(json!({"login": "temp", "password": "pw-123456", "status": 3}))).await).await;
+        let (status, body) = send(&app, "POST", "/node/api/users", ADMIN,
+            Some(json!({"login": "temp", "password": "pw-123456", "status": 3}))).await;
         assert_eq!((status, body["status"].as_i64()), (200, Some(3)));
         assert_eq!(current_login(&app, Auth::Basic("temp", "pw-123456")).await.0, 401);
 
@@ -587,23 +597,22 @@ store_tests! {
             (json!({"login": "other", "email": "Admin@Example.com"}), "This email address is already taken."),
             (json!({"email": "jane.doe@elsewhere.com"}), "This login is already taken."),
         ] {
-            let (status, got) = status_json(call(&app, "POST", "/node/api/users", ADMIN, Some(body.clone()))
-                .await).await;
+            let (status, got) = send(&app, "POST", "/node/api/users", ADMIN, Some(body.clone())).await;
             assert_eq!(status, 400, "{body}");
             assert_eq!(got, json!({"code": "BadRequest", "message": message}), "{body}");
         }
         // Duplicates on update too.
         let bob = app.user("bob", &[]).await;
-        let (status, got) = status_json(call(&app, "PATCH", &format!("/node/api/users/{}", bob.id),
-            ADMIN, Some(json!({"login": "Admin"}))).await).await;
+        let (status, got) = send(&app, "PATCH", &format!("/node/api/users/{}", bob.id),
+            ADMIN, Some(json!({"login": "Admin"}))).await;
         assert_eq!((status, got["message"].as_str()), (400, Some("This login is already taken.")));
     }
 
     async fn limited_view_without_manage_users(kind) {
         let app = TestApp::start(&kind).await;
         let bob = app.user("bob", &[]).await;
-        let (_, plain) = status_json(call(&app, "POST", "/node/api/users", ADMIN,
-            Some(json!({"login": "example.user", "password": "pw-123456"}))).await).await;
+        let (_, plain) = send(&app, "POST", "/node/api/users", ADMIN,
+            Some(json!({"login": "example.user", "password": "pw-123456"}))).await;
         let plain_id = plain["id"].as_str().unwrap().to_string();
         let bob_auth = Auth::Basic("bob", USER_PASS);
 
@@ -629,9 +638,9 @@ store_tests! {
 
     async fn saymon_users_log_in_through_rocketchat(kind) {
         let app = TestApp::start(&kind).await;
-        let (status, created) = status_json(call(&app, "POST", "/node/api/users", ADMIN, Some(json!({
+        let (status, created) = send(&app, "POST", "/node/api/users", ADMIN, Some(json!({
             "login": "sam", "email": "sam@example.com", "password": "sam-pass-1",
-        }))).await).await;
+        }))).await;
         assert_eq!(status, 200);
         let creds = app.login("sam", "sam-pass-1").await;
         assert_eq!(creds.user_id, created["id"].as_str().unwrap());
@@ -658,8 +667,8 @@ store_tests! {
         assert!(!perms.contains(&json!("manage-users")));
         assert_eq!(current_login(&app, Auth::Basic("rcuser@example.com", USER_PASS)).await.0, 200);
         // A password changed through SAYMON applies to Rocket.Chat login too.
-        let (status, _) = status_json(call(&app, "PATCH", &format!("/node/api/users/{}", rc.id), ADMIN,
-            Some(json!({"password": "changed-pass-9"}))).await).await;
+        let (status, _) = send(&app, "PATCH", &format!("/node/api/users/{}", rc.id), ADMIN,
+            Some(json!({"password": "changed-pass-9"}))).await;
         assert_eq!(status, 200);
         app.login("rcuser", "changed-pass-9").await;
         // The Rocket.Chat token still works: only deactivation ends tokens.
@@ -678,7 +687,7 @@ store_tests! {
             let sid = open_session(&app, &name, USER_PASS).await;
             let rc = app.login(&name, USER_PASS).await;
             let path = format!("/node/api/users/{}", user.id);
-            let (status, body) = status_json(call(&app, "PATCH", &path, ADMIN, Some(how)).await).await;
+            let (status, body) = send(&app, "PATCH", &path, ADMIN, Some(how)).await;
             assert_eq!((status, body["status"].as_i64()), (200, Some(3)), "{body}");
             assert_eq!(body["authenticationToken"], Value::Null);
 
@@ -691,7 +700,7 @@ store_tests! {
             assert_eq!(app.rc_get("/api/v1/me", &rc).await.0.status().as_u16(), 401);
 
             // Reactivated: the password works again, the old token and session do not.
-            let (status, body) = status_json(call(&app, "PATCH", &path, ADMIN, Some(reactivate)).await).await;
+            let (status, body) = send(&app, "PATCH", &path, ADMIN, Some(reactivate)).await;
             assert_eq!((status, body["status"].as_i64()), (200, Some(2)));
             assert_eq!(current_login(&app, Auth::Basic(&name, USER_PASS)).await.0, 200);
             assert_eq!(current_login(&app, Auth::Token(&token)).await.0, 401);
@@ -712,8 +721,8 @@ store_tests! {
         let (status, body) = status_json(resp).await;
         assert_eq!((status, body["code"].as_str()), (429, Some("TooManyRequests")));
         // Session creation shares the counters.
-        let (status, _) = status_json(call(&app, "POST", "/node/api/users/session", Auth::None,
-            Some(json!({"login": "bob", "password": USER_PASS}))).await).await;
+        let (status, _) = send(&app, "POST", "/node/api/users/session", Auth::None,
+            Some(json!({"login": "bob", "password": USER_PASS}))).await;
         assert_eq!(status, 429);
         app.clock.advance(Span::minutes(6));
         assert_eq!(current_login(&app, Auth::Basic("bob", USER_PASS)).await.0, 200);

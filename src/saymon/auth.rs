@@ -19,7 +19,7 @@ use crate::core::password::PasswordInput;
 use crate::core::permissions::MANAGE_USERS;
 use crate::core::service::PasswordLogin;
 use crate::core::throttle::Blocked;
-use crate::core::{Core, User};
+use crate::core::{Core, CoreError, User};
 use crate::http::client_ip;
 use crate::store::UserKey;
 use base64::{engine::general_purpose::STANDARD, Engine};
@@ -71,21 +71,20 @@ pub enum SaymonSchemes {
 /// How a caller authenticated.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Via {
+    /// `Authorization: Basic` with a login and password.
     Basic,
     /// The `sid` cookie; the session's stored (hashed) id.
-    Session {
-        hashed_id: String,
-    },
+    Session { hashed_id: String },
     /// The `api-token` parameter; the token's non-secret last characters.
-    ApiToken {
-        last_part: String,
-    },
+    ApiToken { last_part: String },
 }
 
 /// An authenticated SAYMON caller.
 #[derive(Debug, Clone)]
 pub struct SaymonCaller {
+    /// The authenticated (active) user.
     pub user: User,
+    /// The credential that authenticated it.
     pub via: Via,
 }
 
@@ -157,6 +156,16 @@ fn core_of(req: &Request) -> Result<Arc<Core>, SaymonError> {
         tracing::error!("core missing from request data");
         SaymonError::internal()
     })
+}
+
+/// The user a stored credential (API token, session) belongs to, if it still
+/// exists and is active: only active users authenticate.
+pub async fn credential_owner(core: &Core, user_id: String) -> Result<Option<User>, CoreError> {
+    Ok(core
+        .store()
+        .find_user(&UserKey::Id(user_id))
+        .await?
+        .filter(|u| u.active))
 }
 
 /// The 429 for a blocked login, with the block time as `Retry-After`.
@@ -237,11 +246,7 @@ pub async fn authenticate(core: &Core, req: &Request) -> Result<SaymonCaller, Sa
 
 /// Requires a permission of an authenticated caller (403 naming it otherwise).
 pub async fn require(core: &Core, user: &User, permission: &str) -> Result<(), SaymonError> {
-    if core
-        .has_permission(user, permission)
-        .await
-        .map_err(SaymonError::from)?
-    {
+    if core.has_permission(user, permission).await? {
         Ok(())
     } else {
         Err(SaymonError::forbidden(permission))

@@ -172,24 +172,19 @@ impl From<StoreError> for SaymonError {
 /// The SAYMON body for an error raised before a handler ran (unparsable
 /// body, wrong content type, no route, no such method).
 pub fn framework_error(status: StatusCode, message: &str) -> Response {
-    let (code, message) = match status {
+    let code = match status {
         StatusCode::UNAUTHORIZED => return SaymonError::not_logged_in().into_response(),
         StatusCode::BAD_REQUEST => return SaymonError::invalid_content(message).into_response(),
         StatusCode::SERVICE_UNAVAILABLE => return SaymonError::unavailable().into_response(),
-        StatusCode::FORBIDDEN => ("Forbidden", message.to_string()),
-        StatusCode::NOT_FOUND => ("ResourceNotFound", message.to_string()),
-        StatusCode::METHOD_NOT_ALLOWED => ("MethodNotAllowed", message.to_string()),
-        StatusCode::PAYLOAD_TOO_LARGE => ("PayloadTooLarge", message.to_string()),
-        StatusCode::UNSUPPORTED_MEDIA_TYPE => ("UnsupportedMediaType", message.to_string()),
-        StatusCode::TOO_MANY_REQUESTS => ("TooManyRequests", message.to_string()),
-        _ => ("Internal", message.to_string()),
+        StatusCode::FORBIDDEN => "Forbidden",
+        StatusCode::NOT_FOUND => "ResourceNotFound",
+        StatusCode::METHOD_NOT_ALLOWED => "MethodNotAllowed",
+        StatusCode::PAYLOAD_TOO_LARGE => "PayloadTooLarge",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "UnsupportedMediaType",
+        StatusCode::TOO_MANY_REQUESTS => "TooManyRequests",
+        _ => "Internal",
     };
-    Json(ErrorBody {
-        code: code.into(),
-        message,
-    })
-    .with_status(status)
-    .into_response()
+    body(code, message).with_status(status).into_response()
 }
 
 #[cfg(test)]

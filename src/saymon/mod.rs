@@ -5,6 +5,20 @@
 //! Routes: API tokens ([`tokens`]), cookie sessions ([`session`]), users
 //! ([`users`], shown as [`view`] says). Errors ([`error`]): `{"code","message"}`.
 
+/// `Debug` for a request body showing only the listed fields, so that its
+/// secrets (passwords, tokens) never reach a log.
+macro_rules! redacted_debug {
+    ($ty:ident, $($field:ident),*) => {
+        impl std::fmt::Debug for $ty {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.debug_struct(stringify!($ty))
+                    $(.field(stringify!($field), &self.$field))*
+                    .finish_non_exhaustive()
+            }
+        }
+    };
+}
+
 pub mod auth;
 pub mod error;
 pub mod session;
@@ -17,6 +31,11 @@ use std::sync::Arc;
 
 pub use auth::{ManageUsers, SaymonAuth, SaymonCaller};
 pub use error::SaymonError;
+
+/// The trimmed value of an optional text field; `None` when absent or blank.
+fn nonblank(v: Option<&str>) -> Option<&str> {
+    v.map(str::trim).filter(|s| !s.is_empty())
+}
 
 /// Every SAYMON route.
 pub type SaymonApi = (session::SessionApi, tokens::TokensApi, users::UsersApi);

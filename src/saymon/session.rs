@@ -6,15 +6,16 @@
 //! both are checked (and the idle window moved) on every request through
 //! [`crate::store::Store::touch_session`].
 
-use super::auth::{password_user, SaymonCaller, SidAuth, Via, SID_COOKIE};
+use super::auth::{credential_owner, password_user, SaymonCaller, SidAuth, Via, SID_COOKIE};
 use super::error::SaymonError;
+use super::nonblank;
 use super::tokens::api_token_user;
+use crate::core::clock::Timestamp;
 use crate::core::ids::new_token;
 use crate::core::model::Session;
 use crate::core::token::hash_token;
 use crate::core::{Core, CoreError, User};
 use crate::http::ApiTags;
-use crate::store::UserKey;
 use poem::Request;
 use poem_openapi::{payload::Json, ApiResponse, Object, OpenApi};
 use std::sync::Arc;
@@ -25,8 +26,12 @@ pub struct SessionApi {
     pub core: Arc<Core>,
 }
 
-fn span(d: Duration) -> chrono::Duration {
-    chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
+/// `d` after `now`; `now` itself if that is past the representable range.
+fn after(now: Timestamp, d: Duration) -> Timestamp {
+    chrono::Duration::from_std(d)
+        .ok()
+        .and_then(|d| now.checked_add_signed(d))
+        .unwrap_or(now)
 }
 
 /// The caller owning the live session `sid`, moving its idle window forward.
@@ -35,9 +40,7 @@ fn span(d: Duration) -> chrono::Duration {
 pub async fn session_caller(core: &Core, sid: &str) -> Result<Option<SaymonCaller>, CoreError> {
     let hashed_id = hash_token(sid);
     let now = core.now();
-    let idle_end = now
-        .checked_add_signed(span(core.config.saymon_session_idle))
-        .unwrap_or(now);
+    let idle_end = after(now, core.config.saymon_session_idle);
     let Some(session) = core
         .store()
         .touch_session(&hashed_id, now, idle_end)
@@ -45,31 +48,24 @@ pub async fn session_caller(core: &Core, sid: &str) -> Result<Option<SaymonCalle
     else {
         return Ok(None);
     };
-    match core
-        .store()
-        .find_user(&UserKey::Id(session.user_id))
-        .await?
-    {
-        Some(user) if user.active => Ok(Some(SaymonCaller {
-            user,
-            via: Via::Session { hashed_id },
-        })),
-        _ => Ok(None),
-    }
+    let owner = credential_owner(core, session.user_id).await?;
+    Ok(owner.map(|user| SaymonCaller {
+        user,
+        via: Via::Session { hashed_id },
+    }))
 }
 
 /// Opens a session for `user`; returns its id (shown only in the response).
 pub async fn open_session(core: &Core, user: &User) -> Result<String, CoreError> {
     let sid = new_token();
     let now = core.now();
-    let at = |d: Duration| now.checked_add_signed(span(d)).unwrap_or(now);
     let session = Session {
         hashed_id: hash_token(&sid),
         user_id: user.id.clone(),
         created_at: now,
         last_seen_at: now,
-        expires_at: at(core.config.saymon_session_idle),
-        absolute_expires_at: at(core.config.saymon_session_max),
+        expires_at: after(now, core.config.saymon_session_idle),
+        absolute_expires_at: after(now, core.config.saymon_session_max),
     };
     core.store().insert_session(&session).await?;
     Ok(sid)
@@ -108,13 +104,7 @@ pub struct SessionRequest {
     pub auth_token: Option<String>,
 }
 
-impl std::fmt::Debug for SessionRequest {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SessionRequest")
-            .field("login", &self.login)
-            .finish_non_exhaustive()
-    }
-}
+redacted_debug!(SessionRequest, login);
 
 /// A new session.
 #[derive(ApiResponse)]
@@ -131,10 +121,6 @@ pub enum SessionEnded {
     /// Empty body; the `sid` cookie is cleared (`Max-Age=0`).
     #[oai(status = 200)]
     Ok(#[oai(header = "Set-Cookie")] String),
-}
-
-fn nonblank(v: &Option<String>) -> Option<&str> {
-    v.as_deref().filter(|s| !s.trim().is_empty())
 }
 
 #[OpenApi(tag = "ApiTags::Saymon")]
@@ -155,13 +141,14 @@ impl SessionApi {
         body: Json<SessionRequest>,
     ) -> Result<SessionCreated, SaymonError> {
         let body = body.0;
-        let user = if let Some(token) = nonblank(&body.auth_token) {
-            api_token_user(&self.core, token.trim())
+        let user = if let Some(token) = nonblank(body.auth_token.as_deref()) {
+            api_token_user(&self.core, token)
                 .await?
                 .ok_or_else(SaymonError::invalid_api_token)?
                 .0
         } else {
-            let login = nonblank(&body.login).ok_or_else(|| SaymonError::missing("login"))?;
+            let login =
+                nonblank(body.login.as_deref()).ok_or_else(|| SaymonError::missing("login"))?;
             let password = body
                 .password
                 .as_deref()

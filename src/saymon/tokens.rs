@@ -5,14 +5,14 @@
 //! new one replaces the old. API tokens do not expire; they end when deleted,
 //! replaced, or when the user is deactivated or deleted.
 
-use super::auth::ManageUsers;
+use super::auth::{credential_owner, ManageUsers};
 use super::error::SaymonError;
+use super::users::user_by_id;
 use crate::core::ids::new_token;
 use crate::core::model::ApiToken;
 use crate::core::token::{hash_token, last_part};
 use crate::core::{Core, CoreError, User};
 use crate::http::ApiTags;
-use crate::store::UserKey;
 use poem_openapi::{param::Path, payload::Json, ApiResponse, OpenApi};
 use std::sync::Arc;
 
@@ -32,12 +32,8 @@ pub async fn api_token_user(
     let Some(entry) = core.store().find_api_token(&hash_token(token)).await? else {
         return Ok(None);
     };
-    Ok(core
-        .store()
-        .find_user(&UserKey::Id(entry.user_id.clone()))
-        .await?
-        .filter(|u| u.active)
-        .map(|u| (u, entry)))
+    let owner = credential_owner(core, entry.user_id.clone()).await?;
+    Ok(owner.map(|u| (u, entry)))
 }
 
 /// Issues a new API token for the user, replacing any previous one.
@@ -91,12 +87,7 @@ impl TokensApi {
         /// The user's id.
         id: Path<String>,
     ) -> Result<TokenCreated, SaymonError> {
-        let user = self
-            .core
-            .store()
-            .find_user(&UserKey::Id(id.0.clone()))
-            .await?
-            .ok_or_else(|| SaymonError::user_not_found(&id.0))?;
+        let user = user_by_id(&self.core, &id.0).await?;
         let token = issue_api_token(&self.core, &user.id).await?;
         Ok(TokenCreated::Ok(Json(token)))
     }
@@ -116,12 +107,7 @@ impl TokensApi {
         /// The user's id.
         id: Path<String>,
     ) -> Result<TokenDeleted, SaymonError> {
-        let user = self
-            .core
-            .store()
-            .find_user(&UserKey::Id(id.0.clone()))
-            .await?
-            .ok_or_else(|| SaymonError::user_not_found(&id.0))?;
+        let user = user_by_id(&self.core, &id.0).await?;
         self.core.store().delete_api_token(&user.id).await?;
         Ok(TokenDeleted::Ok)
     }

@@ -6,6 +6,7 @@
 
 use super::auth::{ManageUsers, SaymonAuth, Via};
 use super::error::SaymonError;
+use super::nonblank;
 use super::view::{
     token_hint, LimitedUserView, UserEntry, UserView, STATUS_ACTIVE, STATUS_BLOCKED,
 };
@@ -59,12 +60,14 @@ pub struct NewUserBody {
 #[derive(Object, Clone)]
 #[oai(rename = "SaymonUserPatch")]
 pub struct UserPatchBody {
+    /// New login name: letters, digits, `-`, `_`, `.`.
     pub login: Option<String>,
     /// Replaces the first email address.
     pub email: Option<String>,
     /// A new password.
     #[oai(write_only)]
     pub password: Option<String>,
+    /// New display name: not blank, and different from the login.
     #[oai(rename = "displayName")]
     pub display_name: Option<String>,
     /// Replaces the user's own permissions.
@@ -75,17 +78,6 @@ pub struct UserPatchBody {
     pub active: Option<bool>,
 }
 
-macro_rules! redacted_debug {
-    ($ty:ident, $($field:ident),*) => {
-        impl std::fmt::Debug for $ty {
-            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.debug_struct(stringify!($ty))
-                    $(.field(stringify!($field), &self.$field))*
-                    .finish_non_exhaustive()
-            }
-        }
-    };
-}
 redacted_debug!(NewUserBody, login, email, display_name, permissions, status);
 redacted_debug!(
     UserPatchBody,
@@ -132,12 +124,6 @@ fn duplicate(field: UniqueField) -> SaymonError {
         UniqueField::Email => "This email address is already taken.",
         UniqueField::Other => "A user with these details already exists.",
     })
-}
-
-fn nonblank(v: Option<&str>) -> Option<String> {
-    v.map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(str::to_string)
 }
 
 fn check_login(login: &str) -> Result<(), SaymonError> {
@@ -207,15 +193,15 @@ fn login_from_email(email: &str) -> String {
         .collect()
 }
 
-impl UsersApi {
-    async fn find(&self, id: &str) -> Result<User, SaymonError> {
-        self.core
-            .store()
-            .find_user(&UserKey::Id(id.to_string()))
-            .await?
-            .ok_or_else(|| SaymonError::user_not_found(id))
-    }
+/// The user with this id; 404 `ResourceNotFound` when there is none.
+pub async fn user_by_id(core: &Core, id: &str) -> Result<User, SaymonError> {
+    core.store()
+        .find_user(&UserKey::Id(id.to_string()))
+        .await?
+        .ok_or_else(|| SaymonError::user_not_found(id))
+}
 
+impl UsersApi {
     async fn entry(&self, user: &User, full: bool) -> Result<UserEntry, SaymonError> {
         Ok(if full {
             UserEntry::Full(UserView::full(&self.core, user).await?)
@@ -300,7 +286,7 @@ impl UsersApi {
         id: Path<String>,
     ) -> Result<UserEntryOk, SaymonError> {
         let full = self.core.has_permission(&auth.0.user, MANAGE_USERS).await?;
-        let user = self.find(&id.0).await?;
+        let user = user_by_id(&self.core, &id.0).await?;
         Ok(UserEntryOk::Ok(Json(self.entry(&user, full).await?)))
     }
 
@@ -318,17 +304,17 @@ impl UsersApi {
         body: Json<NewUserBody>,
     ) -> Result<UserOk, SaymonError> {
         let body = body.0;
-        let email = nonblank(body.email.as_deref());
+        let email = nonblank(body.email.as_deref()).map(str::to_string);
         if let Some(email) = &email {
             check_email(email)?;
         }
         let login = match (nonblank(body.login.as_deref()), &email) {
-            (Some(login), _) => login,
+            (Some(login), _) => login.to_string(),
             (None, Some(email)) => login_from_email(email),
             (None, None) => return Err(SaymonError::missing("login")),
         };
         check_login(&login)?;
-        let name = nonblank(body.display_name.as_deref());
+        let name = nonblank(body.display_name.as_deref()).map(str::to_string);
         if let Some(name) = &name {
             check_display_name(name, &login)?;
         }
@@ -373,7 +359,7 @@ impl UsersApi {
         body: Json<UserPatchBody>,
     ) -> Result<UserOk, SaymonError> {
         let body = body.0;
-        let user = self.find(&id.0).await?;
+        let user = user_by_id(&self.core, &id.0).await?;
         let mut patch = UserPatch::default();
         if let Some(login) = body.login.as_deref() {
             let login = login.trim();
@@ -410,12 +396,15 @@ impl UsersApi {
         }
         if let Some(password) = body.password.as_deref() {
             check_password(password)?;
-            patch.password_bcrypt = Some(hash_password(password).await?);
         }
         patch.permissions = body.permissions;
         patch.active = active_flag(body.status, body.active)?;
         if patch.active == Some(false) && self.core.is_last_active_admin(&user).await? {
             return Err(SaymonError::bad_request(LAST_ADMIN));
+        }
+        // Hashed only once every check has passed: bcrypt is the costly part.
+        if let Some(password) = body.password.as_deref() {
+            patch.password_bcrypt = Some(hash_password(password).await?);
         }
         let updated = self
             .core
@@ -441,7 +430,7 @@ impl UsersApi {
         /// The user's id.
         id: Path<String>,
     ) -> Result<UserDeleted, SaymonError> {
-        let user = self.find(&id.0).await?;
+        let user = user_by_id(&self.core, &id.0).await?;
         if self.core.is_last_active_admin(&user).await? {
             return Err(SaymonError::bad_request(LAST_ADMIN));
         }

@@ -16,6 +16,7 @@ pub const STATUS_BLOCKED: i32 = 3;
 #[derive(Object, Debug, Clone, PartialEq)]
 #[oai(rename = "SaymonUser")]
 pub struct UserView {
+    /// The user's id.
     pub id: String,
     /// The login name (tokend's `username`).
     pub login: String,
@@ -48,6 +49,7 @@ pub struct UserView {
 #[derive(Object, Debug, Clone, PartialEq)]
 #[oai(rename = "SaymonUserLimited")]
 pub struct LimitedUserView {
+    /// The user's id.
     pub id: String,
     /// The display name, or the login's first half followed by `*`s.
     pub login: String,
