@@ -601,8 +601,17 @@ store_tests! {
             assert_eq!(status, 400, "{body}");
             assert_eq!(got, json!({"code": "BadRequest", "message": message}), "{body}");
         }
-        // Duplicates on update too.
+        // A new login may not take the current display name either
+        // (app.user names bob "bob name"); another login is fine.
         let bob = app.user("bob", &[]).await;
+        let path = format!("/node/api/users/{}", bob.id);
+        app.core.update_user(&bob.id, tokend::store::UserPatch { name: Some("bobby".into()), ..Default::default() })
+            .await.unwrap().unwrap();
+        let (status, got) = send(&app, "PATCH", &path, ADMIN, Some(json!({"login": "BOBBY"}))).await;
+        assert_eq!((status, got), (400, json!({"code": "BadRequest", "message": "displayName must differ from login."})));
+        let (status, got) = send(&app, "PATCH", &path, ADMIN, Some(json!({"login": "bob2"}))).await;
+        assert_eq!((status, got["login"].as_str()), (200, Some("bob2")));
+        // Duplicates on update too.
         let (status, got) = send(&app, "PATCH", &format!("/node/api/users/{}", bob.id),
             ADMIN, Some(json!({"login": "Admin"}))).await;
         assert_eq!((status, got["message"].as_str()), (400, Some("This login is already taken.")));

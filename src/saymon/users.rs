@@ -391,8 +391,15 @@ impl UsersApi {
             if name.is_empty() {
                 return Err(SaymonError::missing("displayName"));
             }
-            check_display_name(name, &login)?;
             patch.name = Some(name.to_string());
+        }
+        // The rule holds for the result: a new login may not take the
+        // current display name either. Untouched users (e.g. made through
+        // Rocket.Chat with name = username) are left alone.
+        if patch.username.is_some() || patch.name.is_some() {
+            if let Some(name) = patch.name.as_deref().or(user.name.as_deref()) {
+                check_display_name(name, &login)?;
+            }
         }
         if let Some(password) = body.password.as_deref() {
             check_password(password)?;
