@@ -60,9 +60,14 @@ fn canonical(v: serde_json::Value) -> serde_json::Value {
     }
 }
 
-fn document(core: Arc<Core>) -> serde_json::Value {
-    let spec = openapi_service(core).spec();
-    canonical(serde_json::from_str(&spec).unwrap_or_default())
+/// The canonical OpenAPI document of a service.
+fn document(service: &OpenApiService<Apis, ()>) -> serde_json::Value {
+    canonical(serde_json::from_str(&service.spec()).unwrap_or_default())
+}
+
+/// The canonical OpenAPI document, from a throwaway core.
+fn spec_document() -> serde_json::Value {
+    document(&openapi_service(spec_core()))
 }
 
 fn spec_core() -> Arc<Core> {
@@ -75,14 +80,14 @@ fn spec_core() -> Arc<Core> {
 
 /// The OpenAPI document as pretty JSON (what `openapi/openapi.json` holds).
 pub fn openapi_json() -> String {
-    let mut out = serde_json::to_string_pretty(&document(spec_core())).unwrap_or_default();
+    let mut out = serde_json::to_string_pretty(&spec_document()).unwrap_or_default();
     out.push('\n');
     out
 }
 
 /// The OpenAPI document as YAML (what `openapi/openapi.yaml` holds).
 pub fn openapi_yaml() -> String {
-    yaml_from_json(&document(spec_core()))
+    yaml_from_json(&spec_document())
 }
 
 /// Renders the canonical JSON document as block-style YAML. Every scalar is
@@ -150,7 +155,7 @@ struct SpecDocs {
 /// `/openapi.yaml`, Swagger UI at `/docs`, and the middleware stack.
 pub fn endpoint(core: Arc<Core>) -> BoxEndpoint<'static> {
     let service = openapi_service(core.clone());
-    let json = document(core.clone());
+    let json = document(&service);
     let docs = Arc::new(SpecDocs {
         yaml: yaml_from_json(&json),
         json,

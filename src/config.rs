@@ -129,8 +129,12 @@ impl Default for Config {
     }
 }
 
+const MINUTE: u64 = 60;
+const HOUR: u64 = 60 * MINUTE;
+const DAY: u64 = 24 * HOUR;
+
 fn days(n: u64) -> Duration {
-    Duration::from_secs(n * 24 * 60 * 60)
+    Duration::from_secs(n * DAY)
 }
 
 struct Env<F>(F);
@@ -160,8 +164,28 @@ impl<F: Fn(&str) -> Option<String>> Env<F> {
         }
     }
 
-    fn positive(&self, var: &'static str, default: u64) -> Result<u64, ConfigError> {
-        self.parse(var, default, "a positive integer", |v| *v > 0)
+    fn positive<T: std::str::FromStr + PartialOrd + Default>(
+        &self,
+        var: &'static str,
+        default: T,
+    ) -> Result<T, ConfigError> {
+        self.parse(var, default, "a positive integer", |v| *v > T::default())
+    }
+
+    /// A positive whole number of `unit` seconds; `default` is a whole number of them.
+    fn duration(
+        &self,
+        var: &'static str,
+        unit: u64,
+        default: Duration,
+    ) -> Result<Duration, ConfigError> {
+        let n = self.positive(var, default.as_secs() / unit)?;
+        n.checked_mul(unit)
+            .map(Duration::from_secs)
+            .ok_or_else(|| ConfigError {
+                var,
+                message: format!("{n} is too large"),
+            })
     }
 
     fn flag(&self, var: &'static str, default: bool) -> Result<bool, ConfigError> {
@@ -238,61 +262,55 @@ impl Config {
                 });
             }
         }
-        let max_tokens = env.positive("MAX_RESUME_LOGIN_TOKENS", 50)?;
         Ok(Config {
             bind_ip: env.parse("BIND_IP", d.bind_ip, "an IP address", |_| true)?,
             port: env.parse("PORT", d.port, "a port number (0-65535)", |_| true)?,
             mongo_url: mongo_url.map(Secret),
-            store_timeout: Duration::from_secs(env.positive("STORE_TIMEOUT_SECONDS", 5)?),
+            store_timeout: env.duration("STORE_TIMEOUT_SECONDS", 1, d.store_timeout)?,
             log_format,
             admin_username,
             admin_pass: env.get("ADMIN_PASS").map(Secret),
             admin_email,
             create_tokens_for_users,
             create_tokens_secret: env.get("CREATE_TOKENS_FOR_USERS_SECRET").map(Secret),
-            login_expiration: days(env.positive("LOGIN_EXPIRATION_DAYS", 90)?),
-            max_resume_login_tokens: usize::try_from(max_tokens).unwrap_or(usize::MAX),
+            login_expiration: env.duration("LOGIN_EXPIRATION_DAYS", DAY, d.login_expiration)?,
+            max_resume_login_tokens: env
+                .positive("MAX_RESUME_LOGIN_TOKENS", d.max_resume_login_tokens)?,
             permissions_cache: Duration::from_secs(env.parse(
                 "PERMISSIONS_CACHE_SECONDS",
-                5,
+                d.permissions_cache.as_secs(),
                 "a number of seconds",
                 |_| true,
             )?),
             login_block: LoginBlockConfig {
                 enabled: env.flag("LOGIN_BLOCK_ENABLED", d.login_block.enabled)?,
-                user_attempts: env.parse(
-                    "LOGIN_BLOCK_USER_ATTEMPTS",
-                    d.login_block.user_attempts,
-                    "a positive integer",
-                    |v| *v > 0,
+                user_attempts: env
+                    .positive("LOGIN_BLOCK_USER_ATTEMPTS", d.login_block.user_attempts)?,
+                user_block: env.duration(
+                    "LOGIN_BLOCK_USER_MINUTES",
+                    MINUTE,
+                    d.login_block.user_block,
                 )?,
-                user_block: Duration::from_secs(60 * env.positive("LOGIN_BLOCK_USER_MINUTES", 5)?),
-                ip_attempts: env.parse(
-                    "LOGIN_BLOCK_IP_ATTEMPTS",
-                    d.login_block.ip_attempts,
-                    "a positive integer",
-                    |v| *v > 0,
-                )?,
-                ip_block: Duration::from_secs(60 * env.positive("LOGIN_BLOCK_IP_MINUTES", 5)?),
+                ip_attempts: env.positive("LOGIN_BLOCK_IP_ATTEMPTS", d.login_block.ip_attempts)?,
+                ip_block: env.duration("LOGIN_BLOCK_IP_MINUTES", MINUTE, d.login_block.ip_block)?,
             },
             rate_limit: RateLimitConfig {
                 enabled: env.flag("RATE_LIMIT_ENABLED", d.rate_limit.enabled)?,
-                calls: env.parse(
-                    "RATE_LIMIT_CALLS",
-                    d.rate_limit.calls,
-                    "a positive integer",
-                    |v| *v > 0,
-                )?,
-                window: Duration::from_secs(env.positive("RATE_LIMIT_WINDOW_SECONDS", 60)?),
+                calls: env.positive("RATE_LIMIT_CALLS", d.rate_limit.calls)?,
+                window: env.duration("RATE_LIMIT_WINDOW_SECONDS", 1, d.rate_limit.window)?,
             },
-            trust_proxy: env.flag("TRUST_PROXY", false)?,
-            saymon_session_idle: Duration::from_secs(
-                60 * env.positive("SAYMON_SESSION_IDLE_MINUTES", 60)?,
-            ),
-            saymon_session_max: Duration::from_secs(
-                3600 * env.positive("SAYMON_SESSION_MAX_HOURS", 24)?,
-            ),
-            cookie_secure: env.flag("COOKIE_SECURE", false)?,
+            trust_proxy: env.flag("TRUST_PROXY", d.trust_proxy)?,
+            saymon_session_idle: env.duration(
+                "SAYMON_SESSION_IDLE_MINUTES",
+                MINUTE,
+                d.saymon_session_idle,
+            )?,
+            saymon_session_max: env.duration(
+                "SAYMON_SESSION_MAX_HOURS",
+                HOUR,
+                d.saymon_session_max,
+            )?,
+            cookie_secure: env.flag("COOKIE_SECURE", d.cookie_secure)?,
         })
     }
 
@@ -322,6 +340,8 @@ mod tests {
         assert_eq!(c.max_resume_login_tokens, 50);
         assert_eq!(c.login_expiration, days(90));
         assert!(!c.create_tokens_enabled());
+        // Unset variables give exactly `Config::default()`.
+        assert_eq!(format!("{c:?}"), format!("{:?}", Config::default()));
     }
 
     #[test]
@@ -357,6 +377,8 @@ mod tests {
             ("MONGO_URL", "postgres://x"),
             ("ADMIN_EMAIL", "nope"),
             ("COOKIE_SECURE", "maybe"),
+            ("LOGIN_EXPIRATION_DAYS", "300000000000000"),
+            ("SAYMON_SESSION_MAX_HOURS", "18446744073709551615"),
         ] {
             let err = cfg(&[(var, value)]).unwrap_err();
             assert_eq!(err.var, var);

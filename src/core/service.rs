@@ -117,10 +117,13 @@ impl Core {
         }
     }
 
-    /// When a login token minted at `when` stops working.
+    /// When a login token minted at `when` stops working (the last
+    /// representable instant when the configured lifetime reaches past it).
     pub fn login_token_expiry(&self, when: Timestamp) -> Timestamp {
-        when + chrono::Duration::from_std(self.config.login_expiration)
-            .unwrap_or(chrono::Duration::MAX)
+        chrono::Duration::from_std(self.config.login_expiration)
+            .ok()
+            .and_then(|lifetime| when.checked_add_signed(lifetime))
+            .unwrap_or(DateTime::<chrono::Utc>::MAX_UTC)
     }
 
     /// Whether a stored token still authenticates at `now` (PATs never expire).
@@ -410,5 +413,32 @@ impl Core {
         self.store.delete_api_token(id).await?;
         self.store.delete_sessions_of(id).await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::clock::SystemClock;
+    use crate::store::MemoryStore;
+
+    #[test]
+    fn an_expiry_beyond_the_calendar_never_comes() {
+        // 10^8 days is a valid LOGIN_EXPIRATION_DAYS, but past chrono's last date.
+        let config = Config {
+            login_expiration: std::time::Duration::from_secs(100_000_000 * 24 * 60 * 60),
+            ..Config::default()
+        };
+        let core = Core::new(
+            Arc::new(config),
+            Arc::new(MemoryStore::new()),
+            Arc::new(SystemClock),
+        );
+        let now = core.now();
+        let token = LoginToken::Resume(ResumeToken {
+            when: now,
+            hashed_token: "h".into(),
+        });
+        assert!(core.token_is_live(&token, now));
     }
 }

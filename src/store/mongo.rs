@@ -112,7 +112,7 @@ fn patch_update(patch: &UserPatch, now: Timestamp) -> Document {
             unset.insert("emails", "");
         }
         Some(v) => {
-            set.insert("emails", emails_value(v));
+            set.insert("emails", emails_bson(v));
         }
         None => {}
     }
@@ -198,6 +198,11 @@ fn index_plan() -> Vec<(&'static str, Vec<IndexModel>)> {
             ],
         ),
     ]
+}
+
+/// A claim of `tokend_user_keys`: the key (its `_id`) belongs to `user_id`.
+fn claim_doc(key_id: &str, user_id: &str, now: Timestamp) -> Document {
+    doc! { "_id": key_id, "userId": user_id, "createdAt": date(now) }
 }
 
 /// Bookkeeping date for `_updatedAt` where the trait passes no time (seeded
@@ -394,9 +399,7 @@ impl MongoStore {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
-        let docs = keys
-            .iter()
-            .map(|k| doc! { "_id": &k.id, "userId": user_id, "createdAt": date(now) });
+        let docs = keys.iter().map(|k| claim_doc(&k.id, user_id, now));
         let clashes: Vec<usize> = match coll(db, USER_KEYS).insert_many(docs).ordered(false).await {
             Ok(_) => Vec::new(),
             Err(e) => match e.kind.as_ref() {
@@ -447,10 +450,7 @@ impl MongoStore {
             .ctx(self, "claim")?
         else {
             // Released meanwhile: one more try.
-            return match claims
-                .insert_one(doc! { "_id": &key.id, "userId": me, "createdAt": date(now) })
-                .await
-            {
+            return match claims.insert_one(claim_doc(&key.id, me, now)).await {
                 Ok(_) => Ok(Takeover::TakenOver),
                 Err(e) if matches!(classify(&e), Failure::Duplicate(_)) => Ok(Takeover::Held),
                 Err(e) => Err(self.fail("claim", e)),
@@ -546,6 +546,20 @@ impl MongoStore {
         StoreError::Duplicate(field)
     }
 
+    /// Inserts `d` unless a document with its `_id` exists (which is left as it is).
+    async fn insert_if_absent(
+        &self,
+        db: &Database,
+        collection: &str,
+        op: &'static str,
+        d: Document,
+    ) -> StoreResult<()> {
+        match coll(db, collection).insert_one(d).await {
+            Err(e) if !matches!(classify(&e), Failure::Duplicate(_)) => Err(self.fail(op, e)),
+            _ => Ok(()),
+        }
+    }
+
     async fn find_user_doc(&self, db: &Database, filter: Document) -> StoreResult<Option<User>> {
         Ok(coll(db, USERS)
             .find_one(filter)
@@ -571,13 +585,9 @@ impl Store for MongoStore {
     async fn ensure_role(&self, role: &Role) -> StoreResult<()> {
         self.call("ensure_role", async {
             let db = self.database().await?;
-            match coll(&db, ROLES).insert_one(role_doc(role)).await {
-                Err(e) if !matches!(classify(&e), Failure::Duplicate(_)) => {
-                    Err(self.fail("ensure_role", e))
-                }
-                // Inserted, or there already (an operator's edits stay).
-                _ => Ok(()),
-            }
+            // An operator's edits to an existing role stay.
+            self.insert_if_absent(&db, ROLES, "ensure_role", role_doc(role))
+                .await
         })
         .await
     }
@@ -590,12 +600,8 @@ impl Store for MongoStore {
                 "roles": permission.roles.clone(),
                 "_updatedAt": bookkeeping_now(),
             };
-            match coll(&db, PERMISSIONS).insert_one(d).await {
-                Err(e) if !matches!(classify(&e), Failure::Duplicate(_)) => {
-                    Err(self.fail("ensure_permission", e))
-                }
-                _ => Ok(()),
-            }
+            self.insert_if_absent(&db, PERMISSIONS, "ensure_permission", d)
+                .await
         })
         .await
     }
@@ -699,11 +705,12 @@ impl Store for MongoStore {
                 .iter()
                 .filter_map(user_from)
                 .collect();
-            let lower = login.to_lowercase();
-            let by_name = users
+            let by_name = UserKey::Username(login.clone());
+            Ok(users
                 .iter()
-                .find(|u| u.username.as_deref().map(str::to_lowercase).as_deref() == Some(&lower));
-            Ok(by_name.or(users.first()).cloned())
+                .find(|u| by_name.matches(u))
+                .or(users.first())
+                .cloned())
         })
         .await
     }

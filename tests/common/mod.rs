@@ -63,21 +63,8 @@ impl StoreKind {
 
 /// `url` with its database replaced by a unique one.
 fn fresh_database(url: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((b, q)) => (b, Some(q)),
-        None => (url, None),
-    };
-    let scheme_end = base.find("://").map_or(0, |i| i + 3);
-    let host_end = base[scheme_end..]
-        .find('/')
-        .map_or(base.len(), |i| scheme_end + i);
     let db = format!("tokend_test_{}", tokend::core::ids::new_user_id());
-    let mut out = format!("{}/{}", &base[..host_end], db);
-    if let Some(q) = query {
-        out.push('?');
-        out.push_str(q);
-    }
-    out
+    emulator::with_database(url, &db)
 }
 
 /// The MongoDB store on `url` (a test's own database), indexes created.

@@ -6,7 +6,7 @@
 //! or store dates as numbers (legacy Meteor `when`).
 
 use crate::core::model::*;
-use crate::store::UniqueField;
+use crate::store::{UniqueField, UserKey};
 use chrono::DateTime;
 use mongodb::bson::{doc, Bson, DateTime as BsonDate, Document, Regex};
 
@@ -93,18 +93,14 @@ pub fn id_of(d: &Document) -> Option<String> {
     }
 }
 
-fn emails_bson(emails: &[Email]) -> Bson {
+/// The `emails` array of a user document.
+pub fn emails_bson(emails: &[Email]) -> Bson {
     Bson::Array(
         emails
             .iter()
             .map(|e| Bson::Document(doc! { "address": &e.address, "verified": e.verified }))
             .collect(),
     )
-}
-
-/// The `emails` value for a `$set`.
-pub fn emails_value(emails: &[Email]) -> Bson {
-    emails_bson(emails)
 }
 
 /// A new user document, as Rocket.Chat lays it out.
@@ -151,14 +147,9 @@ pub fn user_doc(u: &User) -> Document {
 pub fn user_from(d: &Document) -> Option<User> {
     let id = id_of(d)?;
     let created_at = timestamp(d.get("createdAt")).unwrap_or_default();
-    let services = sub(d, "services");
-    let password_bcrypt = services
+    let password_bcrypt = sub(d, "services")
         .and_then(|s| sub(s, "password"))
         .and_then(|p| string(p, "bcrypt"));
-    let login_tokens = services
-        .and_then(|s| sub(s, "resume"))
-        .map(tokens_from)
-        .unwrap_or_default();
     let emails = match d.get("emails") {
         Some(Bson::Array(items)) => items
             .iter()
@@ -186,7 +177,7 @@ pub fn user_from(d: &Document) -> Option<User> {
         active: boolean(d, "active").unwrap_or(false),
         require_password_change: boolean(d, "requirePasswordChange").unwrap_or(false),
         password_bcrypt,
-        login_tokens,
+        login_tokens: login_tokens_of(d),
     })
 }
 
@@ -385,6 +376,14 @@ impl UniqueKey {
         }
     }
 
+    /// The lookup of the user holding this key.
+    pub fn user_key(&self) -> UserKey {
+        match self.field {
+            UniqueField::Email => UserKey::Email(self.value.clone()),
+            _ => UserKey::Username(self.value.clone()),
+        }
+    }
+
     /// The user field this key is about.
     pub fn path(&self) -> &'static str {
         match self.field {
@@ -425,16 +424,7 @@ pub fn holders_filter(keys: &[UniqueKey]) -> Option<Document> {
 /// Which of `keys` the user document `d` holds (ignoring case).
 pub fn held_key<'a>(d: &Document, keys: &'a [UniqueKey]) -> Option<&'a UniqueKey> {
     let user = user_from(d)?;
-    keys.iter().find(|k| match k.field {
-        UniqueField::Email => user
-            .emails
-            .iter()
-            .any(|e| e.address.to_lowercase() == k.value.to_lowercase()),
-        _ => user
-            .username
-            .as_deref()
-            .is_some_and(|u| u.to_lowercase() == k.value.to_lowercase()),
-    })
+    keys.iter().find(|k| k.user_key().matches(&user))
 }
 
 #[cfg(test)]
