@@ -258,6 +258,26 @@ store_tests! {
         assert!(page.is_empty() && total == 5);
     }
 
+    async fn other_active_admin_exists_ignores_the_given_user_and_inactive_ones(kind) {
+        let store = open(&kind).await;
+        let admin = |name: &str, active: bool| {
+            let mut u = user(name);
+            u.roles = vec!["user".into(), "admin".into()];
+            u.active = active;
+            u
+        };
+        let first = admin("first", true);
+        store.insert_user(&first).await.unwrap();
+        inserted(&store, "plain").await;
+        assert!(!store.other_active_admin_exists(&first.id).await.unwrap());
+        store.insert_user(&admin("sleeping", false)).await.unwrap();
+        assert!(!store.other_active_admin_exists(&first.id).await.unwrap());
+        let second = admin("second", true);
+        store.insert_user(&second).await.unwrap();
+        assert!(store.other_active_admin_exists(&first.id).await.unwrap());
+        assert!(store.other_active_admin_exists(&second.id).await.unwrap());
+    }
+
     async fn update_user_patches_only_what_it_names(kind) {
         let store = open(&kind).await;
         let alice = inserted(&store, "alice").await;

@@ -362,21 +362,8 @@ impl Core {
     /// deactivating, deleting or demoting it would leave nobody to administer
     /// tokend, so neither dialect allows it.
     pub async fn is_last_active_admin(&self, user: &User) -> Result<bool, CoreError> {
-        let is_admin = |u: &User| u.active && u.roles.iter().any(|r| r == "admin");
-        if !is_admin(user) {
-            return Ok(false);
-        }
-        let mut offset = 0;
-        loop {
-            let (page, total) = self.store.list_users(offset, 500).await?;
-            if page.iter().any(|u| u.id != user.id && is_admin(u)) {
-                return Ok(false);
-            }
-            offset += page.len() as u64;
-            if page.is_empty() || offset >= total {
-                return Ok(true);
-            }
-        }
+        let is_admin = user.active && user.roles.iter().any(|r| r == "admin");
+        Ok(is_admin && !self.store.other_active_admin_exists(&user.id).await?)
     }
 
     /// Sets a new password (hashing it).

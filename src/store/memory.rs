@@ -207,6 +207,14 @@ impl Store for MemoryStore {
         Ok(state.users.get(owner).cloned())
     }
 
+    async fn other_active_admin_exists(&self, except_id: &str) -> StoreResult<bool> {
+        Ok(self
+            .read()
+            .users
+            .values()
+            .any(|u| u.id != except_id && u.active && u.roles.iter().any(|r| r == "admin")))
+    }
+
     async fn list_users(&self, offset: u64, count: u64) -> StoreResult<(Vec<User>, u64)> {
         let state = self.read();
         let mut users: Vec<&User> = state.users.values().collect();

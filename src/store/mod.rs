@@ -129,6 +129,8 @@ pub trait Store: Send + Sync + 'static {
         user_id: Option<&str>,
         hashed_token: &str,
     ) -> StoreResult<Option<User>>;
+    /// Whether an active user holding the `admin` role exists other than `except_id`.
+    async fn other_active_admin_exists(&self, except_id: &str) -> StoreResult<bool>;
     /// A page of users sorted by username, and the total count.
     async fn list_users(&self, offset: u64, count: u64) -> StoreResult<(Vec<User>, u64)>;
     /// Applies a patch and returns the updated user (`None` if there is no such user).

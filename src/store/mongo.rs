@@ -646,6 +646,19 @@ impl Store for MongoStore {
         .await
     }
 
+    async fn other_active_admin_exists(&self, except_id: &str) -> StoreResult<bool> {
+        self.call("other_active_admin_exists", async {
+            let db = self.database().await?;
+            let found = coll(&db, USERS)
+                .find_one(doc! { "_id": { "$ne": except_id }, "active": true, "roles": "admin" })
+                .projection(doc! { "_id": 1 })
+                .await
+                .ctx(self, "other_active_admin_exists")?;
+            Ok(found.is_some())
+        })
+        .await
+    }
+
     async fn count_users(&self) -> StoreResult<u64> {
         self.call("count_users", async {
             let db = self.database().await?;
