@@ -429,3 +429,56 @@ async fn duplicate_key_race_is_a_clean_duplicate() {
         Err(StoreError::Duplicate(UniqueField::Username))
     ));
 }
+
+/// The cap's trim is a second command after the push. If only it fails, the
+/// token is stored: the mint must succeed (the client gets a token that
+/// works), and the next mint trims back to the cap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_cap_trim_does_not_fail_the_mint() {
+    let Some(emu) = FailpointServer::start(27316).await else {
+        return;
+    };
+    let cfg = tokend::config::Config {
+        max_resume_login_tokens: 2,
+        ..config()
+    };
+    let app = TestApp::with_config(&StoreKind::Mongo(emu.uri(&fresh_name())), cfg).await;
+    let bob = app.user("bob", &[]).await;
+    let mint = || {
+        app.rc_post(
+            "/api/v1/users.createToken",
+            &app.admin,
+            json!({ "userId": bob.id }),
+        )
+    };
+    for _ in 0..2 {
+        mint().await.assert_status_is_ok();
+    }
+    let stored = || async {
+        app.store
+            .find_user(&tokend::store::UserKey::Id(bob.id.clone()))
+            .await
+            .unwrap()
+            .unwrap()
+            .login_tokens
+            .len()
+    };
+    assert_eq!(stored().await, 2);
+    // Only `update` (the trim's `$pull`) fails; the push is a findAndModify.
+    emu.fail_point(
+        "alwaysOn".into(),
+        doc! { "failCommands": ["update"], "errorCode": 91, "closeConnection": false },
+    )
+    .await;
+    let (status, body) = status_json(mint().await).await;
+    assert_eq!(status, 200, "{body}");
+    let creds = Creds {
+        user_id: bob.id.clone(),
+        token: body["data"]["authToken"].as_str().unwrap().into(),
+    };
+    app.rc_get("/api/v1/me", &creds).await.assert_status_is_ok();
+    emu.fail_point_off().await;
+    assert_eq!(stored().await, 3, "over the cap until the next push");
+    mint().await.assert_status_is_ok();
+    assert_eq!(stored().await, 2, "the next push trims back to the cap");
+}

@@ -869,40 +869,55 @@ impl Store for MongoStore {
         token: &ResumeToken,
         max: usize,
     ) -> StoreResult<Option<String>> {
-        self.call("push_login_token", async {
-            let Some(filter) = key_filter(key) else {
-                return Ok(None);
-            };
-            let db = self.database().await?;
-            let users = coll(&db, USERS);
-            let entry = token_doc(&LoginToken::Resume(token.clone()));
-            let after = users
-                .find_one_and_update(filter, doc! { "$push": { LOGIN_TOKENS: entry } })
-                .projection(doc! { LOGIN_TOKENS: 1 })
-                .return_document(ReturnDocument::After)
-                .await
-                .ctx(self, "push_login_token")?;
-            let Some(after) = after else {
-                return Ok(None);
-            };
-            let (Some(id), Some(raw_id)) = (id_of(&after), after.get("_id")) else {
-                return Err(StoreError::Internal("user document without an _id".into()));
-            };
-            if let Some(cutoff) = resume_cutoff(&login_tokens_of(&after), max) {
-                users
-                    .update_one(
-                        doc! { "_id": raw_id.clone() },
-                        doc! { "$pull": { LOGIN_TOKENS: {
-                            "when": { "$lt": date(cutoff) },
-                            "type": { "$ne": PAT_TYPE },
-                        } } },
-                    )
+        let pushed = self
+            .call("push_login_token", async {
+                let Some(filter) = key_filter(key) else {
+                    return Ok(None);
+                };
+                let db = self.database().await?;
+                let users = coll(&db, USERS);
+                let entry = token_doc(&LoginToken::Resume(token.clone()));
+                let after = users
+                    .find_one_and_update(filter, doc! { "$push": { LOGIN_TOKENS: entry } })
+                    .projection(doc! { LOGIN_TOKENS: 1 })
+                    .return_document(ReturnDocument::After)
                     .await
-                    .ctx(self, "push_login_token (cap)")?;
-            }
-            Ok(Some(id))
-        })
-        .await
+                    .ctx(self, "push_login_token")?;
+                let Some(after) = after else {
+                    return Ok(None);
+                };
+                let (Some(id), Some(raw_id)) = (id_of(&after), after.get("_id")) else {
+                    return Err(StoreError::Internal("user document without an _id".into()));
+                };
+                let cutoff = resume_cutoff(&login_tokens_of(&after), max);
+                Ok(Some((id, raw_id.clone(), cutoff)))
+            })
+            .await?;
+        let Some((id, raw_id, cutoff)) = pushed else {
+            return Ok(None);
+        };
+        if let Some(cutoff) = cutoff {
+            // The token is stored: a failed trim must not turn a successful
+            // mint into an error (the client would never see a token that
+            // exists). The next push trims again from the full list; the
+            // failure itself is logged once by `ctx`.
+            let _ = self
+                .call("push_login_token (cap)", async {
+                    let db = self.database().await?;
+                    coll(&db, USERS)
+                        .update_one(
+                            doc! { "_id": raw_id },
+                            doc! { "$pull": { LOGIN_TOKENS: {
+                                "when": { "$lt": date(cutoff) },
+                                "type": { "$ne": PAT_TYPE },
+                            } } },
+                        )
+                        .await
+                        .ctx(self, "push_login_token (cap)")
+                })
+                .await;
+        }
+        Ok(Some(id))
     }
 
     async fn remove_login_token(&self, user_id: &str, hashed_token: &str) -> StoreResult<bool> {
