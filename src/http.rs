@@ -72,7 +72,8 @@ pub fn client_ip(req: &Request, trust_proxy: bool) -> Option<IpAddr> {
 }
 
 /// Middleware: turns framework errors (not already shaped by a handler) into
-/// the dialect's error body, and marks every response `no-store`.
+/// the dialect's error body, and adds the security headers every response
+/// carries (`no-store`, `no-referrer`, `nosniff`).
 pub async fn shape_errors<E: Endpoint>(next: E, req: Request) -> poem::Result<Response> {
     let dialect = Dialect::of_path(req.uri().path());
     let mut resp = match next.call(req).await {
@@ -92,11 +93,16 @@ pub async fn shape_errors<E: Endpoint>(next: E, req: Request) -> poem::Result<Re
         }
     };
     let headers = resp.headers_mut();
-    headers.insert(
-        "cache-control",
-        poem::http::HeaderValue::from_static("no-store"),
-    );
-    headers.insert("pragma", poem::http::HeaderValue::from_static("no-cache"));
+    for (name, value) in [
+        // Tokens are in these bodies: nothing may be cached.
+        ("cache-control", "no-store"),
+        ("pragma", "no-cache"),
+        // SAYMON's `?api-token=` is in URLs: never send them on as a referrer.
+        ("referrer-policy", "no-referrer"),
+        ("x-content-type-options", "nosniff"),
+    ] {
+        headers.insert(name, poem::http::HeaderValue::from_static(value));
+    }
     Ok(resp)
 }
 

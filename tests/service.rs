@@ -67,6 +67,25 @@ async fn served_documents_and_swagger_ui() {
     assert!(html.contains("swagger"), "Swagger UI page");
 }
 
+#[tokio::test]
+async fn every_response_carries_the_security_headers() {
+    let app = TestApp::start(&StoreKind::Memory).await;
+    for resp in [
+        app.rc_get("/api/v1/me", &app.admin).await,
+        app.client.get("/api/v1/me").send().await,
+        app.client
+            .get("/node/api/users/current?api-token=nope")
+            .send()
+            .await,
+        app.client.get("/no/such/route").send().await,
+        app.client.get("/healthz").send().await,
+    ] {
+        resp.assert_header("cache-control", "no-store");
+        resp.assert_header("referrer-policy", "no-referrer");
+        resp.assert_header("x-content-type-options", "nosniff");
+    }
+}
+
 #[test]
 fn invalid_configuration_stops_startup_with_one_line_naming_the_variable() {
     for (var, value) in [
