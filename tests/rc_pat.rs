@@ -10,9 +10,6 @@ use serde_json::{json, Value};
 use tokend::core::token::hash_token;
 use tokend::core::LoginToken;
 
-const NO_PERMISSION: &str =
-    "User does not have the permissions required for this action [error-unauthorized]";
-
 const GENERATE: &str = "/api/v1/users.generatePersonalAccessToken";
 const REGENERATE: &str = "/api/v1/users.regeneratePersonalAccessToken";
 const REMOVE: &str = "/api/v1/users.removePersonalAccessToken";
@@ -54,10 +51,6 @@ async fn stored_admin(app: &TestApp) -> tokend::core::User {
         .unwrap()
 }
 
-async fn me_status(app: &TestApp, creds: &Creds) -> u16 {
-    app.rc_get("/api/v1/me", creds).await.0.status().as_u16()
-}
-
 store_tests! {
     async fn lists_an_empty_array_without_tokens(kind) {
         let app = TestApp::start(&kind).await;
@@ -82,7 +75,7 @@ store_tests! {
         assert_eq!(me["_id"], app.admin.user_id.as_str());
         // With another user's id the PAT is worthless.
         let other = app.user("someone", &[]).await;
-        assert_eq!(me_status(&app, &pat_creds(&other.id, token)).await, 401);
+        assert_eq!(app.me_status(&pat_creds(&other.id, token)).await, 401);
     }
 
     async fn duplicate_name_is_refused(kind) {
@@ -135,8 +128,8 @@ store_tests! {
         assert_eq!(status, 200, "{body}");
         let new = body["token"].as_str().unwrap();
         assert_ne!(new, old);
-        assert_eq!(me_status(&app, &pat_creds(&app.admin.user_id, &old)).await, 401);
-        assert_eq!(me_status(&app, &pat_creds(&app.admin.user_id, new)).await, 200);
+        assert_eq!(app.me_status(&pat_creds(&app.admin.user_id, &old)).await, 401);
+        assert_eq!(app.me_status(&pat_creds(&app.admin.user_id, new)).await, 200);
         let listed = list(&app, &app.admin).await.1;
         let tokens = listed["tokens"].as_array().unwrap();
         assert_eq!(tokens.len(), 1);
@@ -190,7 +183,7 @@ store_tests! {
         let (status, body) = post(&app, REMOVE, &app.admin, json!({ "tokenName": "gone" })).await;
         assert_eq!(status, 200);
         assert_eq!(body, json!({ "success": true }));
-        assert_eq!(me_status(&app, &pat_creds(&app.admin.user_id, &token)).await, 401);
+        assert_eq!(app.me_status(&pat_creds(&app.admin.user_id, &token)).await, 401);
         let (status, body) = post(&app, REMOVE, &app.admin, json!({ "tokenName": "gone" })).await;
         assert_eq!(status, 400);
         assert_eq!(body["errorType"], "error-token-does-not-exists");
@@ -265,10 +258,10 @@ store_tests! {
         let pat = pat_creds(&app.admin.user_id, &token);
         // Past LOGIN_EXPIRATION_DAYS (90): login tokens die, the PAT lives.
         app.clock.advance(chrono::Duration::days(91));
-        assert_eq!(me_status(&app, &app.admin).await, 401);
-        assert_eq!(me_status(&app, &pat).await, 200);
+        assert_eq!(app.me_status(&app.admin).await, 401);
+        assert_eq!(app.me_status(&pat).await, 200);
         app.clock.advance(chrono::Duration::days(3650));
-        assert_eq!(me_status(&app, &pat).await, 200);
+        assert_eq!(app.me_status(&pat).await, 200);
     }
 
     async fn pats_are_not_evicted_by_the_login_token_cap(kind) {
@@ -281,9 +274,9 @@ store_tests! {
         for _ in 0..5 {
             app.login("admin", ADMIN_PASS).await;
         }
-        assert_eq!(me_status(&app, &pat_creds(&app.admin.user_id, &token)).await, 200);
+        assert_eq!(app.me_status(&pat_creds(&app.admin.user_id, &token)).await, 200);
         // The first login token went to the cap.
-        assert_eq!(me_status(&app, &app.admin).await, 401);
+        assert_eq!(app.me_status(&app.admin).await, 401);
         let user = stored_admin(&app).await;
         let resume = user
             .login_tokens

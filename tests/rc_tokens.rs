@@ -62,10 +62,6 @@ async fn login_with(app: &TestApp, body: &Value) -> (u16, Value) {
     .await
 }
 
-async fn me_status(app: &TestApp, creds: &Creds) -> u16 {
-    app.rc_get("/api/v1/me", creds).await.0.status().as_u16()
-}
-
 fn config_from(vars: &[(&str, &str)]) -> Config {
     let map: std::collections::HashMap<String, String> = vars
         .iter()
@@ -115,7 +111,7 @@ store_tests! {
         let bob = app.user("bob", &[]).await;
         let token = mint(&app, &app.admin.clone(), &bob.id).await;
         app.clock.advance(chrono::Duration::days(90) - chrono::Duration::minutes(1));
-        assert_eq!(me_status(&app, &token).await, 200);
+        assert_eq!(app.me_status(&token).await, 200);
         app.clock.advance(chrono::Duration::minutes(2));
         assert_eq!(status_json(app.rc_get("/api/v1/me", &token).await).await, (401, not_logged_in()));
         // `resume` refuses it too.
@@ -126,9 +122,9 @@ store_tests! {
         let app = TestApp::with_config(&kind, config_from(&[("CREATE_TOKENS_FOR_USERS", "true"), ("LOGIN_EXPIRATION_DAYS", "1")])).await;
         let token = app.admin.clone();
         app.clock.advance(chrono::Duration::hours(23));
-        assert_eq!(me_status(&app, &token).await, 200);
+        assert_eq!(app.me_status(&token).await, 200);
         app.clock.advance(chrono::Duration::hours(1));
-        assert_eq!(me_status(&app, &token).await, 401);
+        assert_eq!(app.me_status(&token).await, 401);
     }
 
     // --- users.createToken ------------------------------------------------------
@@ -297,12 +293,12 @@ store_tests! {
             tokens.push(mint(&app, &admin, &bob.id).await);
         }
         for t in [&tokens[0], &tokens[49]] {
-            assert_eq!(me_status(&app, t).await, 200);
+            assert_eq!(app.me_status(t).await, 200);
         }
         tokens.push(mint(&app, &admin, &bob.id).await);
-        assert_eq!(me_status(&app, &tokens[0]).await, 401, "the oldest is evicted");
+        assert_eq!(app.me_status(&tokens[0]).await, 401, "the oldest is evicted");
         for t in &tokens[1..] {
-            assert_eq!(me_status(&app, t).await, 200);
+            assert_eq!(app.me_status(t).await, 200);
         }
     }
 
@@ -318,11 +314,11 @@ store_tests! {
         for _ in 0..10 {
             tokens.push(mint(&app, &admin, &bob.id).await);
         }
-        assert_eq!(me_status(&app, &pat).await, 200);
+        assert_eq!(app.me_status(&pat).await, 200);
         let live: usize = {
             let mut n = 0;
             for t in &tokens {
-                if me_status(&app, t).await == 200 { n += 1; }
+                if app.me_status(t).await == 200 { n += 1; }
             }
             n
         };
@@ -332,12 +328,12 @@ store_tests! {
             app.core.create_pat(&bob.id, &format!("pat{i}"), false).await.unwrap().unwrap();
         }
         for t in &tokens[7..] {
-            assert_eq!(me_status(&app, t).await, 200);
+            assert_eq!(app.me_status(t).await, 200);
         }
         // And PATs never expire.
         app.clock.advance(chrono::Duration::days(400));
-        assert_eq!(me_status(&app, &pat).await, 200);
-        assert_eq!(me_status(&app, &tokens[9]).await, 401);
+        assert_eq!(app.me_status(&pat).await, 200);
+        assert_eq!(app.me_status(&tokens[9]).await, 401);
     }
 
     async fn concurrent_mints_all_succeed_and_the_newest_fifty_survive(kind) {
@@ -362,7 +358,7 @@ store_tests! {
         let mut live = Vec::new();
         for t in &tokens {
             let creds = Creds { user_id: bob.id.clone(), token: t.clone() };
-            if me_status(&app, &creds).await == 200 {
+            if app.me_status(&creds).await == 200 {
                 live.push(creds);
             }
         }
@@ -374,10 +370,10 @@ store_tests! {
         let newest = mint(&app, &app.admin.clone(), &bob.id).await;
         let mut still = 0;
         for c in &live {
-            if me_status(&app, c).await == 200 { still += 1; }
+            if app.me_status(c).await == 200 { still += 1; }
         }
         assert_eq!(still, 49);
-        assert_eq!(me_status(&app, &newest).await, 200);
+        assert_eq!(app.me_status(&newest).await, 200);
     }
 
     // --- login ------------------------------------------------------------------
@@ -580,14 +576,14 @@ store_tests! {
         let bob = app.user("bob", &[]).await;
         let token = mint(&app, &app.admin.clone(), &bob.id).await;
         let other = mint(&app, &app.admin.clone(), &bob.id).await;
-        assert_eq!(me_status(&app, &token).await, 200);
+        assert_eq!(app.me_status(&token).await, 200);
         let resp = app.client.post("/api/v1/logout")
             .header("X-User-Id", &token.user_id).header("X-Auth-Token", &token.token).send().await;
         let (status, body) = status_json(resp).await;
         assert_eq!((status, body), (200, json!({"status": "success", "data": {"message": "You've been logged out!"}})));
         assert_eq!(status_json(app.rc_get("/api/v1/me", &token).await).await, (401, not_logged_in()));
         // Only the token used is gone.
-        assert_eq!(me_status(&app, &other).await, 200);
+        assert_eq!(app.me_status(&other).await, 200);
     }
 
     async fn me_shows_the_caller_and_never_a_hash(kind) {

@@ -10,9 +10,6 @@ use serde_json::{json, Value};
 use tokend::core::service::NewUser;
 use tokend::store::UserKey;
 
-const NO_PERMISSION: &str =
-    "User does not have the permissions required for this action [error-unauthorized]";
-
 fn create_body(username: &str) -> Value {
     json!({
         "email": format!("{username}@example.org"),
@@ -28,10 +25,6 @@ async fn post(app: &TestApp, path: &str, creds: &Creds, body: Value) -> (u16, Va
 
 async fn get(app: &TestApp, path: &str, creds: &Creds) -> (u16, Value) {
     status_json(app.rc_get(path, creds).await).await
-}
-
-async fn me_status(app: &TestApp, creds: &Creds) -> u16 {
-    app.rc_get("/api/v1/me", creds).await.0.status().as_u16()
 }
 
 /// A plain user (role `user`) and its login credentials.
@@ -502,8 +495,8 @@ store_tests! {
         .await;
         assert_eq!(status, 200, "{body}");
         assert_eq!(body["user"]["active"], false);
-        assert_eq!(me_status(&app, &bob_creds).await, 401);
-        assert_eq!(me_status(&app, &pat).await, 401);
+        assert_eq!(app.me_status(&bob_creds).await, 401);
+        assert_eq!(app.me_status(&pat).await, 401);
     }
 
     async fn set_active_status(kind) {
@@ -531,8 +524,8 @@ store_tests! {
         assert_eq!(status, 200, "{body}");
         assert_eq!(body, json!({ "user": { "_id": bob.id, "active": false }, "success": true }));
         // Every token dies, and a password login fails.
-        assert_eq!(me_status(&app, &bob_creds).await, 401);
-        assert_eq!(me_status(&app, &pat).await, 401);
+        assert_eq!(app.me_status(&bob_creds).await, 401);
+        assert_eq!(app.me_status(&pat).await, 401);
         let resp = app
             .client
             .post("/api/v1/login")
@@ -552,7 +545,7 @@ store_tests! {
         )
         .await;
         assert_eq!((status, body["user"]["active"].as_bool()), (200, Some(true)));
-        assert_eq!(me_status(&app, &bob_creds).await, 401);
+        assert_eq!(app.me_status(&bob_creds).await, 401);
         app.login("bob", USER_PASS).await;
 
         let (status, body) = post(
@@ -592,7 +585,7 @@ store_tests! {
         )
         .await;
         assert_eq!(status, 400);
-        assert_eq!(me_status(&app, &app.admin).await, 200);
+        assert_eq!(app.me_status(&app.admin).await, 200);
         // With a second admin, the first may go.
         app.user("admin2", &["admin"]).await;
         let (status, _) = post(
@@ -603,7 +596,7 @@ store_tests! {
         )
         .await;
         assert_eq!(status, 200);
-        assert_eq!(me_status(&app, &app.admin).await, 401);
+        assert_eq!(app.me_status(&app.admin).await, 401);
     }
 
     async fn delete_user(kind) {
@@ -617,8 +610,8 @@ store_tests! {
         let (status, body) = post(&app, "/api/v1/users.delete", &app.admin, json!({ "username": "BOB" })).await;
         assert_eq!(status, 200, "{body}");
         assert_eq!(body, json!({ "deletedRooms": [], "success": true }));
-        assert_eq!(me_status(&app, &bob_creds).await, 401);
-        assert_eq!(me_status(&app, &pat).await, 401);
+        assert_eq!(app.me_status(&bob_creds).await, 401);
+        assert_eq!(app.me_status(&pat).await, 401);
         assert!(app.store.find_user(&UserKey::Id(bob.id.clone())).await.unwrap().is_none());
 
         let (status, body) = post(&app, "/api/v1/users.delete", &app.admin, json!({ "userId": bob.id })).await;
@@ -640,7 +633,7 @@ store_tests! {
         let (status, body) = post(&app, "/api/v1/users.logout", &app.admin, json!({ "userId": bob.id })).await;
         assert_eq!(status, 403);
         assert_eq!(body, json!({ "success": false, "error": "unauthorized" }));
-        assert_eq!(me_status(&app, &bob_creds).await, 200);
+        assert_eq!(app.me_status(&bob_creds).await, 200);
     }
 
     async fn logout_other_user(kind) {
@@ -659,9 +652,9 @@ store_tests! {
             json!({ "message": format!("User {} has been logged out!", bob.id), "success": true })
         );
         // Login tokens and PATs alike.
-        assert_eq!(me_status(&app, &bob_creds).await, 401);
-        assert_eq!(me_status(&app, &pat).await, 401);
-        assert_eq!(me_status(&app, &app.admin).await, 200);
+        assert_eq!(app.me_status(&bob_creds).await, 401);
+        assert_eq!(app.me_status(&pat).await, 401);
+        assert_eq!(app.me_status(&app.admin).await, 200);
         let (status, body) = post(&app, "/api/v1/users.logout", &app.admin, json!({ "userId": "nope" })).await;
         assert_eq!((status, body["errorType"].as_str()), (400, Some("error-invalid-user")));
     }
@@ -682,8 +675,8 @@ store_tests! {
         let (status, body) = status_json(resp).await;
         assert_eq!(status, 200, "{body}");
         assert_eq!(body["message"], format!("User {} has been logged out!", bob.id));
-        assert_eq!(me_status(&app, &bob_creds).await, 401);
-        assert_eq!(me_status(&app, &second).await, 401);
+        assert_eq!(app.me_status(&bob_creds).await, 401);
+        assert_eq!(app.me_status(&second).await, 401);
         // Naming oneself needs no permission either.
         let third = app.login("bob", USER_PASS).await;
         let (status, _) = post(&app, "/api/v1/users.logout", &third, json!({ "userId": bob.id })).await;

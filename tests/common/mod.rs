@@ -21,6 +21,10 @@ use tokend::store::{MemoryStore, MongoStore, Store};
 
 /// Password of the seeded admin in every test app.
 pub const ADMIN_PASS: &str = "admin-pass-123";
+/// Rocket.Chat's 403 text for a missing route permission.
+pub const NO_PERMISSION: &str =
+    "User does not have the permissions required for this action [error-unauthorized]";
+
 /// Password given to users made by [`TestApp::user`].
 pub const USER_PASS: &str = "user-pass-123";
 
@@ -208,6 +212,11 @@ impl TestApp {
             .await
             .expect("store")
             .expect("unique")
+    }
+
+    /// The status `GET /api/v1/me` answers for these credentials.
+    pub async fn me_status(&self, creds: &Creds) -> u16 {
+        self.rc_get("/api/v1/me", creds).await.0.status().as_u16()
     }
 
     /// `GET` with Rocket.Chat credentials.
