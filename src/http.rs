@@ -4,7 +4,7 @@
 use crate::telemetry::RequestId;
 use poem::http::StatusCode;
 use poem::{Endpoint, IntoResponse, Request, Response};
-use poem_openapi::Tags;
+use poem_openapi::{OperationId, Tags};
 use std::net::IpAddr;
 use std::time::Instant;
 
@@ -71,27 +71,41 @@ pub fn client_ip(req: &Request, trust_proxy: bool) -> Option<IpAddr> {
     req.remote_addr().as_socket_addr().map(|a| a.ip())
 }
 
+/// The response for an error: its own if a handler shaped it, else the
+/// dialect's body for its status (server errors logged, never detailed).
+fn shaped(dialect: Dialect, err: poem::Error) -> Response {
+    if err.is_from_response() {
+        return err.into_response();
+    }
+    let status = err.status();
+    if status.is_server_error() {
+        tracing::error!(error = %err, "request failed");
+    }
+    let message = if status.is_server_error() {
+        "Internal server error".to_string()
+    } else {
+        err.to_string()
+    };
+    dialect.error_response(status, &message)
+}
+
 /// Middleware: turns framework errors (not already shaped by a handler) into
 /// the dialect's error body, and adds the security headers every response
 /// carries (`no-store`, `no-referrer`, `nosniff`).
 pub async fn shape_errors<E: Endpoint>(next: E, req: Request) -> poem::Result<Response> {
     let dialect = Dialect::of_path(req.uri().path());
+    let mut operation = None;
     let mut resp = match next.call(req).await {
         Ok(resp) => resp.into_response(),
-        Err(err) if err.is_from_response() => err.into_response(),
         Err(err) => {
-            let status = err.status();
-            if status.is_server_error() {
-                tracing::error!(error = %err, "request failed");
-            }
-            let message = if status.is_server_error() {
-                "Internal server error".to_string()
-            } else {
-                err.to_string()
-            };
-            dialect.error_response(status, &message)
+            // Keep the operation id poem-openapi attached, for the request log.
+            operation = err.data::<OperationId>().copied();
+            shaped(dialect, err)
         }
     };
+    if let Some(op) = operation {
+        resp.set_data(op);
+    }
     let headers = resp.headers_mut();
     for (name, value) in [
         // Tokens are in these bodies: nothing may be cached.
@@ -120,8 +134,9 @@ pub async fn limit_body<E: Endpoint>(next: E, mut req: Request) -> poem::Result<
     next.call(req).await.map(IntoResponse::into_response)
 }
 
-/// Middleware: one log line per request with method, path (never the query
-/// string, which may hold `api-token`), status, latency and request id.
+/// Middleware: one log line per request with method, operation (the route's
+/// OpenAPI operation id), path (never the query string, which may hold
+/// `api-token`), status, latency and request id.
 pub async fn log_requests<E: Endpoint>(next: E, mut req: Request) -> poem::Result<Response> {
     let started = Instant::now();
     let request_id = RequestId::from_request(&req);
@@ -135,9 +150,12 @@ pub async fn log_requests<E: Endpoint>(next: E, mut req: Request) -> poem::Resul
     };
     let status = resp.status().as_u16();
     let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+    // The route as the OpenAPI document names it; absent for unknown paths.
+    let operation = resp.data::<OperationId>().map_or("-", |op| op.0);
     tracing::info!(
         request_id = %request_id.0,
         method = %method,
+        operation,
         path = %path,
         status,
         latency_ms = format_args!("{latency_ms:.2}"),

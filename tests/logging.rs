@@ -141,14 +141,23 @@ async fn request_logs_carry_no_secret() {
         .find(|l| l["fields"]["path"] == "/api/v1/login")
         .unwrap();
     assert_eq!(login["fields"]["method"], "POST");
+    assert_eq!(login["fields"]["operation"], "login");
     assert_eq!(login["fields"]["status"], 200);
     assert!(login["fields"]["latency_ms"].is_string());
     assert!(login["fields"]["request_id"]
         .as_str()
         .is_some_and(|id| !id.is_empty()));
+    let current = |l: &&&Value| {
+        l["fields"]["path"] == "/node/api/users/current"
+            && l["fields"]["operation"] == "saymon.users.current"
+    };
     assert!(requests
         .iter()
-        .any(|l| l["fields"]["path"] == "/node/api/users/current"));
+        .any(|l| current(&l) && l["fields"]["status"] == 200));
+    // Failures keep their operation too (the wrong api-token answered 401).
+    assert!(requests
+        .iter()
+        .any(|l| current(&l) && l["fields"]["status"] == 401));
     let fixed = [
         "the-shared-secret",
         ADMIN_PASS,
