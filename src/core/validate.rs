@@ -1,5 +1,11 @@
 //! Input rules shared by both dialects.
 
+/// A parameter that is present and not blank, trimmed: both dialects read
+/// optional string fields this way (a blank one counts as absent).
+pub fn nonblank(v: Option<&str>) -> Option<&str> {
+    v.map(str::trim).filter(|s| !s.is_empty())
+}
+
 /// Rocket.Chat's default username rule (`UTF8_Names_Validation` = `[0-9a-zA-Z-_.]+`),
 /// at most 64 characters.
 pub fn is_valid_username(name: &str) -> bool {

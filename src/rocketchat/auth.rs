@@ -4,9 +4,9 @@
 //! [`RcSecurity`] rewrites the operation metadata so the document states them
 //! as one requirement (both headers), which is what the server enforces.
 
-use super::body::given;
 use super::error::RcError;
 use crate::core::service::Caller;
+use crate::core::validate::nonblank;
 use crate::core::{Core, CoreError};
 use poem::Request;
 use poem_openapi::auth::ApiKey;
@@ -46,7 +46,7 @@ async fn check_rc_auth(req: &Request, token: ApiKey) -> poem::Result<Caller> {
     let core = req
         .data::<Arc<Core>>()
         .ok_or_else(|| RcError::from(CoreError::Internal("core missing".into())))?;
-    let user_id = given(req.headers().get("x-user-id").and_then(|v| v.to_str().ok()))
+    let user_id = nonblank(req.headers().get("x-user-id").and_then(|v| v.to_str().ok()))
         .ok_or_else(RcError::not_logged_in)?;
     let caller = core
         .authenticate_token(Some(user_id), token.key.trim())

@@ -50,9 +50,3 @@ impl<'a, T: ParseFromJSON + Send> ApiExtractor<'a> for OptionalJson<T> {
         Ok(Self(Some(parsed)))
     }
 }
-
-/// A parameter that is present and not blank, trimmed: how Rocket.Chat reads
-/// optional string fields (a blank one counts as absent).
-pub fn given(v: Option<&str>) -> Option<&str> {
-    v.map(str::trim).filter(|s| !s.is_empty())
-}

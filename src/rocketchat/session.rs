@@ -1,12 +1,12 @@
 //! `login`, `logout`, `me`.
 
 use super::auth::RcAuth;
-use super::body::given;
 use super::error::RcError;
 use super::view::MeView;
 use crate::core::password::PasswordInput;
 use crate::core::service::PasswordLogin;
 use crate::core::throttle::Blocked;
+use crate::core::validate::nonblank;
 use crate::core::Core;
 use crate::http::{client_ip, ApiTags};
 use crate::store::UserKey;
@@ -152,7 +152,7 @@ fn login_target(body: &LoginBody) -> Option<(UserKey, String)> {
     ];
     candidates
         .into_iter()
-        .find_map(|(value, key)| given(value).map(|s| (key(s.to_string()), s.to_string())))
+        .find_map(|(value, key)| nonblank(value).map(|s| (key(s.to_string()), s.to_string())))
 }
 
 #[OpenApi(tag = "ApiTags::RocketChat")]

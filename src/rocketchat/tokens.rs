@@ -1,10 +1,10 @@
 //! `users.createToken`.
 
 use super::auth::RcAuth;
-use super::body::given;
 use super::error::RcError;
 use crate::core::permissions::USER_GENERATE_ACCESS_TOKEN;
 use crate::core::token::secret_matches;
+use crate::core::validate::nonblank;
 use crate::core::Core;
 use crate::http::ApiTags;
 use crate::store::UserKey;
@@ -52,10 +52,10 @@ pub fn user_param(
     username: Option<&str>,
     user: Option<&str>,
 ) -> Result<UserKey, RcError> {
-    if let Some(id) = given(user_id) {
+    if let Some(id) = nonblank(user_id) {
         return Ok(UserKey::Id(id.to_string()));
     }
-    if let Some(name) = given(username).or_else(|| given(user)) {
+    if let Some(name) = nonblank(username).or_else(|| nonblank(user)) {
         return Ok(UserKey::Username(name.to_string()));
     }
     Err(RcError::thrown(

@@ -6,7 +6,7 @@
 //! named in their schema: never `_id` or `services`; unknown fields are ignored.
 
 use super::auth::RcAuth;
-use super::body::{given, OptionalJson};
+use super::body::OptionalJson;
 use super::error::RcError;
 use super::tokens::{invalid_user, user_param};
 use super::view::UserView;
@@ -16,6 +16,7 @@ use crate::core::permissions::{
     LOGOUT_OTHER_USER, VIEW_FULL_OTHER_USER_INFO, VIEW_OTHER_USER_INFO,
 };
 use crate::core::service::NewUser;
+use crate::core::validate::nonblank;
 use crate::core::validate::{is_plausible_email, is_valid_username};
 use crate::core::{ids, password, Core, CoreError};
 use crate::http::ApiTags;
@@ -327,17 +328,17 @@ impl UsersApi {
         if let Some(roles) = &b.roles {
             self.check_roles(roles).await?;
         }
-        let name = given(b.name.as_deref()).ok_or_else(|| field_required("Name"))?;
-        let username = given(b.username.as_deref()).ok_or_else(|| field_required("Username"))?;
+        let name = nonblank(b.name.as_deref()).ok_or_else(|| field_required("Name"))?;
+        let username = nonblank(b.username.as_deref()).ok_or_else(|| field_required("Username"))?;
         if !is_valid_username(username) {
             return Err(invalid_username(username));
         }
-        let password = match given(b.password.as_deref()) {
+        let password = match nonblank(b.password.as_deref()) {
             Some(p) => p.to_string(),
             None if random_password => ids::new_password(),
             None => return Err(field_required("Password")),
         };
-        let email = given(b.email.as_deref()).unwrap_or_default();
+        let email = nonblank(b.email.as_deref()).unwrap_or_default();
         if !is_plausible_email(email) {
             return Err(invalid_email(email));
         }
@@ -377,9 +378,9 @@ impl UsersApi {
         username: Query<Option<String>>,
     ) -> Result<Json<UserOk>, RcError> {
         let caller = auth.0.user;
-        let key = if let Some(id) = given(user_id.0.as_deref()) {
+        let key = if let Some(id) = nonblank(user_id.0.as_deref()) {
             UserKey::Id(id.to_string())
-        } else if let Some(name) = given(username.0.as_deref()) {
+        } else if let Some(name) = nonblank(username.0.as_deref()) {
             UserKey::Username(name.to_string())
         } else {
             return Err(RcError::failure("Invalid search query."));
@@ -448,7 +449,7 @@ impl UsersApi {
         let b = body.0.unwrap_or_default();
         let user_id = b.user_id.ok_or_else(|| missing("userId"))?;
         let data = b.data.ok_or_else(|| missing("data"))?;
-        if given(data.name.as_deref()).is_some_and(|n| !valid_name_chars(n)) {
+        if nonblank(data.name.as_deref()).is_some_and(|n| !valid_name_chars(n)) {
             return Err(RcError::failure("Name contains invalid characters"));
         }
         let myself = user_id == caller.id;
@@ -471,12 +472,12 @@ impl UsersApi {
         if data.require_password_change.is_some() && !may_edit_others {
             return Err(not_allowed("Editing user is not allowed", "Editing_user"));
         }
-        if let Some(name) = given(data.username.as_deref()) {
+        if let Some(name) = nonblank(data.username.as_deref()) {
             if !is_valid_username(name) {
                 return Err(invalid_username(name));
             }
         }
-        if let Some(email) = given(data.email.as_deref()) {
+        if let Some(email) = nonblank(data.email.as_deref()) {
             if !is_plausible_email(email) {
                 return Err(invalid_email(email));
             }
@@ -502,14 +503,14 @@ impl UsersApi {
         }
 
         let mut patch = UserPatch {
-            username: given(data.username.as_deref()).map(str::to_string),
-            name: given(data.name.as_deref()).map(str::to_string),
+            username: nonblank(data.username.as_deref()).map(str::to_string),
+            name: nonblank(data.name.as_deref()).map(str::to_string),
             roles: data.roles.clone(),
             active: data.active,
             require_password_change: data.require_password_change,
             ..UserPatch::default()
         };
-        let new_email = given(data.email.as_deref());
+        let new_email = nonblank(data.email.as_deref());
         if new_email.is_some() || data.verified.is_some() {
             let mut emails = target.emails.clone();
             match (new_email, emails.first_mut()) {
@@ -528,7 +529,7 @@ impl UsersApi {
             }
             patch.emails = Some(emails);
         }
-        if let Some(p) = given(data.password.as_deref()) {
+        if let Some(p) = nonblank(data.password.as_deref()) {
             patch.password_bcrypt = Some(password::hash_password(p).await?);
         }
         match self.core.update_user(&target.id, patch).await? {
@@ -537,7 +538,11 @@ impl UsersApi {
                 success: true,
             })),
             Ok(None) => Err(invalid_user()),
-            Err(field) => Err(duplicate(field, given(data.username.as_deref()), new_email)),
+            Err(field) => Err(duplicate(
+                field,
+                nonblank(data.username.as_deref()),
+                new_email,
+            )),
         }
     }
 

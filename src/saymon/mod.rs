@@ -32,11 +32,6 @@ use std::sync::Arc;
 pub use auth::{ManageUsers, SaymonAuth, SaymonCaller};
 pub use error::SaymonError;
 
-/// The trimmed value of an optional text field; `None` when absent or blank.
-fn nonblank(v: Option<&str>) -> Option<&str> {
-    v.map(str::trim).filter(|s| !s.is_empty())
-}
-
 /// Every SAYMON route.
 pub type SaymonApi = (session::SessionApi, tokens::TokensApi, users::UsersApi);
 

@@ -8,12 +8,12 @@
 
 use super::auth::{credential_owner, password_user, SaymonCaller, SidAuth, Via, SID_COOKIE};
 use super::error::SaymonError;
-use super::nonblank;
 use super::tokens::api_token_user;
 use crate::core::clock::Timestamp;
 use crate::core::ids::new_token;
 use crate::core::model::Session;
 use crate::core::token::hash_token;
+use crate::core::validate::nonblank;
 use crate::core::{Core, CoreError, User};
 use crate::http::ApiTags;
 use poem::Request;

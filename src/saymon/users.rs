@@ -6,7 +6,6 @@
 
 use super::auth::{ManageUsers, SaymonAuth, Via};
 use super::error::SaymonError;
-use super::nonblank;
 use super::view::{
     token_hint, LimitedUserView, UserEntry, UserView, STATUS_ACTIVE, STATUS_BLOCKED,
 };
@@ -14,6 +13,7 @@ use crate::core::model::{Email, User};
 use crate::core::password::hash_password;
 use crate::core::permissions::MANAGE_USERS;
 use crate::core::service::NewUser;
+use crate::core::validate::nonblank;
 use crate::core::validate::{is_plausible_email, is_valid_username};
 use crate::core::Core;
 use crate::http::ApiTags;
