@@ -60,6 +60,16 @@ pub struct NewUser {
     pub kind: String,
 }
 
+/// Splits a store result: a uniqueness clash is the caller's business
+/// outcome (`Ok(Err(field))`), anything else a failure.
+fn unique<T>(result: crate::store::StoreResult<T>) -> Result<Result<T, UniqueField>, CoreError> {
+    match result {
+        Ok(v) => Ok(Ok(v)),
+        Err(crate::store::StoreError::Duplicate(field)) => Ok(Err(field)),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// The shared core of tokend.
 pub struct Core {
     pub config: Arc<Config>,
@@ -329,11 +339,7 @@ impl Core {
             password_bcrypt,
             login_tokens: Vec::new(),
         };
-        match self.store.insert_user(&user).await {
-            Ok(()) => Ok(Ok(user)),
-            Err(crate::store::StoreError::Duplicate(field)) => Ok(Err(field)),
-            Err(e) => Err(e.into()),
-        }
+        Ok(unique(self.store.insert_user(&user).await)?.map(|()| user))
     }
 
     /// Applies a patch. Deactivating a user (or `clear_login_tokens`) ends every
@@ -347,10 +353,9 @@ impl Core {
         if deactivating {
             patch.clear_login_tokens = true;
         }
-        let updated = match self.store.update_user(id, &patch, self.now()).await {
+        let updated = match unique(self.store.update_user(id, &patch, self.now()).await)? {
             Ok(u) => u,
-            Err(crate::store::StoreError::Duplicate(field)) => return Ok(Err(field)),
-            Err(e) => return Err(e.into()),
+            Err(field) => return Ok(Err(field)),
         };
         if updated.is_some() && deactivating {
             self.end_saymon_credentials(id).await?;
