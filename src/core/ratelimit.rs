@@ -33,11 +33,14 @@ impl RateLimiter {
         }
     }
 
+    /// Whether limiting is switched on (`RATE_LIMIT_ENABLED`).
+    pub fn is_enabled(&self) -> bool {
+        self.cfg.enabled
+    }
+
     /// Counts a call to `route` from `ip`; `Err` when it is over the limit.
+    /// Callers check [`RateLimiter::is_enabled`] first.
     pub fn hit(&self, ip: IpAddr, route: &str, now: Timestamp) -> Result<(), Limited> {
-        if !self.cfg.enabled {
-            return Ok(());
-        }
         let window = chrono::Duration::from_std(self.cfg.window).unwrap_or(chrono::Duration::MAX);
         let mut map = self.windows.lock().unwrap_or_else(|e| e.into_inner());
         if map.len() >= MAX_KEYS {
