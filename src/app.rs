@@ -90,47 +90,10 @@ pub fn openapi_yaml() -> String {
     yaml_from_json(&spec_document())
 }
 
-/// Renders the canonical JSON document as block-style YAML. Every scalar is
-/// written in its JSON form, which is valid YAML, so no escaping rules of
-/// our own are involved.
+/// Renders the canonical document as YAML with the serializer poem-openapi
+/// itself uses, keeping the canonical key order.
 fn yaml_from_json(v: &serde_json::Value) -> String {
-    fn emit(v: &serde_json::Value, indent: usize, out: &mut String) {
-        let pad = "  ".repeat(indent);
-        match v {
-            serde_json::Value::Object(map) if !map.is_empty() => {
-                for (k, val) in map {
-                    out.push_str(&format!(
-                        "{pad}{}:",
-                        serde_json::to_string(k).unwrap_or_default()
-                    ));
-                    scalar_or_block(val, indent, out);
-                }
-            }
-            serde_json::Value::Array(items) if !items.is_empty() => {
-                for item in items {
-                    out.push_str(&format!("{pad}-"));
-                    scalar_or_block(item, indent, out);
-                }
-            }
-            other => out.push_str(&format!("{pad}{}\n", other)),
-        }
-    }
-    fn scalar_or_block(v: &serde_json::Value, indent: usize, out: &mut String) {
-        match v {
-            serde_json::Value::Object(m) if !m.is_empty() => {
-                out.push('\n');
-                emit(v, indent + 1, out);
-            }
-            serde_json::Value::Array(a) if !a.is_empty() => {
-                out.push('\n');
-                emit(v, indent + 1, out);
-            }
-            other => out.push_str(&format!(" {}\n", other)),
-        }
-    }
-    let mut out = String::new();
-    emit(v, 0, &mut out);
-    out
+    serde_yaml::to_string(v).unwrap_or_default()
 }
 
 #[handler]
