@@ -1,7 +1,14 @@
-//! The shared core: domain types, tokens, passwords, permissions and the
-//! operations both API dialects are built from.
+//! The shared core: domain types, credentials, passwords, permissions, and
+//! [`Core`], the one door both API dialects go through.
+//!
+//! Where a rule lives: authentication and login → [`service::auth`]; token
+//! issuing, `users.createToken`, PATs → [`service::tokens`]; users, password
+//! changes, deactivation, deletion, the last-admin guard → [`service::users`];
+//! SAYMON API tokens and sessions → [`service::saymon`]; which permission
+//! allows what → [`permissions`]; token and hash types → [`credential`].
 
 pub mod clock;
+pub mod credential;
 pub mod error;
 pub mod ids;
 pub mod model;
@@ -15,6 +22,8 @@ pub mod token;
 pub mod validate;
 
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use credential::{Caller, Credential, Plaintext, TokenHash, Via};
 pub use error::CoreError;
 pub use model::*;
+pub use permissions::{perm, Granted, Permission};
 pub use service::Core;

@@ -1,6 +1,48 @@
 //! Domain types shared by both dialects and every store.
 
 pub use super::clock::Timestamp;
+use super::credential::TokenHash;
+use std::fmt;
+
+/// A stored password hash (`services.password.bcrypt`: bcrypt of the SHA-256
+/// hex of the password). `Debug` prints nothing of it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PasswordHash(pub String);
+
+impl fmt::Debug for PasswordHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("PasswordHash(<redacted>)")
+    }
+}
+
+/// How to name one user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UserKey {
+    /// Exact `_id`.
+    Id(String),
+    /// Username, ignoring case.
+    Username(String),
+    /// Email address, ignoring case.
+    Email(String),
+    /// Username or email address, ignoring case (SAYMON `login`).
+    Login(String),
+}
+
+impl UserKey {
+    /// Whether `user` is the one this key names, by the rules the stores
+    /// apply (exact id; username and email ignoring case).
+    pub fn matches(&self, user: &User) -> bool {
+        let same = |a: &str, b: &str| a.to_lowercase() == b.to_lowercase();
+        let username = |name: &str| user.username.as_deref().is_some_and(|u| same(u, name));
+        let email = |addr: &str| user.emails.iter().any(|e| same(&e.address, addr));
+        match self {
+            UserKey::Id(id) => *id == user.id,
+            UserKey::Username(name) => username(name),
+            UserKey::Email(addr) => email(addr),
+            UserKey::Login(login) => username(login) || email(login),
+        }
+    }
+}
 
 /// An email address of a user.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,9 +73,7 @@ pub struct User {
     pub active: bool,
     pub require_password_change: bool,
     /// `services.password.bcrypt`: bcrypt of the SHA-256 hex of the password.
-    pub password_bcrypt: Option<String>,
-    /// `services.resume.loginTokens`: login tokens and personal access tokens.
-    pub login_tokens: Vec<LoginToken>,
+    pub password_bcrypt: Option<PasswordHash>,
 }
 
 impl User {
@@ -45,25 +85,16 @@ impl User {
             .map(|e| e.address.as_str())
     }
 
+    /// Whether the user is active and holds the `admin` role.
+    pub fn is_active_admin(&self) -> bool {
+        self.active && self.roles.iter().any(|r| r == super::permissions::ADMIN_ROLE)
+    }
+
     /// The first email address, verified or not.
     pub fn primary_email(&self) -> Option<&str> {
         self.emails.first().map(|e| e.address.as_str())
     }
 
-    /// The stored token entry with this hash, if any.
-    pub fn token_by_hash(&self, hashed: &str) -> Option<&LoginToken> {
-        self.login_tokens
-            .iter()
-            .find(|t| t.hashed_token() == hashed)
-    }
-
-    /// The user's personal access tokens.
-    pub fn personal_access_tokens(&self) -> impl Iterator<Item = &PersonalAccessToken> {
-        self.login_tokens.iter().filter_map(|t| match t {
-            LoginToken::Personal(p) => Some(p),
-            LoginToken::Resume(_) => None,
-        })
-    }
 }
 
 /// An entry of `services.resume.loginTokens`.
@@ -77,7 +108,7 @@ pub enum LoginToken {
 
 impl LoginToken {
     /// `base64(sha256(token))`.
-    pub fn hashed_token(&self) -> &str {
+    pub fn hashed_token(&self) -> &TokenHash {
         match self {
             LoginToken::Resume(r) => &r.hashed_token,
             LoginToken::Personal(p) => &p.hashed_token,
@@ -89,13 +120,13 @@ impl LoginToken {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ResumeToken {
     pub when: Timestamp,
-    pub hashed_token: String,
+    pub hashed_token: TokenHash,
 }
 
 /// A personal access token entry, as Rocket.Chat stores it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PersonalAccessToken {
-    pub hashed_token: String,
+    pub hashed_token: TokenHash,
     pub created_at: Timestamp,
     /// Last 6 characters of the token.
     pub last_token_part: String,
@@ -116,7 +147,7 @@ pub struct Role {
 
 /// A permission and the roles that hold it (`rocketchat_permissions`).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Permission {
+pub struct PermissionEntry {
     pub id: String,
     pub roles: Vec<String>,
 }
@@ -125,16 +156,16 @@ pub struct Permission {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiToken {
     pub user_id: String,
-    pub hashed_token: String,
+    pub hashed_token: TokenHash,
     pub created_at: Timestamp,
     /// Last 4 characters of the token, the only part ever shown again.
-    pub last_part: String,
+    pub hint: String,
 }
 
 /// A SAYMON cookie session, stored under the hash of its id.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Session {
-    pub hashed_id: String,
+    pub hashed_id: TokenHash,
     pub user_id: String,
     pub created_at: Timestamp,
     pub last_seen_at: Timestamp,

@@ -3,6 +3,7 @@
 //! pool so it never stalls the async runtime.
 
 use super::error::CoreError;
+use super::model::PasswordHash;
 use super::token::sha256_hex;
 use std::sync::OnceLock;
 
@@ -42,10 +43,11 @@ async fn blocking<T: Send + 'static>(
 }
 
 /// Hashes a new password for storage in `services.password.bcrypt`.
-pub async fn hash_password(plain: &str) -> Result<String, CoreError> {
+pub async fn hash_password(plain: &str) -> Result<PasswordHash, CoreError> {
     let digest = sha256_hex(plain);
     blocking(move || bcrypt::hash(digest, BCRYPT_COST))
         .await?
+        .map(PasswordHash)
         .map_err(|e| CoreError::Internal(format!("bcrypt failed: {e}")))
 }
 
@@ -62,11 +64,11 @@ fn decoy_hash() -> &'static str {
 /// or a user without a password) it still does the work of one check and fails.
 pub async fn verify_password(
     input: &PasswordInput,
-    stored: Option<&str>,
+    stored: Option<&PasswordHash>,
 ) -> Result<bool, CoreError> {
     let digest = input.digest();
     let (hash, real) = match stored {
-        Some(h) => (h.to_string(), true),
+        Some(h) => (h.0.clone(), true),
         None => (String::new(), false),
     };
     blocking(move || {
@@ -84,7 +86,7 @@ mod tests {
     #[tokio::test]
     async fn plain_and_digest_forms_both_verify() {
         let hash = hash_password("s3cret!").await.unwrap();
-        assert!(hash.starts_with("$2b$10$"));
+        assert!(hash.0.starts_with("$2b$10$"));
         assert!(
             verify_password(&PasswordInput::Plain("s3cret!".into()), Some(&hash))
                 .await
@@ -141,6 +143,8 @@ mod tests {
     async fn missing_or_garbage_hash_never_verifies() {
         let input = PasswordInput::Plain("x".into());
         assert!(!verify_password(&input, None).await.unwrap());
-        assert!(!verify_password(&input, Some("not-a-hash")).await.unwrap());
+        assert!(!verify_password(&input, Some(&PasswordHash("not-a-hash".into())))
+            .await
+            .unwrap());
     }
 }

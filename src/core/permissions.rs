@@ -1,60 +1,154 @@
-//! Permissions: the seeded defaults and a user's effective set (roles'
+//! Permissions: the [`Permission`] enum, the roles that hold them by
+//! default, capabilities ([`Granted`]) and a user's effective set (roles'
 //! permissions ∪ the user's own), read through a short-lived cache.
+//!
+//! A core operation that needs a permission takes a [`Granted<P>`], which
+//! only `Core::authorize` makes, so "which operation needs what" is read off
+//! the signatures. Which permission confers which power is stated once, by
+//! the capability traits ([`CreatesUsers`], [`DeletesUsers`], ...).
 
-use super::model::{Permission, Role, User};
-use crate::store::{Store, StoreResult};
+use super::credential::Caller;
+use super::model::{PermissionEntry, Role, User};
+use crate::store::{RoleStore, StoreResult};
 use std::collections::{BTreeSet, HashMap};
+use std::marker::PhantomData;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-pub const USER_GENERATE_ACCESS_TOKEN: &str = "user-generate-access-token";
-pub const CREATE_PERSONAL_ACCESS_TOKENS: &str = "create-personal-access-tokens";
-pub const LOGOUT_OTHER_USER: &str = "logout-other-user";
-pub const CREATE_USER: &str = "create-user";
-pub const DELETE_USER: &str = "delete-user";
-pub const EDIT_OTHER_USER_INFO: &str = "edit-other-user-info";
-pub const EDIT_OTHER_USER_ACTIVE_STATUS: &str = "edit-other-user-active-status";
-pub const VIEW_OTHER_USER_INFO: &str = "view-other-user-info";
-pub const VIEW_FULL_OTHER_USER_INFO: &str = "view-full-other-user-info";
-pub const MANAGE_USERS: &str = "manage-users";
-pub const API_BYPASS_RATE_LIMIT: &str = "api-bypass-rate-limit";
+/// The role that administers tokend (the last-admin guard protects it).
+pub const ADMIN_ROLE: &str = "admin";
+/// The role every user created through the APIs gets by default.
+pub const USER_ROLE: &str = "user";
+
+macro_rules! permissions {
+    ($( $(#[$doc:meta])* $variant:ident = $id:literal by [$($role:literal),*] ),* $(,)?) => {
+        /// A permission tokend checks, by its Rocket.Chat / SAYMON id.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum Permission {
+            $( $(#[$doc])* $variant, )*
+        }
+
+        impl Permission {
+            /// Every permission tokend knows.
+            pub const ALL: &'static [Permission] = &[$(Permission::$variant),*];
+
+            /// The permission's id as stored (`rocketchat_permissions._id`).
+            pub fn id(self) -> &'static str {
+                match self { $(Permission::$variant => $id,)* }
+            }
+
+            /// The roles that hold it in a fresh store.
+            pub fn default_roles(self) -> &'static [&'static str] {
+                match self { $(Permission::$variant => &[$($role),*],)* }
+            }
+        }
+
+        /// Marker types, one per permission, for [`Granted`].
+        pub mod perm {
+            $(
+                $(#[$doc])*
+                #[derive(Debug, Clone, Copy)]
+                pub struct $variant;
+                impl super::Perm for $variant {
+                    const PERMISSION: super::Permission = super::Permission::$variant;
+                }
+            )*
+        }
+    };
+}
+
+permissions! {
+    /// Mint login tokens for other users (`users.createToken`).
+    UserGenerateAccessToken = "user-generate-access-token" by ["admin"],
+    /// Create, list, regenerate and remove one's own personal access tokens.
+    CreatePersonalAccessTokens = "create-personal-access-tokens" by ["admin", "user"],
+    /// End every token of another user (`users.logout`).
+    LogoutOtherUser = "logout-other-user" by ["admin"],
+    /// Create users (Rocket.Chat).
+    CreateUser = "create-user" by ["admin"],
+    /// Delete users (Rocket.Chat).
+    DeleteUser = "delete-user" by ["admin"],
+    /// Change other users' profiles and roles (Rocket.Chat).
+    EditOtherUserInfo = "edit-other-user-info" by ["admin"],
+    /// Activate and deactivate users (Rocket.Chat).
+    EditOtherUserActiveStatus = "edit-other-user-active-status" by ["admin"],
+    /// Read other users (Rocket.Chat `users.info`, `users.list`).
+    ViewOtherUserInfo = "view-other-user-info" by ["admin"],
+    /// See other users' email addresses (Rocket.Chat).
+    ViewFullOtherUserInfo = "view-full-other-user-info" by ["admin"],
+    /// Everything about users and their SAYMON credentials (SAYMON).
+    ManageUsers = "manage-users" by ["admin"],
+    /// Not counted by the REST rate limiter.
+    ApiBypassRateLimit = "api-bypass-rate-limit" by ["admin", "bot", "app"],
+}
+
+/// A permission as a type, so that a [`Granted`] names it.
+pub trait Perm: Send + Sync + 'static {
+    const PERMISSION: Permission;
+}
+
+/// Proof that the caller it holds has permission `P`. Only the core makes
+/// one (`Core::authorize`); operations that need `P` take it.
+#[derive(Debug, Clone)]
+pub struct Granted<P: Perm> {
+    caller: Caller,
+    _permission: PhantomData<P>,
+}
+
+impl<P: Perm> Granted<P> {
+    /// Made by `Core::authorize` once the check passed.
+    pub(super) fn new(caller: Caller) -> Self {
+        Self {
+            caller,
+            _permission: PhantomData,
+        }
+    }
+
+    /// The permitted caller.
+    pub fn caller(&self) -> &Caller {
+        &self.caller
+    }
+}
+
+/// Permissions that allow creating users.
+pub trait CreatesUsers: Perm {}
+impl CreatesUsers for perm::CreateUser {}
+impl CreatesUsers for perm::ManageUsers {}
+
+/// Permissions that allow deleting users.
+pub trait DeletesUsers: Perm {}
+impl DeletesUsers for perm::DeleteUser {}
+impl DeletesUsers for perm::ManageUsers {}
+
+/// Permissions that allow activating and deactivating users.
+pub trait SetsActiveStatus: Perm {}
+impl SetsActiveStatus for perm::EditOtherUserActiveStatus {}
+impl SetsActiveStatus for perm::ManageUsers {}
+
+/// Permissions that allow managing other users' SAYMON API tokens.
+pub trait ManagesApiTokens: Perm {}
+impl ManagesApiTokens for perm::ManageUsers {}
+
+/// Permissions that allow listing every user.
+pub trait ListsUsers: Perm {}
+impl ListsUsers for perm::ViewOtherUserInfo {}
 
 /// The permissions seeded at start-up (inserted when missing, never overwritten).
-pub fn default_permissions() -> Vec<Permission> {
-    let admin_only = [
-        USER_GENERATE_ACCESS_TOKEN,
-        LOGOUT_OTHER_USER,
-        CREATE_USER,
-        DELETE_USER,
-        EDIT_OTHER_USER_INFO,
-        EDIT_OTHER_USER_ACTIVE_STATUS,
-        VIEW_OTHER_USER_INFO,
-        VIEW_FULL_OTHER_USER_INFO,
-        MANAGE_USERS,
-    ];
-    let mut out: Vec<Permission> = admin_only
+pub fn default_permissions() -> Vec<PermissionEntry> {
+    Permission::ALL
         .iter()
-        .map(|id| Permission {
-            id: id.to_string(),
-            roles: vec!["admin".into()],
+        .map(|p| PermissionEntry {
+            id: p.id().to_string(),
+            roles: p.default_roles().iter().map(|r| r.to_string()).collect(),
         })
-        .collect();
-    out.push(Permission {
-        id: CREATE_PERSONAL_ACCESS_TOKENS.into(),
-        roles: vec!["admin".into(), "user".into()],
-    });
-    out.push(Permission {
-        id: API_BYPASS_RATE_LIMIT.into(),
-        roles: vec!["admin".into(), "bot".into(), "app".into()],
-    });
-    out
+        .collect()
 }
 
 /// Rocket.Chat's protected global roles, seeded when missing.
 pub fn default_roles() -> Vec<Role> {
     [
-        ("admin", "Admin"),
-        ("user", ""),
+        (ADMIN_ROLE, "Admin"),
+        (USER_ROLE, ""),
         ("bot", ""),
         ("app", ""),
         ("guest", ""),
@@ -96,7 +190,7 @@ impl PermissionCache {
         *self.slot.lock().unwrap_or_else(|e| e.into_inner()) = None;
     }
 
-    async fn map(&self, store: &dyn Store) -> StoreResult<PermissionMap> {
+    async fn map(&self, store: &dyn RoleStore) -> StoreResult<PermissionMap> {
         if let Some((at, map)) = &*self.slot.lock().unwrap_or_else(|e| e.into_inner()) {
             if at.elapsed() < self.ttl {
                 return Ok(map.clone());
@@ -118,7 +212,13 @@ impl PermissionCache {
     }
 
     /// Whether the user holds the permission through a role or directly.
-    pub async fn has(&self, store: &dyn Store, user: &User, permission: &str) -> StoreResult<bool> {
+    pub async fn has(
+        &self,
+        store: &dyn RoleStore,
+        user: &User,
+        permission: Permission,
+    ) -> StoreResult<bool> {
+        let permission = permission.id();
         if user.permissions.iter().any(|p| p == permission) {
             return Ok(true);
         }
@@ -129,7 +229,7 @@ impl PermissionCache {
     }
 
     /// The user's effective permissions, sorted.
-    pub async fn effective(&self, store: &dyn Store, user: &User) -> StoreResult<Vec<String>> {
+    pub async fn effective(&self, store: &dyn RoleStore, user: &User) -> StoreResult<Vec<String>> {
         let map = self.map(store).await?;
         let mut set: BTreeSet<String> = user.permissions.iter().cloned().collect();
         for (perm, roles) in map.iter() {

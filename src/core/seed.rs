@@ -4,8 +4,11 @@
 use super::error::CoreError;
 use super::ids;
 use super::permissions::{default_permissions, default_roles};
-use super::service::{Core, NewUser};
-use crate::store::UserKey;
+use super::credential::Plaintext;
+use super::model::UserKey;
+use super::permissions::{ADMIN_ROLE, USER_ROLE};
+use super::service::{Core, CreateUser, NewUser};
+use crate::store::RoleStore;
 
 /// What seeding did about the admin.
 #[derive(Debug, PartialEq, Eq)]
@@ -15,34 +18,34 @@ pub enum AdminSeed {
     /// Created with the configured password.
     Created { username: String },
     /// Created with a generated password, returned to be shown once.
-    Generated { username: String, password: String },
+    Generated { username: String, password: Plaintext },
 }
 
 /// Seeds roles, permissions and the first admin.
 pub async fn seed(core: &Core) -> Result<AdminSeed, CoreError> {
+    let store = core.store();
     for role in default_roles() {
-        core.store().ensure_role(&role).await?;
+        store.ensure_role(&role).await?;
     }
     for permission in default_permissions() {
-        core.store().ensure_permission(&permission).await?;
+        store.ensure_permission(&permission).await?;
     }
     seed_admin(core).await
 }
 
 async fn seed_admin(core: &Core) -> Result<AdminSeed, CoreError> {
-    let cfg = &core.config;
+    let cfg = core.config();
     let configured = cfg.admin_username.is_some() || cfg.admin_pass.is_some();
     let username = cfg.admin_username.clone().unwrap_or_else(|| "admin".into());
     if configured {
         let exists = core
-            .store()
-            .find_user(&UserKey::Username(username.clone()))
+            .lookup(&UserKey::Username(username.clone()))
             .await?
             .is_some();
         if exists {
             return Ok(AdminSeed::Unchanged);
         }
-    } else if core.store().count_users().await? > 0 {
+    } else if core.count_users().await? > 0 {
         return Ok(AdminSeed::Unchanged);
     }
     let (password, generated) = match &cfg.admin_pass {
@@ -55,15 +58,18 @@ async fn seed_admin(core: &Core) -> Result<AdminSeed, CoreError> {
         email: cfg.admin_email.clone(),
         email_verified: true,
         password: Some(password.clone()),
-        roles: vec!["admin".into(), "user".into()],
+        roles: vec![ADMIN_ROLE.into(), USER_ROLE.into()],
         active: true,
         kind: "user".into(),
         ..NewUser::default()
     };
-    match core.create_user(new).await? {
-        Ok(_) if generated => Ok(AdminSeed::Generated { username, password }),
-        Ok(_) => Ok(AdminSeed::Created { username }),
+    match core.insert_user(new).await? {
+        CreateUser::Created(_) if generated => Ok(AdminSeed::Generated {
+            username,
+            password: Plaintext::new(password),
+        }),
+        CreateUser::Created(_) => Ok(AdminSeed::Created { username }),
         // Another instance created it first.
-        Err(_) => Ok(AdminSeed::Unchanged),
+        CreateUser::Taken(_) => Ok(AdminSeed::Unchanged),
     }
 }

@@ -12,7 +12,7 @@ use std::sync::Mutex;
 
 /// Why a login was refused before the password was checked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Blocked {
+pub enum BlockScope {
     ForUser,
     ForIp,
 }
@@ -85,16 +85,16 @@ impl LoginThrottle {
     }
 
     /// Whether an attempt for `login` from `ip` may go ahead.
-    pub fn check(&self, login: &str, ip: Option<IpAddr>, now: Timestamp) -> Result<(), Blocked> {
+    pub fn check(&self, login: &str, ip: Option<IpAddr>, now: Timestamp) -> Result<(), BlockScope> {
         if !self.cfg.enabled {
             return Ok(());
         }
         if blocked(&self.users, &login.to_lowercase(), now) {
-            return Err(Blocked::ForUser);
+            return Err(BlockScope::ForUser);
         }
         if let Some(ip) = ip {
             if blocked(&self.ips, &ip, now) {
-                return Err(Blocked::ForIp);
+                return Err(BlockScope::ForIp);
             }
         }
         Ok(())

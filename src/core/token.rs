@@ -1,4 +1,4 @@
-//! Token hashing and secret comparison.
+//! Hashing and secret comparison primitives (see [`super::credential`] for the types).
 
 use base64::{engine::general_purpose::STANDARD, Engine};
 use sha2::{Digest, Sha256};
@@ -26,12 +26,6 @@ pub fn secret_matches(presented: &str, configured: &str) -> bool {
     let a = Sha256::digest(presented.as_bytes());
     let b = Sha256::digest(configured.as_bytes());
     a.ct_eq(&b).into()
-}
-
-/// The last `n` characters of a token: a non-secret hint for listings.
-pub fn last_part(token: &str, n: usize) -> String {
-    let start = token.len().saturating_sub(n);
-    token[start..].to_string()
 }
 
 #[cfg(test)]

@@ -1,12 +1,20 @@
-//! Storage: the `Store` trait and its implementations.
+//! Storage: the store traits, split by concern, and their implementations.
 //!
-//! The trait is shaped by MongoDB's single-document atomicity: every method
+//! The traits are shaped by MongoDB's single-document atomicity: every method
 //! that must hold under concurrency (the login-token cap, unique PAT names,
 //! session touch) is one method, so each store can make it atomic its own way.
+//! Only the core calls a store; tokens reach it only as [`TokenHash`]es.
+//!
+//! * [`UserStore`]: users.
+//! * [`TokenStore`]: Rocket.Chat login tokens and personal access tokens.
+//! * [`SaymonStore`]: SAYMON API tokens and sessions.
+//! * [`RoleStore`]: roles and permissions.
+//! * [`Store`]: all four, plus readiness.
 
 pub mod memory;
 pub mod mongo;
 
+use crate::core::credential::TokenHash;
 use crate::core::model::*;
 use async_trait::async_trait;
 
@@ -39,36 +47,7 @@ pub enum StoreError {
     Internal(String),
 }
 
-/// How to find one user.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum UserKey {
-    /// Exact `_id`.
-    Id(String),
-    /// Username, ignoring case.
-    Username(String),
-    /// Email address, ignoring case.
-    Email(String),
-    /// Username or email address, ignoring case (SAYMON `login`).
-    Login(String),
-}
-
-impl UserKey {
-    /// Whether `user` is the one this key names, by the rules the stores
-    /// apply (exact id; username and email ignoring case).
-    pub fn matches(&self, user: &User) -> bool {
-        let same = |a: &str, b: &str| a.to_lowercase() == b.to_lowercase();
-        let username = |name: &str| user.username.as_deref().is_some_and(|u| same(u, name));
-        let email = |addr: &str| user.emails.iter().any(|e| same(&e.address, addr));
-        match self {
-            UserKey::Id(id) => *id == user.id,
-            UserKey::Username(name) => username(name),
-            UserKey::Email(addr) => email(addr),
-            UserKey::Login(login) => username(login) || email(login),
-        }
-    }
-}
-
-/// Partial update of a user. `None` leaves a field alone.
+/// Partial update of a user. `None` leaves a field alone. Made only by the core.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct UserPatch {
     pub username: Option<String>,
@@ -78,9 +57,42 @@ pub struct UserPatch {
     pub permissions: Option<Vec<String>>,
     pub active: Option<bool>,
     pub require_password_change: Option<bool>,
-    pub password_bcrypt: Option<String>,
+    pub password_bcrypt: Option<PasswordHash>,
     /// Remove every login token and personal access token in the same write.
     pub clear_login_tokens: bool,
+}
+
+impl UserPatch {
+    /// Applies the patch to a user held in memory (every field but the
+    /// tokens, which live apart), setting `updated_at`.
+    pub fn apply(&self, user: &mut User, now: Timestamp) {
+        let p = self.clone();
+        if let Some(v) = p.username {
+            user.username = Some(v);
+        }
+        if let Some(v) = p.name {
+            user.name = Some(v);
+        }
+        if let Some(v) = p.emails {
+            user.emails = v;
+        }
+        if let Some(v) = p.roles {
+            user.roles = v;
+        }
+        if let Some(v) = p.permissions {
+            user.permissions = v;
+        }
+        if let Some(v) = p.active {
+            user.active = v;
+        }
+        if let Some(v) = p.require_password_change {
+            user.require_password_change = v;
+        }
+        if let Some(v) = p.password_bcrypt {
+            user.password_bcrypt = Some(v);
+        }
+        user.updated_at = now;
+    }
 }
 
 /// Outcome of adding a personal access token.
@@ -92,43 +104,18 @@ pub enum PatInsert {
     NoSuchUser,
 }
 
-/// Persistent state of tokend. Implementations: [`MemoryStore`] and [`MongoStore`].
+/// Users (Rocket.Chat's `users` collection, less the tokens).
 ///
 /// Times are passed in by the caller (the core owns the clock); stores never
 /// read the system time, so tests can move time and stores agree on it.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
-    /// Checks that the store answers (readiness).
-    async fn ping(&self) -> StoreResult<()>;
-
-    // --- roles and permissions -------------------------------------------------
-
-    /// Inserts the role unless one with its id exists (an operator's edits stay).
-    async fn ensure_role(&self, role: &Role) -> StoreResult<()>;
-    /// Inserts the permission with these roles unless it exists.
-    async fn ensure_permission(&self, permission: &Permission) -> StoreResult<()>;
-    /// Sets the roles of a permission, creating it if needed.
-    async fn set_permission_roles(&self, id: &str, roles: &[String]) -> StoreResult<()>;
-    /// Every permission with its roles.
-    async fn permissions(&self) -> StoreResult<Vec<Permission>>;
-    /// Every role.
-    async fn roles(&self) -> StoreResult<Vec<Role>>;
-
-    // --- users -------------------------------------------------------------------
-
+pub trait UserStore: Send + Sync {
     /// Number of users.
     async fn count_users(&self) -> StoreResult<u64>;
     /// Inserts a new user; `Duplicate` if the username or an email is taken (ignoring case).
     async fn insert_user(&self, user: &User) -> StoreResult<()>;
     /// Finds one user.
     async fn find_user(&self, key: &UserKey) -> StoreResult<Option<User>>;
-    /// Finds the user holding a login token or PAT with this hash; with `user_id`,
-    /// only that user (Rocket.Chat's `{_id, 'services.resume.loginTokens.hashedToken'}`).
-    async fn find_user_by_token_hash(
-        &self,
-        user_id: Option<&str>,
-        hashed_token: &str,
-    ) -> StoreResult<Option<User>>;
     /// Whether an active user holding the `admin` role exists other than `except_id`.
     async fn other_active_admin_exists(&self, except_id: &str) -> StoreResult<bool>;
     /// A page of users sorted by username, and the total count.
@@ -142,9 +129,22 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<Option<User>>;
     /// Deletes a user; false if there was none.
     async fn delete_user(&self, id: &str) -> StoreResult<bool>;
+}
 
-    // --- login tokens and personal access tokens ---------------------------------
-
+/// Rocket.Chat login tokens and personal access tokens
+/// (`services.resume.loginTokens` of a user).
+#[async_trait]
+pub trait TokenStore: Send + Sync {
+    /// The user holding a login token or PAT with this hash, and that one
+    /// entry (never the user's other tokens); with `user_id`, only that user
+    /// (Rocket.Chat's `{_id, 'services.resume.loginTokens.hashedToken'}`).
+    async fn find_by_token(
+        &self,
+        user_id: Option<&str>,
+        hashed_token: &TokenHash,
+    ) -> StoreResult<Option<(User, LoginToken)>>;
+    /// Every login token and PAT of a user (empty if there is no such user).
+    async fn tokens_of(&self, user_id: &str) -> StoreResult<Vec<LoginToken>>;
     /// Adds a login token to the user found by `key`, then keeps only the newest
     /// `max` login tokens (by `when`; PATs neither count nor go). Must hold under
     /// concurrent calls for one user. Returns the user's id, `None` if no user.
@@ -154,8 +154,18 @@ pub trait Store: Send + Sync + 'static {
         token: &ResumeToken,
         max: usize,
     ) -> StoreResult<Option<String>>;
+    /// Removes every login token (not PATs) of a user but `keep`; returns how many.
+    async fn remove_login_tokens(
+        &self,
+        user_id: &str,
+        keep: Option<&TokenHash>,
+    ) -> StoreResult<u64>;
     /// Removes the login token or PAT with this hash; false if it was not there.
-    async fn remove_login_token(&self, user_id: &str, hashed_token: &str) -> StoreResult<bool>;
+    async fn remove_login_token(
+        &self,
+        user_id: &str,
+        hashed_token: &TokenHash,
+    ) -> StoreResult<bool>;
     /// Adds a PAT unless the user has one of that name (atomic).
     async fn add_personal_access_token(
         &self,
@@ -170,9 +180,11 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<bool>;
     /// Removes the PAT with this name; false if there was none.
     async fn remove_personal_access_token(&self, user_id: &str, name: &str) -> StoreResult<bool>;
+}
 
-    // --- SAYMON API tokens -------------------------------------------------------
-
+/// SAYMON credentials: one API token per user, and cookie sessions.
+#[async_trait]
+pub trait SaymonStore: Send + Sync {
     /// Sets the user's API token, replacing any previous one.
     async fn set_api_token(&self, token: &ApiToken) -> StoreResult<()>;
     /// The user's API token, if any.
@@ -180,11 +192,9 @@ pub trait Store: Send + Sync + 'static {
     /// The API tokens of these users (those that have one), in one call.
     async fn api_tokens_of(&self, user_ids: &[String]) -> StoreResult<Vec<ApiToken>>;
     /// The API token with this hash, if any.
-    async fn find_api_token(&self, hashed_token: &str) -> StoreResult<Option<ApiToken>>;
+    async fn find_api_token(&self, hashed_token: &TokenHash) -> StoreResult<Option<ApiToken>>;
     /// Deletes the user's API token; false if there was none.
     async fn delete_api_token(&self, user_id: &str) -> StoreResult<bool>;
-
-    // --- SAYMON sessions ---------------------------------------------------------
 
     /// Stores a new session.
     async fn insert_session(&self, session: &Session) -> StoreResult<()>;
@@ -193,18 +203,45 @@ pub trait Store: Send + Sync + 'static {
     /// `expires_at = new_expires_at`, and returns it updated.
     async fn touch_session(
         &self,
-        hashed_id: &str,
+        hashed_id: &TokenHash,
         now: Timestamp,
         new_expires_at: Timestamp,
     ) -> StoreResult<Option<Session>>;
     /// Deletes a session; false if there was none.
-    async fn delete_session(&self, hashed_id: &str) -> StoreResult<bool>;
-    /// Deletes every session of a user; returns how many.
-    async fn delete_sessions_of(&self, user_id: &str) -> StoreResult<u64>;
+    async fn delete_session(&self, hashed_id: &TokenHash) -> StoreResult<bool>;
+    /// Deletes every session of a user but `keep`; returns how many.
+    async fn delete_sessions_of(
+        &self,
+        user_id: &str,
+        keep: Option<&TokenHash>,
+    ) -> StoreResult<u64>;
+}
+
+/// Roles and permissions (`rocketchat_roles`, `rocketchat_permissions`).
+#[async_trait]
+pub trait RoleStore: Send + Sync {
+    /// Inserts the role unless one with its id exists (an operator's edits stay).
+    async fn ensure_role(&self, role: &Role) -> StoreResult<()>;
+    /// Inserts the permission with these roles unless it exists.
+    async fn ensure_permission(&self, permission: &PermissionEntry) -> StoreResult<()>;
+    /// Sets the roles of a permission, creating it if needed.
+    async fn set_permission_roles(&self, id: &str, roles: &[String]) -> StoreResult<()>;
+    /// Every permission with its roles.
+    async fn permissions(&self) -> StoreResult<Vec<PermissionEntry>>;
+    /// Every role.
+    async fn roles(&self) -> StoreResult<Vec<Role>>;
+}
+
+/// Persistent state of tokend: every concern, plus readiness.
+/// Implementations: [`MemoryStore`] and [`MongoStore`].
+#[async_trait]
+pub trait Store: UserStore + TokenStore + SaymonStore + RoleStore + 'static {
+    /// Checks that the store answers (readiness).
+    async fn ping(&self) -> StoreResult<()>;
 }
 
 /// Keeps the newest `max` resume tokens of `tokens` (PATs untouched), the rule
-/// both stores apply after a push. Returns the `when` below which tokens go.
+/// every store applies after a push. Returns the `when` below which tokens go.
 pub fn resume_cutoff(tokens: &[LoginToken], max: usize) -> Option<Timestamp> {
     let mut whens: Vec<Timestamp> = tokens
         .iter()

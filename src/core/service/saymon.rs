@@ -1,0 +1,133 @@
+//! SAYMON credentials: one API token per user, and cookie sessions with an
+//! idle and an absolute end, both checked (and the idle window moved) on
+//! every use in one store call.
+
+use super::auth::Authenticated;
+use super::Core;
+use crate::core::credential::{issue, Caller, Credential, Plaintext, TokenHash, TokenKind, Via};
+use crate::core::error::CoreError;
+use crate::core::model::{ApiToken, Session, Timestamp, UserKey};
+use crate::core::permissions::{Granted, ManagesApiTokens};
+use crate::store::{SaymonStore, UserStore};
+use std::collections::HashMap;
+use std::time::Duration;
+
+/// Outcome of [`Core::open_session`].
+#[derive(Debug)]
+pub enum OpenSession {
+    /// The new session id (shown once) and who it belongs to.
+    Opened { sid: Plaintext, caller: Box<Caller> },
+    Rejected,
+    Blocked(super::Blocked),
+}
+
+/// `d` after `now`; `now` itself if that is past the representable range.
+fn after(now: Timestamp, d: Duration) -> Timestamp {
+    chrono::Duration::from_std(d)
+        .ok()
+        .and_then(|d| now.checked_add_signed(d))
+        .unwrap_or(now)
+}
+
+impl Core {
+    pub(super) async fn by_api_token(&self, hash: &TokenHash) -> Result<Option<Caller>, CoreError> {
+        let Some(entry) = self.store.find_api_token(hash).await? else {
+            return Ok(None);
+        };
+        let via = Via::ApiToken { hint: entry.hint };
+        self.credential_owner(&entry.user_id, via).await
+    }
+
+    pub(super) async fn by_session(&self, hash: TokenHash) -> Result<Option<Caller>, CoreError> {
+        let now = self.now();
+        let idle_end = after(now, self.config.saymon_session_idle);
+        let Some(session) = self.store.touch_session(&hash, now, idle_end).await? else {
+            return Ok(None);
+        };
+        self.credential_owner(&session.user_id, Via::Session(hash))
+            .await
+    }
+
+    /// Issues a new API token for a user, replacing any previous one;
+    /// `None` if there is no such user.
+    pub async fn issue_api_token<P: ManagesApiTokens>(
+        &self,
+        _grant: &Granted<P>,
+        user_id: &str,
+    ) -> Result<Option<Plaintext>, CoreError> {
+        if self.lookup(&UserKey::Id(user_id.to_string())).await?.is_none() {
+            return Ok(None);
+        }
+        let issued = issue(TokenKind::ApiToken);
+        let entry = ApiToken {
+            user_id: user_id.to_string(),
+            hashed_token: issued.hash,
+            created_at: self.now(),
+            hint: issued.hint,
+        };
+        self.store.set_api_token(&entry).await?;
+        Ok(Some(issued.plaintext))
+    }
+
+    /// Deletes a user's API token (none is fine); false if there is no such user.
+    pub async fn delete_api_token<P: ManagesApiTokens>(
+        &self,
+        _grant: &Granted<P>,
+        user_id: &str,
+    ) -> Result<bool, CoreError> {
+        if self.lookup(&UserKey::Id(user_id.to_string())).await?.is_none() {
+            return Ok(false);
+        }
+        self.store.delete_api_token(user_id).await?;
+        Ok(true)
+    }
+
+    /// The hint (last characters) of a user's API token, if it has one.
+    pub async fn api_token_hint(
+        &self,
+        _by: &Caller,
+        user_id: &str,
+    ) -> Result<Option<String>, CoreError> {
+        Ok(self.store.api_token_of(user_id).await?.map(|t| t.hint))
+    }
+
+    /// The hints of these users' API tokens (those that have one), in one call.
+    pub async fn api_token_hints(
+        &self,
+        _by: &Caller,
+        user_ids: &[String],
+    ) -> Result<HashMap<String, String>, CoreError> {
+        let tokens = self.store.api_tokens_of(user_ids).await?;
+        Ok(tokens.into_iter().map(|t| (t.user_id, t.hint)).collect())
+    }
+
+    /// Opens a session for whoever presents the credential (a password or
+    /// an API token).
+    pub async fn open_session(&self, credential: Credential) -> Result<OpenSession, CoreError> {
+        let caller = match self.authenticate(credential).await? {
+            Authenticated::Caller(caller) => caller,
+            Authenticated::Rejected => return Ok(OpenSession::Rejected),
+            Authenticated::Blocked(b) => return Ok(OpenSession::Blocked(b)),
+        };
+        let issued = issue(TokenKind::Session);
+        let now = self.now();
+        let session = Session {
+            hashed_id: issued.hash,
+            user_id: caller.user.id.clone(),
+            created_at: now,
+            last_seen_at: now,
+            expires_at: after(now, self.config.saymon_session_idle),
+            absolute_expires_at: after(now, self.config.saymon_session_max),
+        };
+        self.store.insert_session(&session).await?;
+        Ok(OpenSession::Opened {
+            sid: issued.plaintext,
+            caller,
+        })
+    }
+
+    /// Whether session cookies get the `Secure` attribute (`COOKIE_SECURE`).
+    pub fn cookie_secure(&self) -> bool {
+        self.config.cookie_secure
+    }
+}

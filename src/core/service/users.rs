@@ -1,0 +1,431 @@
+//! Users: create, read, list, change, (de)activate, delete, log out
+//! everywhere. The rules: who may change what, password changes (hash and
+//! revoke together), deactivation and deletion ending every credential, and
+//! the last-admin guard, for both dialects.
+
+use super::{unique, Core};
+use crate::core::credential::{Caller, Via};
+use crate::core::error::CoreError;
+use crate::core::model::{Email, User, UserKey};
+use crate::core::password;
+use crate::core::permissions::{
+    CreatesUsers, DeletesUsers, Granted, Permission, SetsActiveStatus, USER_ROLE,
+};
+use crate::core::{ids, permissions::ADMIN_ROLE};
+use crate::store::{SaymonStore, TokenStore, UniqueField, UserPatch, UserStore};
+
+/// A user to create. Syntax checks of the fields are the dialect's job.
+#[derive(Clone, Default)]
+pub struct NewUser {
+    pub username: String,
+    pub name: Option<String>,
+    pub email: Option<String>,
+    pub email_verified: bool,
+    /// Plain password; hashed here.
+    pub password: Option<String>,
+    /// Role ids; empty means `["user"]`.
+    pub roles: Vec<String>,
+    pub permissions: Vec<String>,
+    pub active: bool,
+    pub require_password_change: bool,
+    /// `user`, `bot` or `app`; empty means `user`.
+    pub kind: String,
+}
+
+crate::redacted_debug!(NewUser, username, name, email, roles, permissions, active, kind);
+
+/// A change to the first email address.
+#[derive(Debug, Clone, Default)]
+pub struct EmailChange {
+    /// The new address (replacing the first one); `None` keeps it.
+    pub address: Option<String>,
+    /// Marks it verified or not; `None`: a new address is unverified, the
+    /// current one keeps its flag.
+    pub verified: Option<bool>,
+}
+
+/// Changes to a user; `None` leaves a field alone.
+#[derive(Clone, Default)]
+pub struct UserChanges {
+    pub username: Option<String>,
+    pub name: Option<String>,
+    pub email: Option<EmailChange>,
+    /// A new password, plain; hashed here, and every other login token and
+    /// session of the user ends.
+    pub password: Option<String>,
+    pub roles: Option<Vec<String>>,
+    /// The user's own permissions (SAYMON).
+    pub permissions: Option<Vec<String>>,
+    pub active: Option<bool>,
+    pub require_password_change: Option<bool>,
+}
+
+crate::redacted_debug!(
+    UserChanges,
+    username,
+    name,
+    email,
+    roles,
+    permissions,
+    active,
+    require_password_change
+);
+
+/// Why a change was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Denied {
+    /// Marking one's own email address verified.
+    OwnVerification,
+    /// Changing another user without `edit-other-user-info` / `manage-users`.
+    EditOthers,
+    /// Setting roles without `edit-other-user-info` / `manage-users`.
+    Roles,
+    /// Setting `requirePasswordChange` without `edit-other-user-info` / `manage-users`.
+    RequirePasswordChange,
+    /// Setting permissions without `manage-users` / `edit-other-user-info`.
+    Permissions,
+    /// Changing `active` without `edit-other-user-active-status` / `manage-users`.
+    ActiveStatus,
+}
+
+/// Outcome of [`Core::create_user`].
+#[derive(Debug)]
+pub enum CreateUser {
+    Created(Box<User>),
+    /// The username or email address is taken (ignoring case).
+    Taken(UniqueField),
+}
+
+/// Outcome of [`Core::update_user`].
+#[derive(Debug)]
+pub enum UpdateUser {
+    Updated(Box<User>),
+    NotAllowed(Denied),
+    /// A role id that does not exist.
+    UnknownRole,
+    NoSuchUser,
+    /// The username or email address is taken (ignoring case).
+    Taken(UniqueField),
+    /// It would leave no active admin.
+    LastAdmin,
+}
+
+/// Outcome of [`Core::set_active`].
+#[derive(Debug)]
+pub enum SetActive {
+    Done(Box<User>),
+    NoSuchUser,
+    LastAdmin,
+}
+
+/// Outcome of [`Core::delete_user`].
+#[derive(Debug, PartialEq, Eq)]
+pub enum DeleteUser {
+    Deleted,
+    NoSuchUser,
+    LastAdmin,
+}
+
+/// Outcome of [`Core::logout_user`].
+#[derive(Debug, PartialEq, Eq)]
+pub enum LogoutUser {
+    Done,
+    /// Another user, without `logout-other-user`.
+    NotAllowed,
+    NoSuchUser,
+}
+
+/// A page of users sorted by username.
+#[derive(Debug)]
+pub struct UserPage {
+    pub users: Vec<User>,
+    /// Number of users in all.
+    pub total: u64,
+}
+
+impl Core {
+    /// Creates a user (hashing its password).
+    pub async fn create_user<P: CreatesUsers>(
+        &self,
+        _grant: &Granted<P>,
+        new: NewUser,
+    ) -> Result<CreateUser, CoreError> {
+        self.insert_user(new).await
+    }
+
+    /// Creates a user without a caller: start-up seeding only.
+    pub(crate) async fn insert_user(&self, new: NewUser) -> Result<CreateUser, CoreError> {
+        let password_bcrypt = match &new.password {
+            Some(p) => Some(password::hash_password(p).await?),
+            None => None,
+        };
+        let now = self.now();
+        let user = User {
+            id: ids::new_user_id(),
+            created_at: now,
+            updated_at: now,
+            kind: if new.kind.is_empty() {
+                "user".into()
+            } else {
+                new.kind
+            },
+            username: Some(new.username),
+            name: new.name,
+            emails: new
+                .email
+                .into_iter()
+                .map(|address| Email {
+                    address,
+                    verified: new.email_verified,
+                })
+                .collect(),
+            roles: if new.roles.is_empty() {
+                vec![USER_ROLE.to_string()]
+            } else {
+                new.roles
+            },
+            permissions: new.permissions,
+            active: new.active,
+            require_password_change: new.require_password_change,
+            password_bcrypt,
+        };
+        Ok(match unique(self.store.insert_user(&user).await)? {
+            Ok(()) => CreateUser::Created(Box::new(user)),
+            Err(field) => CreateUser::Taken(field),
+        })
+    }
+
+    /// One user, for an authenticated caller.
+    pub async fn find_user(&self, _by: &Caller, key: &UserKey) -> Result<Option<User>, CoreError> {
+        Ok(self.store.find_user(key).await?)
+    }
+
+    /// A user by key, for the core itself (seeding, checks).
+    pub(crate) async fn lookup(&self, key: &UserKey) -> Result<Option<User>, CoreError> {
+        Ok(self.store.find_user(key).await?)
+    }
+
+    /// Number of users (seeding).
+    pub(crate) async fn count_users(&self) -> Result<u64, CoreError> {
+        Ok(self.store.count_users().await?)
+    }
+
+    /// A page of users sorted by username, for an authenticated caller.
+    pub async fn list_users(
+        &self,
+        _by: &Caller,
+        offset: u64,
+        count: u64,
+    ) -> Result<UserPage, CoreError> {
+        let (users, total) = self.store.list_users(offset, count).await?;
+        Ok(UserPage { users, total })
+    }
+
+    /// Whether `user` is an active admin and no other active admin exists:
+    /// deactivating, deleting or demoting it would leave nobody to administer
+    /// tokend, so no operation allows it.
+    async fn is_last_active_admin(&self, user: &User) -> Result<bool, CoreError> {
+        Ok(user.is_active_admin() && !self.store.other_active_admin_exists(&user.id).await?)
+    }
+
+    /// Changes a user. Oneself: name, username, email, password. Others, and
+    /// roles and `requirePasswordChange` for oneself: `edit-other-user-info`
+    /// or `manage-users`; `active`: `edit-other-user-active-status` or
+    /// `manage-users`. Deactivation ends every credential of the user; a new
+    /// password ends every login token and session but the caller's own.
+    pub async fn update_user(
+        &self,
+        by: &Caller,
+        id: &str,
+        changes: UserChanges,
+    ) -> Result<UpdateUser, CoreError> {
+        let myself = id == by.user.id;
+        let manage = self.holds(by, Permission::ManageUsers).await?;
+        let others = manage || self.holds(by, Permission::EditOtherUserInfo).await?;
+        let verifying = changes.email.as_ref().and_then(|e| e.verified);
+        if myself && verifying == Some(true) {
+            return Ok(UpdateUser::NotAllowed(Denied::OwnVerification));
+        }
+        if !myself && !others {
+            return Ok(UpdateUser::NotAllowed(Denied::EditOthers));
+        }
+        if let Some(roles) = &changes.roles {
+            if !self.roles_exist(roles).await? {
+                return Ok(UpdateUser::UnknownRole);
+            }
+            if !others {
+                return Ok(UpdateUser::NotAllowed(Denied::Roles));
+            }
+        }
+        if changes.require_password_change.is_some() && !others {
+            return Ok(UpdateUser::NotAllowed(Denied::RequirePasswordChange));
+        }
+        if changes.permissions.is_some() && !others {
+            return Ok(UpdateUser::NotAllowed(Denied::Permissions));
+        }
+        if changes.active.is_some()
+            && !(manage || self.holds(by, Permission::EditOtherUserActiveStatus).await?)
+        {
+            return Ok(UpdateUser::NotAllowed(Denied::ActiveStatus));
+        }
+        let Some(target) = self.lookup(&UserKey::Id(id.to_string())).await? else {
+            return Ok(UpdateUser::NoSuchUser);
+        };
+        let drops_admin = changes.active == Some(false)
+            || changes
+                .roles
+                .as_ref()
+                .is_some_and(|r| !r.iter().any(|r| r == ADMIN_ROLE));
+        if drops_admin && self.is_last_active_admin(&target).await? {
+            return Ok(UpdateUser::LastAdmin);
+        }
+        let new_password = match &changes.password {
+            // Hashed only once every check has passed: bcrypt is the costly part.
+            Some(p) => Some(password::hash_password(p).await?),
+            None => None,
+        };
+        let patch = UserPatch {
+            username: changes.username,
+            name: changes.name,
+            emails: changes.email.map(|c| changed_emails(&target.emails, c)),
+            roles: changes.roles,
+            permissions: changes.permissions,
+            active: changes.active,
+            require_password_change: changes.require_password_change,
+            password_bcrypt: new_password,
+            clear_login_tokens: false,
+        };
+        let keep = myself.then_some(&by.via);
+        Ok(match self.apply_patch(&target.id, patch, keep).await? {
+            Ok(Some(user)) => UpdateUser::Updated(Box::new(user)),
+            Ok(None) => UpdateUser::NoSuchUser,
+            Err(field) => UpdateUser::Taken(field),
+        })
+    }
+
+    /// Writes a patch with its consequences: deactivation ends every token
+    /// and session; a new password ends every login token and session but
+    /// `keep` (the credential of a user changing its own password).
+    async fn apply_patch(
+        &self,
+        id: &str,
+        mut patch: UserPatch,
+        keep: Option<&Via>,
+    ) -> Result<Result<Option<User>, UniqueField>, CoreError> {
+        let deactivating = patch.active == Some(false);
+        let new_password = patch.password_bcrypt.is_some();
+        if deactivating {
+            patch.clear_login_tokens = true;
+        }
+        let updated = match unique(self.store.update_user(id, &patch, self.now()).await)? {
+            Ok(updated) => updated,
+            Err(field) => return Ok(Err(field)),
+        };
+        if updated.is_some() {
+            if deactivating {
+                self.end_saymon_credentials(id).await?;
+            } else if new_password {
+                let (token, session) = match keep {
+                    Some(Via::LoginToken(h)) => (Some(h), None),
+                    Some(Via::Session(h)) => (None, Some(h)),
+                    _ => (None, None),
+                };
+                self.store.remove_login_tokens(id, token).await?;
+                self.store.delete_sessions_of(id, session).await?;
+            }
+        }
+        Ok(Ok(updated))
+    }
+
+    /// Activates or deactivates a user; deactivation ends every token and
+    /// session it has.
+    pub async fn set_active<P: SetsActiveStatus>(
+        &self,
+        _grant: &Granted<P>,
+        id: &str,
+        active: bool,
+    ) -> Result<SetActive, CoreError> {
+        let Some(target) = self.lookup(&UserKey::Id(id.to_string())).await? else {
+            return Ok(SetActive::NoSuchUser);
+        };
+        if !active && self.is_last_active_admin(&target).await? {
+            return Ok(SetActive::LastAdmin);
+        }
+        let patch = UserPatch {
+            active: Some(active),
+            ..UserPatch::default()
+        };
+        Ok(match self.apply_patch(&target.id, patch, None).await? {
+            Ok(Some(user)) => SetActive::Done(Box::new(user)),
+            // Only `active` changes, so no unique field can clash.
+            Ok(None) | Err(_) => SetActive::NoSuchUser,
+        })
+    }
+
+    /// Deletes a user and everything that authenticates as it.
+    pub async fn delete_user<P: DeletesUsers>(
+        &self,
+        _grant: &Granted<P>,
+        key: &UserKey,
+    ) -> Result<DeleteUser, CoreError> {
+        let Some(target) = self.lookup(key).await? else {
+            return Ok(DeleteUser::NoSuchUser);
+        };
+        if self.is_last_active_admin(&target).await? {
+            return Ok(DeleteUser::LastAdmin);
+        }
+        let deleted = self.store.delete_user(&target.id).await?;
+        // Also when the user was already gone: leave no orphans behind.
+        self.end_saymon_credentials(&target.id).await?;
+        Ok(if deleted {
+            DeleteUser::Deleted
+        } else {
+            DeleteUser::NoSuchUser
+        })
+    }
+
+    /// Removes every login token and PAT of a user (Rocket.Chat
+    /// `users.logout`): oneself, or another user with `logout-other-user`.
+    pub async fn logout_user(&self, by: &Caller, id: &str) -> Result<LogoutUser, CoreError> {
+        if id != by.user.id && !self.holds(by, Permission::LogoutOtherUser).await? {
+            return Ok(LogoutUser::NotAllowed);
+        }
+        let patch = UserPatch {
+            clear_login_tokens: true,
+            ..UserPatch::default()
+        };
+        let updated = self.store.update_user(id, &patch, self.now()).await?;
+        Ok(match updated {
+            Some(_) => LogoutUser::Done,
+            None => LogoutUser::NoSuchUser,
+        })
+    }
+
+    async fn end_saymon_credentials(&self, id: &str) -> Result<(), CoreError> {
+        self.store.delete_api_token(id).await?;
+        self.store.delete_sessions_of(id, None).await?;
+        Ok(())
+    }
+}
+
+/// The email list after a change of the first address.
+fn changed_emails(current: &[Email], change: EmailChange) -> Vec<Email> {
+    let mut emails = current.to_vec();
+    match (change.address, emails.first_mut()) {
+        (Some(address), Some(first)) => {
+            if !first.address.eq_ignore_ascii_case(&address) || change.verified.is_some() {
+                *first = Email {
+                    address,
+                    verified: change.verified.unwrap_or(false),
+                }
+            }
+        }
+        (Some(address), None) => emails.push(Email {
+            address,
+            verified: change.verified.unwrap_or(false),
+        }),
+        (None, Some(first)) => first.verified = change.verified.unwrap_or(first.verified),
+        (None, None) => {}
+    }
+    emails
+}
