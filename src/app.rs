@@ -18,11 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// All API groups of the service.
-pub type Apis = (
-    rocketchat::RcSecurity<rocketchat::RcApis>,
-    saymon::SaymonApi,
-    ops::OpsApi,
-);
+pub type Apis = (rocketchat::RcRoutes, saymon::SaymonApi, ops::OpsApi);
 
 fn apis(core: Arc<Core>) -> Apis {
     (
@@ -176,7 +172,8 @@ fn report_admin(outcome: &AdminSeed) {
             tracing::warn!(%username, "created the first admin with a generated password (printed once on stderr)");
             // Printed once, straight to stderr, never through the log pipeline.
             eprintln!(
-                "\n  tokend: first admin created\n    username: {username}\n    password: {password}\n  Set ADMIN_USERNAME / ADMIN_PASS to choose them.\n"
+                "\n  tokend: first admin created\n    username: {username}\n    password: {}\n  Set ADMIN_USERNAME / ADMIN_PASS to choose them.\n",
+                password.expose()
             );
         }
     }
@@ -224,7 +221,7 @@ impl Application {
         let store = open_store(&config).await?;
         let core = Arc::new(Core::new(Arc::new(config), store, Arc::new(SystemClock)));
         seed_or_retry(core.clone()).await;
-        let addr = SocketAddr::new(core.config.bind_ip, core.config.port);
+        let addr = SocketAddr::new(core.config().bind_ip, core.config().port);
         Self::bind(core, addr).await
     }
 

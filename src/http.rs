@@ -1,11 +1,17 @@
-//! HTTP plumbing shared by both dialects: tags, client address, error shaping,
-//! request logging.
+//! HTTP plumbing shared by both dialects: tags, the dialect error contract,
+//! client address, error shaping, request logging.
 
+use crate::core::{Core, CoreError};
 use crate::telemetry::RequestId;
-use poem::http::StatusCode;
-use poem::{Endpoint, IntoResponse, Request, Response};
-use poem_openapi::{OperationId, Tags};
+use poem::endpoint::BoxEndpoint;
+use poem::http::{Method, StatusCode};
+use poem::{Endpoint, EndpointExt, IntoResponse, Request, Response};
+use poem_openapi::registry::{MetaApi, Registry};
+use poem_openapi::{OpenApi, OperationId, Tags};
+use std::collections::HashMap;
+use std::marker::PhantomData;
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Instant;
 
 /// Groups of operations in the OpenAPI document.
@@ -21,86 +27,146 @@ pub enum ApiTags {
     Service,
 }
 
-/// Which API dialect a path belongs to; decides the shape of error bodies.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Dialect {
-    RocketChat,
-    Saymon,
-    Service,
-}
+/// The error contract every API dialect fulfils: its shapes for a store
+/// that is unreachable, an internal error, and errors raised by the framework
+/// before a handler ran (bad JSON, wrong content type, missing credentials).
+/// [`DialectRoutes`] applies it to the dialect's own routes, so errors are
+/// shaped by the route that raised them.
+pub trait DialectError: Sized + IntoResponse {
+    /// 503: the store is unreachable; retrying later may work.
+    fn unavailable() -> Self;
+    /// 500, without details (they go to the log).
+    fn internal() -> Self;
+    /// The body for an error the framework raised with this status.
+    fn framework(status: StatusCode, message: &str) -> Response;
 
-impl Dialect {
-    /// The dialect serving `path`.
-    pub fn of_path(path: &str) -> Self {
-        if path.starts_with("/node/api") {
-            Dialect::Saymon
-        } else if path.starts_with("/api/") {
-            Dialect::RocketChat
+    /// A core failure in this dialect's shape: 503 when the store is
+    /// unreachable, else a logged 500.
+    fn from_core(err: CoreError) -> Self {
+        if err.is_unavailable() {
+            Self::unavailable()
         } else {
-            Dialect::Service
-        }
-    }
-
-    /// An error response in this dialect's shape for a failure that happened
-    /// before a handler ran (missing credentials, unparsable body, no route).
-    pub fn error_response(self, status: StatusCode, message: &str) -> Response {
-        match self {
-            Dialect::RocketChat => crate::rocketchat::error::framework_error(status, message),
-            Dialect::Saymon => crate::saymon::error::framework_error(status, message),
-            Dialect::Service => poem::web::Json(serde_json::json!({ "error": message }))
-                .with_status(status)
-                .into_response(),
+            tracing::error!(error = %err, "internal error");
+            Self::internal()
         }
     }
 }
 
-/// The client's address: the socket peer, or with `trust_proxy` the first
-/// address of `X-Forwarded-For`.
-pub fn client_ip(req: &Request, trust_proxy: bool) -> Option<IpAddr> {
-    if trust_proxy {
-        let forwarded = req
-            .headers()
-            .get("x-forwarded-for")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(',').next())
-            .and_then(|v| v.trim().parse().ok());
-        if forwarded.is_some() {
-            return forwarded;
+/// Implements `From<CoreError>` for a [`DialectError`], so handlers use `?`.
+#[macro_export]
+macro_rules! dialect_error {
+    ($ty:ty) => {
+        impl From<$crate::core::CoreError> for $ty {
+            fn from(err: $crate::core::CoreError) -> Self {
+                <$ty as $crate::http::DialectError>::from_core(err)
+            }
         }
-    }
-    req.remote_addr().as_socket_addr().map(|a| a.ip())
+    };
 }
 
-/// The response for an error: its own if a handler shaped it, else the
-/// dialect's body for its status (server errors logged, never detailed).
-fn shaped(dialect: Dialect, err: poem::Error) -> Response {
-    if err.is_from_response() {
-        return err.into_response();
+/// A dialect's routes: every endpoint of `T` answers framework errors in the
+/// shape of `E`.
+pub struct DialectRoutes<T, E>(pub T, pub PhantomData<E>);
+
+impl<T, E> DialectRoutes<T, E> {
+    /// Wraps a dialect's route groups.
+    pub fn new(api: T) -> Self {
+        Self(api, PhantomData)
     }
-    let status = err.status();
-    if status.is_server_error() {
+}
+
+impl<T: OpenApi, E: DialectError + Send + Sync + 'static> OpenApi for DialectRoutes<T, E> {
+    fn meta() -> Vec<MetaApi> {
+        T::meta()
+    }
+
+    fn register(registry: &mut Registry) {
+        T::register(registry);
+    }
+
+    fn add_routes(self, route_table: &mut HashMap<String, HashMap<Method, BoxEndpoint<'static>>>) {
+        let mut own = HashMap::new();
+        self.0.add_routes(&mut own);
+        for (path, methods) in own {
+            let entry = route_table.entry(path).or_default();
+            for (method, ep) in methods {
+                entry.insert(method, ep.around(shape_with::<E>).boxed());
+            }
+        }
+    }
+}
+
+/// Shapes an error a route raised without a dialect body, keeping the
+/// operation id poem-openapi attached (for the request log).
+async fn shape_with<E: DialectError>(
+    next: Arc<BoxEndpoint<'static>>,
+    req: Request,
+) -> poem::Result<Response> {
+    match next.call(req).await {
+        Ok(resp) => Ok(resp),
+        Err(err) if err.is_from_response() => Err(err),
+        Err(err) => {
+            let operation = err.data::<OperationId>().copied();
+            let mut resp = E::framework(err.status(), &public_message(&err));
+            if let Some(op) = operation {
+                resp.set_data(op);
+            }
+            Ok(resp)
+        }
+    }
+}
+
+/// What a client may read of a framework error: never a server error's details.
+fn public_message(err: &poem::Error) -> String {
+    if err.status().is_server_error() {
         tracing::error!(error = %err, "request failed");
-    }
-    let message = if status.is_server_error() {
         "Internal server error".to_string()
     } else {
         err.to_string()
-    };
-    dialect.error_response(status, &message)
+    }
+}
+
+/// The body for a request no route took (unknown path, wrong method): the
+/// only place a path decides a shape, since no route owns such a request.
+fn unrouted(path: &str, status: StatusCode, message: &str) -> Response {
+    if path.starts_with(crate::saymon::PREFIX) {
+        crate::saymon::SaymonError::framework(status, message)
+    } else if path.starts_with(crate::rocketchat::PREFIX) {
+        crate::rocketchat::RcError::framework(status, message)
+    } else {
+        poem::web::Json(serde_json::json!({ "error": message }))
+            .with_status(status)
+            .into_response()
+    }
+}
+
+/// The client's address, as the core decides it (the socket peer, or the
+/// forwarded address with `TRUST_PROXY`).
+pub fn client_ip(core: &Core, req: &Request) -> Option<IpAddr> {
+    let peer = req.remote_addr().as_socket_addr().map(|a| a.ip());
+    let forwarded = req
+        .headers()
+        .get("x-forwarded-for")
+        .and_then(|v| v.to_str().ok());
+    core.client_address(peer, forwarded)
 }
 
 /// Middleware: turns framework errors (not already shaped by a handler) into
 /// the dialect's error body, and adds the security headers every response
 /// carries (`no-store`, `no-referrer`, `nosniff`).
 pub async fn shape_errors<E: Endpoint>(next: E, req: Request) -> poem::Result<Response> {
-    let dialect = Dialect::of_path(req.uri().path());
+    let path = req.uri().path().to_string();
     let mut operation = None;
     let mut resp = match next.call(req).await {
         Ok(resp) => resp.into_response(),
+        Err(err) if err.is_from_response() => {
+            operation = err.data::<OperationId>().copied();
+            err.into_response()
+        }
         Err(err) => {
             // Keep the operation id poem-openapi attached, for the request log.
             operation = err.data::<OperationId>().copied();
-            shaped(dialect, err)
+            unrouted(&path, err.status(), &public_message(&err))
         }
     };
     if let Some(op) = operation {

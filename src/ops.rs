@@ -48,7 +48,7 @@ impl OpsApi {
     /// The store is reachable.
     #[oai(path = "/readyz", method = "get", operation_id = "readyz")]
     async fn readyz(&self) -> Ready {
-        match self.core.store().ping().await {
+        match self.core.ready().await {
             Ok(()) => Ready::Ready(Json(Status {
                 status: "ready".into(),
             })),

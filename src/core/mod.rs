@@ -25,5 +25,5 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use credential::{Caller, Credential, Plaintext, TokenHash, Via};
 pub use error::CoreError;
 pub use model::*;
-pub use permissions::{perm, Granted, Permission};
+pub use permissions::{perm, Granted, Perm, Permission};
 pub use service::Core;

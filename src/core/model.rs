@@ -15,6 +15,15 @@ impl fmt::Debug for PasswordHash {
     }
 }
 
+/// A unique field that a write collided on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UniqueField {
+    Username,
+    Email,
+    /// Another unique key (the id, a token hash).
+    Other,
+}
+
 /// How to name one user.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum UserKey {

@@ -5,9 +5,10 @@
 //! as one requirement (both headers), which is what the server enforces.
 
 use super::error::RcError;
-use crate::core::service::Caller;
+use crate::core::service::{Authenticated, RateLimit};
 use crate::core::validate::nonblank;
-use crate::core::{Core, CoreError};
+use crate::core::{Caller, Core, Credential, Plaintext};
+use crate::http::DialectError;
 use poem::Request;
 use poem_openapi::auth::ApiKey;
 use poem_openapi::registry::{MetaApi, Registry};
@@ -43,17 +44,23 @@ pub struct RcAuth(pub Caller);
 pub struct RcUserId(pub ApiKey);
 
 async fn check_rc_auth(req: &Request, token: ApiKey) -> poem::Result<Caller> {
-    let core = req
-        .data::<Arc<Core>>()
-        .ok_or_else(|| RcError::from(CoreError::Internal("core missing".into())))?;
+    let core = req.data::<Arc<Core>>().ok_or_else(|| {
+        tracing::error!("core missing from request data");
+        RcError::internal()
+    })?;
     let user_id = nonblank(req.headers().get("x-user-id").and_then(|v| v.to_str().ok()))
         .ok_or_else(RcError::not_logged_in)?;
-    let caller = core
-        .authenticate_token(Some(user_id), token.key.trim())
-        .await
-        .map_err(RcError::from)?
-        .ok_or_else(RcError::not_logged_in)?;
-    enforce_rate_limit(core, req, Some(&caller.user)).await?;
+    let credential = Credential::UserToken {
+        user_id: user_id.to_string(),
+        token: Plaintext::new(token.key.trim()),
+    };
+    let caller = match core.authenticate(credential).await.map_err(RcError::from)? {
+        Authenticated::Caller(caller) => *caller,
+        Authenticated::Rejected | Authenticated::Blocked(_) => {
+            return Err(RcError::not_logged_in().into())
+        }
+    };
+    enforce_rate_limit(core, req, Some(&caller)).await?;
     Ok(caller)
 }
 
@@ -62,13 +69,13 @@ async fn check_rc_auth(req: &Request, token: ApiKey) -> poem::Result<Caller> {
 pub async fn enforce_rate_limit(
     core: &Core,
     req: &Request,
-    user: Option<&crate::core::User>,
+    caller: Option<&Caller>,
 ) -> Result<(), RcError> {
-    let ip = crate::http::client_ip(req, core.config.trust_proxy);
+    let ip = crate::http::client_ip(core, req);
     let route = format!("{} {}", req.method(), req.uri().path());
-    match core.rate_limit(ip, &route, user).await? {
-        Ok(()) => Ok(()),
-        Err(limited) => Err(RcError::too_many_requests(limited, core.now())),
+    match core.rate_limit(ip, &route, caller).await? {
+        RateLimit::Allowed => Ok(()),
+        RateLimit::Limited(limited) => Err(RcError::too_many_requests(limited, core.now())),
     }
 }
 

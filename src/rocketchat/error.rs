@@ -1,7 +1,6 @@
 //! Rocket.Chat's error bodies.
 
-use crate::core::CoreError;
-use crate::store::StoreError;
+use crate::http::DialectError;
 use poem::http::StatusCode;
 use poem::{IntoResponse, Response};
 use poem_openapi::{payload::Json, ApiResponse, Object};
@@ -163,34 +162,28 @@ impl RcError {
     }
 }
 
-impl From<CoreError> for RcError {
-    fn from(err: CoreError) -> Self {
-        if err.is_unavailable() {
-            RcError::unavailable()
-        } else {
-            tracing::error!(error = %err, "internal error");
-            RcError::Internal(failure("Internal server error".into(), None, None))
-        }
-    }
-}
+crate::dialect_error!(RcError);
 
-impl From<StoreError> for RcError {
-    fn from(err: StoreError) -> Self {
-        CoreError::from(err).into()
+impl DialectError for RcError {
+    fn unavailable() -> Self {
+        RcError::unavailable()
     }
-}
 
-/// The Rocket.Chat body for an error raised before a handler ran.
-pub fn framework_error(status: StatusCode, message: &str) -> Response {
-    let err = match status {
-        StatusCode::UNAUTHORIZED => RcError::not_logged_in(),
-        StatusCode::BAD_REQUEST => RcError::invalid_params(message),
-        StatusCode::FORBIDDEN => RcError::forbidden(),
-        _ => {
-            return failure(message.to_string(), None, None)
-                .with_status(status)
-                .into_response()
-        }
-    };
-    err.into_response()
+    fn internal() -> Self {
+        RcError::Internal(failure("Internal server error".into(), None, None))
+    }
+
+    fn framework(status: StatusCode, message: &str) -> Response {
+        let err = match status {
+            StatusCode::UNAUTHORIZED => RcError::not_logged_in(),
+            StatusCode::BAD_REQUEST => RcError::invalid_params(message),
+            StatusCode::FORBIDDEN => RcError::forbidden(),
+            _ => {
+                return failure(message.to_string(), None, None)
+                    .with_status(status)
+                    .into_response()
+            }
+        };
+        err.into_response()
+    }
 }

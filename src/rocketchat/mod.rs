@@ -14,10 +14,14 @@ pub mod users;
 pub mod view;
 
 use crate::core::Core;
+use crate::http::DialectRoutes;
 use std::sync::Arc;
 
 pub use auth::{RcAuth, RcSecurity};
 pub use error::RcError;
+
+/// Where the dialect's routes live (for requests no route took).
+pub const PREFIX: &str = "/api/";
 
 /// Every Rocket.Chat route group.
 pub type RcApis = (
@@ -27,12 +31,16 @@ pub type RcApis = (
     pat::PatApi,
 );
 
-/// Every Rocket.Chat route, with the AND-security rewrite applied.
-pub fn api(core: Arc<Core>) -> RcSecurity<RcApis> {
-    RcSecurity((
+/// Every Rocket.Chat route: errors in Rocket.Chat's shape, the
+/// AND-security rewrite applied.
+pub type RcRoutes = DialectRoutes<RcSecurity<RcApis>, RcError>;
+
+/// Every Rocket.Chat route over a core.
+pub fn api(core: Arc<Core>) -> RcRoutes {
+    DialectRoutes::new(RcSecurity((
         session::SessionApi { core: core.clone() },
         tokens::TokensApi { core: core.clone() },
         users::UsersApi { core: core.clone() },
         pat::PatApi { core },
-    ))
+    )))
 }

@@ -12,11 +12,9 @@ use super::auth::RcAuth;
 use super::body::OptionalJson;
 use super::error::RcError;
 use crate::core::clock::iso;
-use crate::core::permissions::CREATE_PERSONAL_ACCESS_TOKENS;
-use crate::core::service::Caller;
-use crate::core::Core;
+use crate::core::service::CreatePat;
+use crate::core::{perm, Caller, Core, Granted};
 use crate::http::ApiTags;
-use crate::store::PatInsert;
 use poem_openapi::{payload::Json, Object, OpenApi};
 use std::sync::Arc;
 
@@ -46,11 +44,13 @@ pub struct TokenNameBody {
 }
 
 /// `{"token": "...", "success": true}`: the new token, shown only this once.
-#[derive(Object, Debug)]
+#[derive(Object)]
 pub struct PatOk {
     pub token: String,
     pub success: bool,
 }
+
+crate::redacted_debug!(PatOk, success);
 
 /// One personal access token, as listed (never the token itself).
 #[derive(Object, Debug)]
@@ -106,12 +106,12 @@ fn token_name(name: Option<String>) -> Result<String, RcError> {
         .ok_or_else(|| RcError::failure("The 'tokenName' param is required"))
 }
 
+/// The PAT capability; `refused` is the route's answer without it.
+type PatGrant = Granted<perm::CreatePersonalAccessTokens>;
+
 impl PatApi {
-    async fn may_use_pats(&self, caller: &Caller) -> Result<bool, RcError> {
-        Ok(self
-            .core
-            .has_permission(&caller.user, CREATE_PERSONAL_ACCESS_TOKENS)
-            .await?)
+    async fn grant(&self, caller: &Caller, refused: RcError) -> Result<PatGrant, RcError> {
+        self.core.authorize(caller).await?.ok_or(refused)
     }
 }
 
@@ -129,25 +129,22 @@ impl PatApi {
         auth: RcAuth,
         body: OptionalJson<GeneratePatBody>,
     ) -> Result<Json<PatOk>, RcError> {
-        let caller = auth.0;
-        if !self.may_use_pats(&caller).await? {
-            return Err(not_authorized(GENERATE));
-        }
+        let grant = self.grant(&auth.0, not_authorized(GENERATE)).await?;
         let body = body.0.unwrap_or_default();
         let name = token_name(body.token_name)?;
         let bypass = body.bypass_two_factor.unwrap_or(false);
-        match self.core.create_pat(&caller.user.id, &name, bypass).await? {
-            Ok(token) => Ok(Json(PatOk {
-                token,
+        match self.core.create_pat(&grant, &name, bypass).await? {
+            CreatePat::Created(token) => Ok(Json(PatOk {
+                token: token.into_exposed(),
                 success: true,
             })),
-            Err(PatInsert::NameTaken) => Err(RcError::thrown(
+            CreatePat::NameTaken => Err(RcError::thrown(
                 "error-token-already-exists",
                 "A token with this name already exists",
                 details(GENERATE),
             )),
             // The caller was deleted while the request ran.
-            Err(_) => Err(RcError::not_logged_in()),
+            CreatePat::NoSuchUser => Err(RcError::not_logged_in()),
         }
     }
 
@@ -163,14 +160,11 @@ impl PatApi {
         auth: RcAuth,
         body: OptionalJson<TokenNameBody>,
     ) -> Result<Json<PatOk>, RcError> {
-        let caller = auth.0;
-        if !self.may_use_pats(&caller).await? {
-            return Err(not_authorized(REGENERATE));
-        }
+        let grant = self.grant(&auth.0, not_authorized(REGENERATE)).await?;
         let name = token_name(body.0.unwrap_or_default().token_name)?;
-        match self.core.regenerate_pat(&caller.user, &name).await? {
+        match self.core.regenerate_pat(&grant, &name).await? {
             Some(token) => Ok(Json(PatOk {
-                token,
+                token: token.into_exposed(),
                 success: true,
             })),
             None => Err(does_not_exist(REGENERATE)),
@@ -185,18 +179,17 @@ impl PatApi {
         operation_id = "users.getPersonalAccessTokens"
     )]
     async fn list(&self, auth: RcAuth) -> Result<Json<PatListOk>, RcError> {
-        let caller = auth.0;
-        if !self.may_use_pats(&caller).await? {
-            // Rocket.Chat 7.x and later: a route-level permission, so 403.
-            return Err(RcError::forbidden());
-        }
-        let tokens = caller
-            .user
-            .personal_access_tokens()
+        // Rocket.Chat 7.x and later: a route-level permission, so 403.
+        let grant = self.grant(&auth.0, RcError::forbidden()).await?;
+        let tokens = self
+            .core
+            .personal_access_tokens(&grant)
+            .await?
+            .into_iter()
             .map(|p| PatInfo {
-                name: p.name.clone(),
+                name: p.name,
                 created_at: iso(&p.created_at),
-                last_token_part: p.last_token_part.clone(),
+                last_token_part: p.last_token_part,
                 bypass_two_factor: p.bypass_two_factor,
             })
             .collect();
@@ -217,17 +210,9 @@ impl PatApi {
         auth: RcAuth,
         body: OptionalJson<TokenNameBody>,
     ) -> Result<Json<PatRemoved>, RcError> {
-        let caller = auth.0;
-        if !self.may_use_pats(&caller).await? {
-            return Err(not_authorized(REMOVE));
-        }
+        let grant = self.grant(&auth.0, not_authorized(REMOVE)).await?;
         let name = token_name(body.0.unwrap_or_default().token_name)?;
-        let removed = self
-            .core
-            .store()
-            .remove_personal_access_token(&caller.user.id, &name)
-            .await?;
-        if !removed {
+        if !self.core.remove_pat(&grant, &name).await? {
             return Err(does_not_exist(REMOVE));
         }
         Ok(Json(PatRemoved { success: true }))

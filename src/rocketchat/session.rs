@@ -3,13 +3,13 @@
 use super::auth::RcAuth;
 use super::error::RcError;
 use super::view::MeView;
+use crate::core::credential::PasswordAttempt;
 use crate::core::password::PasswordInput;
-use crate::core::service::PasswordLogin;
-use crate::core::throttle::Blocked;
+use crate::core::service::{Blocked, Login};
+use crate::core::throttle::BlockScope;
 use crate::core::validate::nonblank;
-use crate::core::Core;
+use crate::core::{Core, Credential, Plaintext, UserKey};
 use crate::http::{client_ip, ApiTags};
-use crate::store::UserKey;
 use poem::Request;
 use poem_openapi::{payload::Json, Object, OpenApi, Union};
 use std::sync::Arc;
@@ -35,7 +35,7 @@ pub enum LoginUser {
 }
 
 /// A password digest computed by the client.
-#[derive(Object, Debug, Clone)]
+#[derive(Object, Clone)]
 pub struct PasswordDigest {
     /// SHA-256 hex of the password.
     pub digest: String,
@@ -44,7 +44,7 @@ pub struct PasswordDigest {
 }
 
 /// `password`: the password, or its SHA-256 digest.
-#[derive(Union, Debug, Clone)]
+#[derive(Union, Clone)]
 pub enum LoginPassword {
     Plain(String),
     Digest(PasswordDigest),
@@ -52,7 +52,7 @@ pub enum LoginPassword {
 
 /// Body of `POST /api/v1/login`: `{user, password}`, `{username, password}`,
 /// `{email, password}`, `{user: {username|email}, password}` or `{resume}`.
-#[derive(Object, Debug, Clone)]
+#[derive(Object, Clone)]
 pub struct LoginBody {
     pub user: Option<LoginUser>,
     pub username: Option<String>,
@@ -62,8 +62,10 @@ pub struct LoginBody {
     pub resume: Option<String>,
 }
 
+crate::redacted_debug!(LoginBody, user, username, email);
+
 /// `data` of a successful login.
-#[derive(Object, Debug)]
+#[derive(Object)]
 pub struct LoginData {
     #[oai(rename = "userId")]
     pub user_id: String,
@@ -71,6 +73,8 @@ pub struct LoginData {
     pub auth_token: String,
     pub me: MeView,
 }
+
+crate::redacted_debug!(LoginData, user_id, me);
 
 /// A successful login.
 #[derive(Object, Debug)]
@@ -106,12 +110,12 @@ fn unauthorized() -> RcError {
 }
 
 fn blocked(b: Blocked) -> RcError {
-    let (code, message) = match b {
-        Blocked::ForUser => (
+    let (code, message) = match b.scope {
+        BlockScope::ForUser => (
             "error-login-blocked-for-user",
             "Login has been temporarily blocked For User",
         ),
-        Blocked::ForIp => (
+        BlockScope::ForIp => (
             "error-login-blocked-for-ip",
             "Login has been temporarily blocked For IP",
         ),
@@ -123,10 +127,10 @@ fn blocked(b: Blocked) -> RcError {
     )
 }
 
-/// Which user a password login names, and the name as typed (for blocking):
-/// the first non-blank of `user` (a name or email address, or the object's
-/// `username`, `email`, `id`), `username`, `email`.
-fn login_target(body: &LoginBody) -> Option<(UserKey, String)> {
+/// Which user a password login names: the first non-blank of `user` (a name
+/// or email address, or the object's `username`, `email`, `id`), `username`,
+/// `email`.
+fn login_target(body: &LoginBody) -> Option<UserKey> {
     let (name, object) = match &body.user {
         Some(LoginUser::Name(s)) => (Some(s.as_str()), None),
         Some(LoginUser::Object(o)) => (None, Some(o)),
@@ -152,7 +156,7 @@ fn login_target(body: &LoginBody) -> Option<(UserKey, String)> {
     ];
     candidates
         .into_iter()
-        .find_map(|(value, key)| nonblank(value).map(|s| (key(s.to_string()), s.to_string())))
+        .find_map(|(value, key)| nonblank(value).map(|s| key(s.to_string())))
 }
 
 #[OpenApi(tag = "ApiTags::RocketChat")]
@@ -164,14 +168,9 @@ impl SessionApi {
         // `login` has no user yet, so it is always limited (Rocket.Chat does the same).
         super::auth::enforce_rate_limit(&self.core, req, None).await?;
         let body = body.0;
-        let (user, token) = if let Some(resume) = body.resume.as_deref() {
+        let credential = if let Some(resume) = body.resume.as_deref() {
             // `resume` hands back the same token.
-            let caller = self
-                .core
-                .authenticate_token(None, resume.trim())
-                .await?
-                .ok_or_else(unauthorized)?;
-            (caller.user, resume.trim().to_string())
+            Credential::Resume(Plaintext::new(resume.trim()))
         } else {
             let password = match &body.password {
                 Some(LoginPassword::Plain(p)) => PasswordInput::Plain(p.clone()),
@@ -180,30 +179,24 @@ impl SessionApi {
                 }
                 _ => return Err(unauthorized()),
             };
-            let (key, login) = login_target(&body).ok_or_else(unauthorized)?;
-            let ip = client_ip(req, self.core.config.trust_proxy);
-            let user = match self
-                .core
-                .password_login(&key, &login, &password, ip)
-                .await?
-            {
-                PasswordLogin::Ok(user) => *user,
-                PasswordLogin::Failed => return Err(unauthorized()),
-                PasswordLogin::Blocked(b) => return Err(blocked(b)),
-            };
-            let minted = self
-                .core
-                .mint_login_token(&UserKey::Id(user.id.clone()))
-                .await?
-                .ok_or_else(unauthorized)?;
-            (user, minted.token)
+            Credential::Password(PasswordAttempt {
+                user: login_target(&body).ok_or_else(unauthorized)?,
+                password,
+                ip: client_ip(&self.core, req),
+            })
         };
+        let (caller, token) = match self.core.login(credential).await? {
+            Login::Ok { caller, token } => (caller, token),
+            Login::Rejected => return Err(unauthorized()),
+            Login::Blocked(b) => return Err(blocked(b)),
+        };
+        let user = &caller.user;
         Ok(Json(LoginOk {
             status: "success".into(),
             data: LoginData {
                 user_id: user.id.clone(),
-                auth_token: token,
-                me: MeView::from(&user),
+                auth_token: token.into_exposed(),
+                me: MeView::from(user),
             },
             success: true,
         }))
@@ -212,10 +205,7 @@ impl SessionApi {
     /// Log out: the token used for this request stops working.
     #[oai(path = "/api/v1/logout", method = "post", operation_id = "logout")]
     async fn logout(&self, auth: RcAuth) -> Result<Json<LogoutOk>, RcError> {
-        let caller = auth.0;
-        self.core
-            .revoke_token(&caller.user.id, &caller.token_hash)
-            .await?;
+        self.core.logout(&auth.0).await?;
         Ok(Json(LogoutOk {
             status: "success".into(),
             data: LogoutData {

@@ -2,12 +2,10 @@
 
 use super::auth::RcAuth;
 use super::error::RcError;
-use crate::core::permissions::USER_GENERATE_ACCESS_TOKEN;
-use crate::core::token::secret_matches;
+use crate::core::service::CreateToken;
 use crate::core::validate::nonblank;
-use crate::core::Core;
+use crate::core::{Core, UserKey};
 use crate::http::ApiTags;
-use crate::store::UserKey;
 use poem_openapi::{payload::Json, Object, OpenApi};
 use std::sync::Arc;
 
@@ -18,7 +16,7 @@ pub struct TokensApi {
 
 /// Body of `users.createToken`: the first non-blank of `userId`, `username`,
 /// `user` names the user; `secret` when `CREATE_TOKENS_FOR_USERS_SECRET` is set.
-#[derive(Object, Debug, Clone)]
+#[derive(Object, Clone)]
 pub struct CreateTokenBody {
     #[oai(rename = "userId")]
     pub user_id: Option<String>,
@@ -30,14 +28,18 @@ pub struct CreateTokenBody {
     pub secret: Option<String>,
 }
 
+crate::redacted_debug!(CreateTokenBody, user_id, username, user);
+
 /// The new token.
-#[derive(Object, Debug)]
+#[derive(Object)]
 pub struct CreatedToken {
     #[oai(rename = "userId")]
     pub user_id: String,
     #[oai(rename = "authToken")]
     pub auth_token: String,
 }
+
+crate::redacted_debug!(CreatedToken, user_id);
 
 /// `{"data":{"userId","authToken"},"success":true}`
 #[derive(Object, Debug)]
@@ -97,44 +99,25 @@ impl TokensApi {
         auth: RcAuth,
         body: Json<CreateTokenBody>,
     ) -> Result<Json<CreateTokenOk>, RcError> {
-        let caller = auth.0.user;
         let body = body.0;
         let target = user_param(
             body.user_id.as_deref(),
             body.username.as_deref(),
             body.user.as_deref(),
         )?;
-        let cfg = &self.core.config;
-        let enabled = match &cfg.create_tokens_secret {
-            Some(secret) => body
-                .secret
-                .as_deref()
-                .is_some_and(|s| secret_matches(s, &secret.0)),
-            None => cfg.create_tokens_for_users,
-        };
-        let for_self = target.matches(&caller);
-        let allowed = enabled
-            && (for_self
-                || self
-                    .core
-                    .has_permission(&caller, USER_GENERATE_ACCESS_TOKEN)
-                    .await?);
-        if !allowed {
-            // The target is looked up first, so an unknown user is reported as such.
-            return Err(match self.core.store().find_user(&target).await? {
-                None => invalid_user(),
-                Some(_) => not_authorized(),
-            });
-        }
-        let minted = self
+        let minted = match self
             .core
-            .mint_login_token(&target)
+            .create_token(&auth.0, &target, body.secret.as_deref())
             .await?
-            .ok_or_else(invalid_user)?;
+        {
+            CreateToken::Minted(minted) => minted,
+            CreateToken::NotAuthorized => return Err(not_authorized()),
+            CreateToken::NoSuchUser => return Err(invalid_user()),
+        };
         Ok(Json(CreateTokenOk {
             data: CreatedToken {
                 user_id: minted.user_id,
-                auth_token: minted.token,
+                auth_token: minted.token.into_exposed(),
             },
             success: true,
         }))

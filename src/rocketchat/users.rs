@@ -10,17 +10,15 @@ use super::body::OptionalJson;
 use super::error::RcError;
 use super::tokens::{invalid_user, user_param};
 use super::view::UserView;
-use crate::core::model::{Email, User};
-use crate::core::permissions::{
-    CREATE_USER, DELETE_USER, EDIT_OTHER_USER_ACTIVE_STATUS, EDIT_OTHER_USER_INFO,
-    LOGOUT_OTHER_USER, VIEW_FULL_OTHER_USER_INFO, VIEW_OTHER_USER_INFO,
+use crate::core::model::User;
+use crate::core::service::{
+    CreateUser, DeleteUser, Denied, EmailChange, LogoutUser, NewUser, SetActive, UpdateUser,
+    UserChanges,
 };
-use crate::core::service::NewUser;
 use crate::core::validate::nonblank;
 use crate::core::validate::{is_plausible_email, is_valid_username};
-use crate::core::{ids, password, Core, CoreError};
-use crate::http::ApiTags;
-use crate::store::{UniqueField, UserKey, UserPatch};
+use crate::core::{ids, perm, Caller, Core, Granted, Perm, Permission, UniqueField, UserKey};
+use crate::http::{ApiTags, DialectError};
 use poem_openapi::param::Query;
 use poem_openapi::{payload::Json, Object, OpenApi};
 use serde_json::json;
@@ -40,7 +38,7 @@ pub const MAX_COUNT: u64 = 100;
 /// required (`password` not with `setRandomPassword`). Rocket.Chat's other
 /// fields (`joinDefaultChannels`, `sendWelcomeEmail`, `customFields`, ...)
 /// are accepted and ignored.
-#[derive(Object, Debug, Clone, Default)]
+#[derive(Object, Clone, Default)]
 pub struct CreateUserBody {
     pub email: Option<String>,
     /// Display name.
@@ -63,6 +61,8 @@ pub struct CreateUserBody {
     pub set_random_password: Option<bool>,
 }
 
+crate::redacted_debug!(CreateUserBody, email, name, username, active, roles);
+
 /// `{"user": {...}, "success": true}`
 #[derive(Object, Debug)]
 pub struct UserOk {
@@ -84,7 +84,7 @@ pub struct UserListOk {
 
 /// The fields `users.update` may change. Empty strings leave a field alone,
 /// as in Rocket.Chat.
-#[derive(Object, Debug, Clone, Default)]
+#[derive(Object, Clone, Default)]
 pub struct UpdateUserData {
     /// Replaces the first email address (unverified unless `verified` is true).
     pub email: Option<String>,
@@ -101,6 +101,8 @@ pub struct UpdateUserData {
     /// Marks the email address verified or not; not for oneself.
     pub verified: Option<bool>,
 }
+
+crate::redacted_debug!(UpdateUserData, email, name, username, active, roles, verified);
 
 /// Body of `users.update`.
 #[derive(Object, Debug, Clone, Default)]
@@ -251,25 +253,17 @@ fn valid_name_chars(name: &str) -> bool {
 }
 
 impl UsersApi {
-    async fn has(&self, user: &User, permission: &str) -> Result<bool, RcError> {
-        Ok(self.core.has_permission(user, permission).await?)
+    async fn holds(&self, caller: &Caller, permission: Permission) -> Result<bool, RcError> {
+        Ok(self.core.holds(caller, permission).await?)
     }
 
-    async fn find(&self, key: &UserKey) -> Result<Option<User>, RcError> {
-        Ok(self.core.store().find_user(key).await?)
+    /// The capability `P`, or `refused`.
+    async fn grant<P: Perm>(&self, caller: &Caller, refused: RcError) -> Result<Granted<P>, RcError> {
+        self.core.authorize(caller).await?.ok_or(refused)
     }
 
-    /// Fails unless every role id exists.
-    async fn check_roles(&self, roles: &[String]) -> Result<(), RcError> {
-        let known = self.core.store().roles().await?;
-        if roles.iter().all(|r| known.iter().any(|k| k.id == *r)) {
-            Ok(())
-        } else {
-            Err(not_allowed(
-                "The field Roles consist invalid role id",
-                "Assign_role",
-            ))
-        }
+    fn invalid_role() -> RcError {
+        not_allowed("The field Roles consist invalid role id", "Assign_role")
     }
 
     /// How `caller` sees `user`: in full for oneself or with
@@ -289,7 +283,10 @@ fn duplicate(field: UniqueField, username: Option<&str>, email: Option<&str>) ->
     match (field, username, email) {
         (UniqueField::Username, Some(u), _) => field_unavailable(u),
         (UniqueField::Email, _, Some(e)) => field_unavailable(e),
-        _ => RcError::from(CoreError::Internal("unexpected duplicate key".into())),
+        _ => {
+            tracing::error!(?field, "unexpected duplicate key");
+            RcError::internal()
+        }
     }
 }
 
@@ -306,7 +303,6 @@ impl UsersApi {
         auth: RcAuth,
         body: OptionalJson<CreateUserBody>,
     ) -> Result<Json<UserOk>, RcError> {
-        let caller = auth.0.user;
         let b = body.0.unwrap_or_default();
         let random_password = b.set_random_password.unwrap_or(false);
         for (property, present) in [
@@ -322,11 +318,12 @@ impl UsersApi {
         if b.name.as_deref().is_some_and(|n| !valid_name_chars(n)) {
             return Err(RcError::failure("Name contains invalid characters"));
         }
-        if !self.has(&caller, CREATE_USER).await? {
-            return Err(not_allowed("Adding user is not allowed", "Adding_user"));
-        }
+        let refused = not_allowed("Adding user is not allowed", "Adding_user");
+        let grant: Granted<perm::CreateUser> = self.grant(&auth.0, refused).await?;
         if let Some(roles) = &b.roles {
-            self.check_roles(roles).await?;
+            if !self.core.roles_exist(roles).await? {
+                return Err(Self::invalid_role());
+            }
         }
         let name = nonblank(b.name.as_deref()).ok_or_else(|| field_required("Name"))?;
         let username = nonblank(b.username.as_deref()).ok_or_else(|| field_required("Username"))?;
@@ -348,18 +345,18 @@ impl UsersApi {
             email: Some(email.to_string()),
             email_verified: b.verified.unwrap_or(false),
             password: Some(password),
-            roles: b.roles.unwrap_or_else(|| vec!["user".into()]),
+            roles: b.roles.clone().unwrap_or_default(),
             permissions: Vec::new(),
             active: b.active.unwrap_or(true),
             require_password_change: b.require_password_change.unwrap_or(false),
             kind: "user".into(),
         };
-        match self.core.create_user(new).await? {
-            Ok(user) => Ok(Json(UserOk {
+        match self.core.create_user(&grant, new).await? {
+            CreateUser::Created(user) => Ok(Json(UserOk {
                 user: UserView::full(&user),
                 success: true,
             })),
-            Err(field) => Err(duplicate(field, Some(username), Some(email))),
+            CreateUser::Taken(field) => Err(duplicate(field, Some(username), Some(email))),
         }
     }
 
@@ -377,7 +374,7 @@ impl UsersApi {
         #[oai(name = "userId")] user_id: Query<Option<String>>,
         username: Query<Option<String>>,
     ) -> Result<Json<UserOk>, RcError> {
-        let caller = auth.0.user;
+        let caller = auth.0;
         let key = if let Some(id) = nonblank(user_id.0.as_deref()) {
             UserKey::Id(id.to_string())
         } else if let Some(name) = nonblank(username.0.as_deref()) {
@@ -386,13 +383,21 @@ impl UsersApi {
             return Err(RcError::failure("Invalid search query."));
         };
         // Checked before the lookup, so the answer tells nothing about who exists.
-        if !key.matches(&caller) && !self.has(&caller, VIEW_OTHER_USER_INFO).await? {
+        if !key.matches(&caller.user) && !self.holds(&caller, Permission::ViewOtherUserInfo).await?
+        {
             return Err(RcError::forbidden());
         }
-        let user = self.find(&key).await?.ok_or_else(invalid_user)?;
-        let full = caller.id == user.id || self.has(&caller, VIEW_FULL_OTHER_USER_INFO).await?;
+        let user = self
+            .core
+            .find_user(&caller, &key)
+            .await?
+            .ok_or_else(invalid_user)?;
+        let full = caller.user.id == user.id
+            || self
+                .holds(&caller, Permission::ViewFullOtherUserInfo)
+                .await?;
         Ok(Json(UserOk {
-            user: Self::view(&caller, &user, full),
+            user: Self::view(&caller.user, &user, full),
             success: true,
         }))
     }
@@ -411,23 +416,28 @@ impl UsersApi {
         count: Query<Option<u64>>,
         offset: Query<Option<u64>>,
     ) -> Result<Json<UserListOk>, RcError> {
-        let caller = auth.0.user;
-        if !self.has(&caller, VIEW_OTHER_USER_INFO).await? {
-            return Err(RcError::forbidden());
-        }
+        let grant: Granted<perm::ViewOtherUserInfo> =
+            self.grant(&auth.0, RcError::forbidden()).await?;
+        let caller = grant.caller();
         let count = match count.0.unwrap_or(DEFAULT_COUNT) {
             0 => MAX_COUNT,
             n => n.min(MAX_COUNT),
         };
         let offset = offset.0.unwrap_or(0);
-        let full = self.has(&caller, VIEW_FULL_OTHER_USER_INFO).await?;
-        let (page, total) = self.core.store().list_users(offset, count).await?;
-        let users: Vec<UserView> = page.iter().map(|u| Self::view(&caller, u, full)).collect();
+        let full = self
+            .holds(caller, Permission::ViewFullOtherUserInfo)
+            .await?;
+        let page = self.core.list_users(caller, offset, count).await?;
+        let users: Vec<UserView> = page
+            .users
+            .iter()
+            .map(|u| Self::view(&caller.user, u, full))
+            .collect();
         Ok(Json(UserListOk {
             count: users.len() as u64,
             users,
             offset,
-            total,
+            total: page.total,
             success: true,
         }))
     }
@@ -435,6 +445,7 @@ impl UsersApi {
     /// Change a user: oneself (name, username, email, password), or anyone with
     /// `edit-other-user-info`. Roles and `requirePasswordChange` need
     /// `edit-other-user-info`, `active` needs `edit-other-user-active-status`.
+    /// A new password ends every other login token of the user.
     #[oai(
         path = "/api/v1/users.update",
         method = "post",
@@ -445,104 +456,60 @@ impl UsersApi {
         auth: RcAuth,
         body: OptionalJson<UpdateUserBody>,
     ) -> Result<Json<UserOk>, RcError> {
-        let caller = auth.0.user;
         let b = body.0.unwrap_or_default();
         let user_id = b.user_id.ok_or_else(|| missing("userId"))?;
         let data = b.data.ok_or_else(|| missing("data"))?;
         if nonblank(data.name.as_deref()).is_some_and(|n| !valid_name_chars(n)) {
             return Err(RcError::failure("Name contains invalid characters"));
         }
-        let myself = user_id == caller.id;
-        if myself && data.verified == Some(true) {
-            return Err(not_allowed(
-                "Editing email verification is not allowed",
-                "Editing_user",
-            ));
-        }
-        let may_edit_others = self.has(&caller, EDIT_OTHER_USER_INFO).await?;
-        if !myself && !may_edit_others {
-            return Err(not_allowed("Editing user is not allowed", "Editing_user"));
-        }
-        if let Some(roles) = &data.roles {
-            self.check_roles(roles).await?;
-            if !may_edit_others {
-                return Err(not_allowed("Assign roles is not allowed", "Assign_role"));
-            }
-        }
-        if data.require_password_change.is_some() && !may_edit_others {
-            return Err(not_allowed("Editing user is not allowed", "Editing_user"));
-        }
-        if let Some(name) = nonblank(data.username.as_deref()) {
+        let username = nonblank(data.username.as_deref());
+        if let Some(name) = username {
             if !is_valid_username(name) {
                 return Err(invalid_username(name));
             }
         }
-        if let Some(email) = nonblank(data.email.as_deref()) {
+        let new_email = nonblank(data.email.as_deref());
+        if let Some(email) = new_email {
             if !is_plausible_email(email) {
                 return Err(invalid_email(email));
             }
         }
-        if data.active.is_some() && !self.has(&caller, EDIT_OTHER_USER_ACTIVE_STATUS).await? {
-            return Err(RcError::thrown(
-                "error-not-allowed",
-                "Not allowed",
-                Some(json!({ "method": "setUserActiveStatus" })),
-            ));
-        }
-        let target = self
-            .find(&UserKey::Id(user_id.clone()))
-            .await?
-            .ok_or_else(invalid_user)?;
-        let drops_admin = data.active == Some(false)
-            || data
-                .roles
-                .as_ref()
-                .is_some_and(|r| !r.iter().any(|r| r == "admin"));
-        if drops_admin && self.core.is_last_active_admin(&target).await? {
-            return Err(last_admin(SAVE_USER));
-        }
-
-        let mut patch = UserPatch {
-            username: nonblank(data.username.as_deref()).map(str::to_string),
+        let changes = UserChanges {
+            username: username.map(str::to_string),
             name: nonblank(data.name.as_deref()).map(str::to_string),
+            email: (new_email.is_some() || data.verified.is_some()).then(|| EmailChange {
+                address: new_email.map(str::to_string),
+                verified: data.verified,
+            }),
+            password: nonblank(data.password.as_deref()).map(str::to_string),
             roles: data.roles.clone(),
+            permissions: None,
             active: data.active,
             require_password_change: data.require_password_change,
-            ..UserPatch::default()
         };
-        let new_email = nonblank(data.email.as_deref());
-        if new_email.is_some() || data.verified.is_some() {
-            let mut emails = target.emails.clone();
-            match (new_email, emails.first_mut()) {
-                (Some(address), Some(first)) => {
-                    *first = Email {
-                        address: address.to_string(),
-                        verified: data.verified.unwrap_or(false),
-                    }
-                }
-                (Some(address), None) => emails.push(Email {
-                    address: address.to_string(),
-                    verified: data.verified.unwrap_or(false),
-                }),
-                (None, Some(first)) => first.verified = data.verified.unwrap_or(first.verified),
-                (None, None) => {}
-            }
-            patch.emails = Some(emails);
-        }
-        if let Some(p) = nonblank(data.password.as_deref()) {
-            patch.password_bcrypt = Some(password::hash_password(p).await?);
-        }
-        match self.core.update_user(&target.id, patch).await? {
-            Ok(Some(user)) => Ok(Json(UserOk {
+        match self.core.update_user(&auth.0, &user_id, changes).await? {
+            UpdateUser::Updated(user) => Ok(Json(UserOk {
                 user: UserView::full(&user),
                 success: true,
             })),
-            Ok(None) => Err(invalid_user()),
-            Err(field) => Err(duplicate(
-                field,
-                nonblank(data.username.as_deref()),
-                new_email,
-            )),
+            UpdateUser::NotAllowed(denied) => Err(match denied {
+                Denied::OwnVerification => {
+                    not_allowed("Editing email verification is not allowed", "Editing_user")
+                }
+                Denied::EditOthers | Denied::RequirePasswordChange | Denied::Permissions => {
+                    not_allowed("Editing user is not allowed", "Editing_user")
+                }
+                Denied::Roles => not_allowed("Assign roles is not allowed", "Assign_role"),
+                Denied::ActiveStatus => RcError::thrown(
+                    "error-not-allowed",
+                    "Not allowed",
+                    Some(json!({ "method": "setUserActiveStatus" })),
+                ),
+            }),
+            UpdateUser::UnknownRole => Err(Self::invalid_role()),
+            UpdateUser::NoSuchUser => Err(invalid_user()),
+            UpdateUser::LastAdmin => Err(last_admin(SAVE_USER)),
+            UpdateUser::Taken(field) => Err(duplicate(field, username, new_email)),
         }
     }
 
@@ -558,29 +525,15 @@ impl UsersApi {
         auth: RcAuth,
         body: OptionalJson<SetActiveStatusBody>,
     ) -> Result<Json<ActiveOk>, RcError> {
-        let caller = auth.0.user;
-        if !self.has(&caller, EDIT_OTHER_USER_ACTIVE_STATUS).await? {
-            return Err(RcError::forbidden());
-        }
+        let grant: Granted<perm::EditOtherUserActiveStatus> =
+            self.grant(&auth.0, RcError::forbidden()).await?;
         let b = body.0.unwrap_or_default();
         let user_id = b.user_id.ok_or_else(|| missing("userId"))?;
         let active = b.active_status.ok_or_else(|| missing("activeStatus"))?;
-        let target = self
-            .find(&UserKey::Id(user_id))
-            .await?
-            .ok_or_else(invalid_user)?;
-        if !active && self.core.is_last_active_admin(&target).await? {
-            return Err(last_admin("setUserActiveStatus"));
-        }
-        let patch = UserPatch {
-            active: Some(active),
-            ..UserPatch::default()
-        };
-        let user = match self.core.update_user(&target.id, patch).await? {
-            Ok(Some(user)) => user,
-            Ok(None) => return Err(invalid_user()),
-            // Only `active` changes, so no unique field can clash.
-            Err(field) => return Err(duplicate(field, None, None)),
+        let user = match self.core.set_active(&grant, &user_id, active).await? {
+            SetActive::Done(user) => user,
+            SetActive::NoSuchUser => return Err(invalid_user()),
+            SetActive::LastAdmin => return Err(last_admin("setUserActiveStatus")),
         };
         Ok(Json(ActiveOk {
             user: ActiveView {
@@ -602,27 +555,21 @@ impl UsersApi {
         auth: RcAuth,
         body: OptionalJson<DeleteUserBody>,
     ) -> Result<Json<DeleteOk>, RcError> {
-        let caller = auth.0.user;
-        if !self.has(&caller, DELETE_USER).await? {
-            return Err(RcError::forbidden());
-        }
+        let grant: Granted<perm::DeleteUser> = self.grant(&auth.0, RcError::forbidden()).await?;
         let b = body.0.unwrap_or_default();
         let key = user_param(
             b.user_id.as_deref(),
             b.username.as_deref(),
             b.user.as_deref(),
         )?;
-        let target = self.find(&key).await?.ok_or_else(invalid_user)?;
-        if self.core.is_last_active_admin(&target).await? {
-            return Err(last_admin("deleteUser"));
+        match self.core.delete_user(&grant, &key).await? {
+            DeleteUser::Deleted => Ok(Json(DeleteOk {
+                deleted_rooms: Vec::new(),
+                success: true,
+            })),
+            DeleteUser::NoSuchUser => Err(invalid_user()),
+            DeleteUser::LastAdmin => Err(last_admin("deleteUser")),
         }
-        if !self.core.delete_user(&target.id).await? {
-            return Err(invalid_user());
-        }
-        Ok(Json(DeleteOk {
-            deleted_rooms: Vec::new(),
-            success: true,
-        }))
     }
 
     /// End every login token and personal access token of a user: oneself
@@ -637,21 +584,19 @@ impl UsersApi {
         auth: RcAuth,
         body: OptionalJson<LogoutUserBody>,
     ) -> Result<Json<LogoutUserOk>, RcError> {
-        let caller = auth.0.user;
+        let caller = auth.0;
         let user_id = body
             .0
             .and_then(|b| b.user_id)
             .filter(|id| !id.trim().is_empty())
-            .unwrap_or_else(|| caller.id.clone());
-        if user_id != caller.id && !self.has(&caller, LOGOUT_OTHER_USER).await? {
-            return Err(RcError::forbidden_unauthorized());
+            .unwrap_or_else(|| caller.user.id.clone());
+        match self.core.logout_user(&caller, &user_id).await? {
+            LogoutUser::Done => Ok(Json(LogoutUserOk {
+                message: format!("User {user_id} has been logged out!"),
+                success: true,
+            })),
+            LogoutUser::NotAllowed => Err(RcError::forbidden_unauthorized()),
+            LogoutUser::NoSuchUser => Err(invalid_user()),
         }
-        if !self.core.logout_everywhere(&user_id).await? {
-            return Err(invalid_user());
-        }
-        Ok(Json(LogoutUserOk {
-            message: format!("User {user_id} has been logged out!"),
-            success: true,
-        }))
     }
 }

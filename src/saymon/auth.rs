@@ -14,14 +14,11 @@
 //! blocking applies to Basic as to any password login, and answers 429.
 
 use super::error::SaymonError;
-use super::{session, tokens};
+use crate::core::credential::PasswordAttempt;
 use crate::core::password::PasswordInput;
-use crate::core::permissions::MANAGE_USERS;
-use crate::core::service::PasswordLogin;
-use crate::core::throttle::Blocked;
-use crate::core::{Core, CoreError, User};
-use crate::http::client_ip;
-use crate::store::UserKey;
+use crate::core::service::{Authenticated, Blocked};
+use crate::core::{perm, Caller, Core, Credential, Granted, Plaintext, UserKey};
+use crate::http::{client_ip, DialectError};
 use base64::{engine::general_purpose::STANDARD, Engine};
 use poem::{Request, RequestBody};
 use poem_openapi::auth::{ApiKey, Basic};
@@ -66,26 +63,6 @@ pub enum SaymonSchemes {
     Basic(BasicScheme),
     Sid(SidScheme),
     ApiToken(ApiTokenScheme),
-}
-
-/// How a caller authenticated.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Via {
-    /// `Authorization: Basic` with a login and password.
-    Basic,
-    /// The `sid` cookie; the session's stored (hashed) id.
-    Session { hashed_id: String },
-    /// The `api-token` parameter; the token's non-secret last characters.
-    ApiToken { last_part: String },
-}
-
-/// An authenticated SAYMON caller.
-#[derive(Debug, Clone)]
-pub struct SaymonCaller {
-    /// The authenticated (active) user.
-    pub user: User,
-    /// The credential that authenticated it.
-    pub via: Via,
 }
 
 /// The credentials a request carries. Empty values count as absent.
@@ -158,79 +135,57 @@ fn core_of(req: &Request) -> Result<Arc<Core>, SaymonError> {
     })
 }
 
-/// The user a stored credential (API token, session) belongs to, if it still
-/// exists and is active: only active users authenticate.
-pub async fn credential_owner(core: &Core, user_id: String) -> Result<Option<User>, CoreError> {
-    Ok(core
-        .store()
-        .find_user(&UserKey::Id(user_id))
-        .await?
-        .filter(|u| u.active))
-}
-
 /// The 429 for a blocked login, with the block time as `Retry-After`.
-pub fn blocked_error(core: &Core, blocked: Blocked) -> SaymonError {
-    let cfg = &core.config.login_block;
-    let block = match blocked {
-        Blocked::ForUser => cfg.user_block,
-        Blocked::ForIp => cfg.ip_block,
-    };
-    SaymonError::too_many_login_failures(block.as_secs())
+pub fn blocked_error(blocked: Blocked) -> SaymonError {
+    SaymonError::too_many_login_failures(blocked.retry_after.as_secs())
 }
 
-/// Checks a login (username or email) and password, with failed-login
-/// blocking. `Ok(None)`: wrong login or password, or an inactive user.
-pub async fn password_user(
-    core: &Core,
-    req: &Request,
-    login: &str,
-    password: &str,
-) -> Result<Option<User>, SaymonError> {
+/// The password credential for a login (username or email) and password;
+/// `None` for a blank login.
+pub fn password_credential(req: &Request, core: &Core, login: &str, password: &str) -> Option<Credential> {
     let login = login.trim();
     if login.is_empty() {
-        return Ok(None);
+        return None;
     }
-    let ip = client_ip(req, core.config.trust_proxy);
-    let key = UserKey::Login(login.to_string());
-    let input = PasswordInput::Plain(password.to_string());
-    match core.password_login(&key, login, &input, ip).await? {
-        PasswordLogin::Ok(user) => Ok(Some(*user)),
-        PasswordLogin::Failed => Ok(None),
-        PasswordLogin::Blocked(b) => Err(blocked_error(core, b)),
+    Some(Credential::Password(PasswordAttempt {
+        user: UserKey::Login(login.to_string()),
+        password: PasswordInput::Plain(password.to_string()),
+        ip: client_ip(core, req),
+    }))
+}
+
+/// The caller a credential authenticates; `None` when it is refused.
+async fn caller_of(core: &Core, credential: Credential) -> Result<Option<Caller>, SaymonError> {
+    match core.authenticate(credential).await? {
+        Authenticated::Caller(caller) => Ok(Some(*caller)),
+        Authenticated::Rejected => Ok(None),
+        Authenticated::Blocked(b) => Err(blocked_error(b)),
     }
 }
 
 /// Authenticates a request by any of its credentials (see the module docs).
-pub async fn authenticate(core: &Core, req: &Request) -> Result<SaymonCaller, SaymonError> {
+pub async fn authenticate(core: &Core, req: &Request) -> Result<Caller, SaymonError> {
     let presented = Presented::of(req);
     let mut sid_failed = false;
     let mut token_failed = false;
     if let Some(sid) = &presented.sid {
-        match session::session_caller(core, sid).await? {
+        match caller_of(core, Credential::Session(Plaintext::new(sid.as_str()))).await? {
             Some(caller) => return Ok(caller),
             None => sid_failed = true,
         }
     }
     if let Some(token) = &presented.api_token {
-        match tokens::api_token_user(core, token).await? {
-            Some((user, entry)) => {
-                return Ok(SaymonCaller {
-                    user,
-                    via: Via::ApiToken {
-                        last_part: entry.last_part,
-                    },
-                })
-            }
+        match caller_of(core, Credential::ApiToken(Plaintext::new(token.as_str()))).await? {
+            Some(caller) => return Ok(caller),
             None => token_failed = true,
         }
     }
     if let Some(basic) = &presented.basic {
         if let Some((login, password)) = basic {
-            if let Some(user) = password_user(core, req, login, password).await? {
-                return Ok(SaymonCaller {
-                    user,
-                    via: Via::Basic,
-                });
+            if let Some(credential) = password_credential(req, core, login, password) {
+                if let Some(caller) = caller_of(core, credential).await? {
+                    return Ok(caller);
+                }
             }
         }
         return Err(SaymonError::invalid_credentials());
@@ -242,15 +197,6 @@ pub async fn authenticate(core: &Core, req: &Request) -> Result<SaymonCaller, Sa
     } else {
         SaymonError::not_logged_in()
     })
-}
-
-/// Requires a permission of an authenticated caller (403 naming it otherwise).
-pub async fn require(core: &Core, user: &User, permission: &str) -> Result<(), SaymonError> {
-    if core.has_permission(user, permission).await? {
-        Ok(())
-    } else {
-        Err(SaymonError::forbidden(permission))
-    }
 }
 
 /// Implements [`ApiExtractor`] for a wrapper that is documented as the
@@ -283,26 +229,30 @@ macro_rules! saymon_extractor {
 }
 
 /// Any authenticated SAYMON caller (Basic, `sid` cookie or `api-token`).
-pub struct SaymonAuth(pub SaymonCaller);
+pub struct SaymonAuth(pub Caller);
 
 /// An authenticated SAYMON caller holding `manage-users` (403 otherwise,
 /// checked before the request body is read).
-pub struct ManageUsers(pub SaymonCaller);
+pub struct ManageUsers(pub Granted<perm::ManageUsers>);
 
 /// A caller authenticated by the `sid` cookie alone (ending a session).
-pub struct SidAuth(pub SaymonCaller);
+pub struct SidAuth(pub Caller);
 
-async fn check_manage_users(core: &Core, req: &Request) -> Result<SaymonCaller, SaymonError> {
+async fn check_manage_users(
+    core: &Core,
+    req: &Request,
+) -> Result<Granted<perm::ManageUsers>, SaymonError> {
     let caller = authenticate(core, req).await?;
-    require(core, &caller.user, MANAGE_USERS).await?;
-    Ok(caller)
+    core.authorize(&caller)
+        .await?
+        .ok_or_else(|| SaymonError::forbidden(crate::core::Permission::ManageUsers.id()))
 }
 
-async fn check_sid(core: &Core, req: &Request) -> Result<SaymonCaller, SaymonError> {
+async fn check_sid(core: &Core, req: &Request) -> Result<Caller, SaymonError> {
     let Some(sid) = cookie_value(req, SID_COOKIE) else {
         return Err(SaymonError::not_logged_in());
     };
-    session::session_caller(core, &sid)
+    caller_of(core, Credential::Session(Plaintext::new(sid)))
         .await?
         .ok_or_else(SaymonError::session_expired)
 }

@@ -3,8 +3,7 @@
 //! (`InvalidContent`, `Unauthorized`, `InvalidCredentials`, `Forbidden`,
 //! `ResourceNotFound`, ...), as SAYMON is a restify server.
 
-use crate::core::CoreError;
-use crate::store::StoreError;
+use crate::http::DialectError;
 use poem::http::StatusCode;
 use poem::{IntoResponse, Response};
 use poem_openapi::{payload::Json, ApiResponse, Object};
@@ -152,44 +151,43 @@ impl SaymonError {
     }
 }
 
-impl From<CoreError> for SaymonError {
-    fn from(err: CoreError) -> Self {
-        if err.is_unavailable() {
-            SaymonError::unavailable()
-        } else {
-            tracing::error!(error = %err, "internal error");
-            SaymonError::internal()
-        }
-    }
-}
+crate::dialect_error!(SaymonError);
 
-impl From<StoreError> for SaymonError {
-    fn from(err: StoreError) -> Self {
-        CoreError::from(err).into()
+impl DialectError for SaymonError {
+    fn unavailable() -> Self {
+        SaymonError::unavailable()
     }
-}
 
-/// The SAYMON body for an error raised before a handler ran (unparsable
-/// body, wrong content type, no route, no such method).
-pub fn framework_error(status: StatusCode, message: &str) -> Response {
-    let code = match status {
-        StatusCode::UNAUTHORIZED => return SaymonError::not_logged_in().into_response(),
-        StatusCode::BAD_REQUEST => return SaymonError::invalid_content(message).into_response(),
-        StatusCode::SERVICE_UNAVAILABLE => return SaymonError::unavailable().into_response(),
-        StatusCode::FORBIDDEN => "Forbidden",
-        StatusCode::NOT_FOUND => "ResourceNotFound",
-        StatusCode::METHOD_NOT_ALLOWED => "MethodNotAllowed",
-        StatusCode::PAYLOAD_TOO_LARGE => "PayloadTooLarge",
-        StatusCode::UNSUPPORTED_MEDIA_TYPE => "UnsupportedMediaType",
-        StatusCode::TOO_MANY_REQUESTS => "TooManyRequests",
-        _ => "Internal",
-    };
-    body(code, message).with_status(status).into_response()
+    fn internal() -> Self {
+        SaymonError::internal()
+    }
+
+    /// Unparsable body, wrong content type, missing credentials, no such
+    /// route or method.
+    fn framework(status: StatusCode, message: &str) -> Response {
+        let code = match status {
+            StatusCode::UNAUTHORIZED => return SaymonError::not_logged_in().into_response(),
+            StatusCode::BAD_REQUEST => {
+                return SaymonError::invalid_content(message).into_response()
+            }
+            StatusCode::SERVICE_UNAVAILABLE => return SaymonError::unavailable().into_response(),
+            StatusCode::FORBIDDEN => "Forbidden",
+            StatusCode::NOT_FOUND => "ResourceNotFound",
+            StatusCode::METHOD_NOT_ALLOWED => "MethodNotAllowed",
+            StatusCode::PAYLOAD_TOO_LARGE => "PayloadTooLarge",
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => "UnsupportedMediaType",
+            StatusCode::TOO_MANY_REQUESTS => "TooManyRequests",
+            _ => "Internal",
+        };
+        body(code, message).with_status(status).into_response()
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::CoreError;
+    use crate::store::StoreError;
 
     async fn status_and_body(resp: Response) -> (u16, serde_json::Value) {
         let status = resp.status().as_u16();

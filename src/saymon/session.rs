@@ -4,75 +4,25 @@
 //! ends `SAYMON_SESSION_IDLE_MINUTES` after its last use or
 //! `SAYMON_SESSION_MAX_HOURS` after it was opened, whichever comes first;
 //! both are checked (and the idle window moved) on every request through
-//! [`crate::store::Store::touch_session`].
+//! the core (`Core::authenticate` with a session credential).
 
-use super::auth::{credential_owner, password_user, SaymonCaller, SidAuth, Via, SID_COOKIE};
+use super::auth::{blocked_error, password_credential, SidAuth, SID_COOKIE};
 use super::error::SaymonError;
-use super::tokens::api_token_user;
-use crate::core::clock::Timestamp;
-use crate::core::ids::new_token;
-use crate::core::model::Session;
-use crate::core::token::hash_token;
+use crate::core::service::OpenSession;
 use crate::core::validate::nonblank;
-use crate::core::{Core, CoreError, User};
+use crate::core::{Core, Credential, Plaintext};
 use crate::http::ApiTags;
 use poem::Request;
 use poem_openapi::{payload::Json, ApiResponse, Object, OpenApi};
 use std::sync::Arc;
-use std::time::Duration;
 
 /// `POST` and `DELETE /node/api/users/session`.
 pub struct SessionApi {
     pub core: Arc<Core>,
 }
 
-/// `d` after `now`; `now` itself if that is past the representable range.
-fn after(now: Timestamp, d: Duration) -> Timestamp {
-    chrono::Duration::from_std(d)
-        .ok()
-        .and_then(|d| now.checked_add_signed(d))
-        .unwrap_or(now)
-}
-
-/// The caller owning the live session `sid`, moving its idle window forward.
-/// `None` if the session is unknown, ended or expired, or its user is gone
-/// or inactive.
-pub async fn session_caller(core: &Core, sid: &str) -> Result<Option<SaymonCaller>, CoreError> {
-    let hashed_id = hash_token(sid);
-    let now = core.now();
-    let idle_end = after(now, core.config.saymon_session_idle);
-    let Some(session) = core
-        .store()
-        .touch_session(&hashed_id, now, idle_end)
-        .await?
-    else {
-        return Ok(None);
-    };
-    let owner = credential_owner(core, session.user_id).await?;
-    Ok(owner.map(|user| SaymonCaller {
-        user,
-        via: Via::Session { hashed_id },
-    }))
-}
-
-/// Opens a session for `user`; returns its id (shown only in the response).
-pub async fn open_session(core: &Core, user: &User) -> Result<String, CoreError> {
-    let sid = new_token();
-    let now = core.now();
-    let session = Session {
-        hashed_id: hash_token(&sid),
-        user_id: user.id.clone(),
-        created_at: now,
-        last_seen_at: now,
-        expires_at: after(now, core.config.saymon_session_idle),
-        absolute_expires_at: after(now, core.config.saymon_session_max),
-    };
-    core.store().insert_session(&session).await?;
-    Ok(sid)
-}
-
 fn cookie_attributes(core: &Core) -> &'static str {
-    if core.config.cookie_secure {
+    if core.cookie_secure() {
         "Path=/; HttpOnly; SameSite=Lax; Secure"
     } else {
         "Path=/; HttpOnly; SameSite=Lax"
@@ -104,15 +54,21 @@ pub struct SessionRequest {
     pub auth_token: Option<String>,
 }
 
-redacted_debug!(SessionRequest, login);
+crate::redacted_debug!(SessionRequest, login);
 
-/// A new session.
+/// A new session. `Debug` shows nothing of it.
 #[derive(ApiResponse)]
 pub enum SessionCreated {
     /// The session id as a JSON string; the same id is set as the `sid` cookie
     /// (`Path=/; HttpOnly; SameSite=Lax`, plus `Secure` when `COOKIE_SECURE`).
     #[oai(status = 200)]
     Ok(Json<String>, #[oai(header = "Set-Cookie")] String),
+}
+
+impl std::fmt::Debug for SessionCreated {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SessionCreated(<redacted>)")
+    }
 }
 
 /// The session has ended.
@@ -141,26 +97,30 @@ impl SessionApi {
         body: Json<SessionRequest>,
     ) -> Result<SessionCreated, SaymonError> {
         let body = body.0;
-        let user = if let Some(token) = nonblank(body.auth_token.as_deref()) {
-            api_token_user(&self.core, token)
-                .await?
-                .ok_or_else(SaymonError::invalid_api_token)?
-                .0
-        } else {
-            let login =
-                nonblank(body.login.as_deref()).ok_or_else(|| SaymonError::missing("login"))?;
-            let password = body
-                .password
-                .as_deref()
-                .filter(|p| !p.is_empty())
-                .ok_or_else(|| SaymonError::missing("password"))?;
-            password_user(&self.core, req, login, password)
-                .await?
-                .ok_or_else(SaymonError::invalid_credentials)?
-        };
-        let sid = open_session(&self.core, &user).await?;
-        let cookie = set_sid_cookie(&self.core, &sid);
-        Ok(SessionCreated::Ok(Json(sid), cookie))
+        let (credential, refused): (_, fn() -> SaymonError) =
+            if let Some(token) = nonblank(body.auth_token.as_deref()) {
+                let credential = Credential::ApiToken(Plaintext::new(token));
+                (Some(credential), SaymonError::invalid_api_token)
+            } else {
+                let login =
+                    nonblank(body.login.as_deref()).ok_or_else(|| SaymonError::missing("login"))?;
+                let password = body
+                    .password
+                    .as_deref()
+                    .filter(|p| !p.is_empty())
+                    .ok_or_else(|| SaymonError::missing("password"))?;
+                let credential = password_credential(req, &self.core, login, password);
+                (credential, SaymonError::invalid_credentials)
+            };
+        let credential = credential.ok_or_else(refused)?;
+        match self.core.open_session(credential).await? {
+            OpenSession::Opened { sid, .. } => {
+                let cookie = set_sid_cookie(&self.core, sid.expose());
+                Ok(SessionCreated::Ok(Json(sid.into_exposed()), cookie))
+            }
+            OpenSession::Rejected => Err(refused()),
+            OpenSession::Blocked(b) => Err(blocked_error(b)),
+        }
     }
 
     /// End the session of the `sid` cookie and clear the cookie. Empty body.
@@ -172,9 +132,7 @@ impl SessionApi {
         operation_id = "saymon.session.delete"
     )]
     async fn delete(&self, auth: SidAuth) -> Result<SessionEnded, SaymonError> {
-        if let Via::Session { hashed_id } = &auth.0.via {
-            self.core.store().delete_session(hashed_id).await?;
-        }
+        self.core.logout(&auth.0).await?;
         Ok(SessionEnded::Ok(clear_sid_cookie(&self.core)))
     }
 }

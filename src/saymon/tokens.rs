@@ -5,48 +5,16 @@
 //! new one replaces the old. API tokens do not expire; they end when deleted,
 //! replaced, or when the user is deactivated or deleted.
 
-use super::auth::{credential_owner, ManageUsers};
+use super::auth::ManageUsers;
 use super::error::SaymonError;
-use super::users::user_by_id;
-use crate::core::ids::new_token;
-use crate::core::model::ApiToken;
-use crate::core::token::{hash_token, last_part};
-use crate::core::{Core, CoreError, User};
+use crate::core::Core;
 use crate::http::ApiTags;
 use poem_openapi::{param::Path, payload::Json, ApiResponse, OpenApi};
 use std::sync::Arc;
 
-/// Characters of the token kept as a hint.
-pub const HINT_LEN: usize = 4;
-
 /// `POST` and `DELETE /node/api/users/{id}/auth-token`.
 pub struct TokensApi {
     pub core: Arc<Core>,
-}
-
-/// The active user holding this API token, with the stored token entry.
-pub async fn api_token_user(
-    core: &Core,
-    token: &str,
-) -> Result<Option<(User, ApiToken)>, CoreError> {
-    let Some(entry) = core.store().find_api_token(&hash_token(token)).await? else {
-        return Ok(None);
-    };
-    let owner = credential_owner(core, entry.user_id.clone()).await?;
-    Ok(owner.map(|u| (u, entry)))
-}
-
-/// Issues a new API token for the user, replacing any previous one.
-pub async fn issue_api_token(core: &Core, user_id: &str) -> Result<String, CoreError> {
-    let token = new_token();
-    let entry = ApiToken {
-        user_id: user_id.to_string(),
-        hashed_token: hash_token(&token),
-        created_at: core.now(),
-        last_part: last_part(&token, HINT_LEN),
-    };
-    core.store().set_api_token(&entry).await?;
-    Ok(token)
 }
 
 /// A new API token.
@@ -83,13 +51,14 @@ impl TokensApi {
     )]
     async fn create(
         &self,
-        _auth: ManageUsers,
+        auth: ManageUsers,
         /// The user's id.
         id: Path<String>,
     ) -> Result<TokenCreated, SaymonError> {
-        let user = user_by_id(&self.core, &id.0).await?;
-        let token = issue_api_token(&self.core, &user.id).await?;
-        Ok(TokenCreated::Ok(Json(token)))
+        match self.core.issue_api_token(&auth.0, &id.0).await? {
+            Some(token) => Ok(TokenCreated::Ok(Json(token.into_exposed()))),
+            None => Err(SaymonError::user_not_found(&id.0)),
+        }
     }
 
     /// Delete the API token of a user (permission `manage-users`). Empty body;
@@ -103,12 +72,14 @@ impl TokensApi {
     )]
     async fn delete(
         &self,
-        _auth: ManageUsers,
+        auth: ManageUsers,
         /// The user's id.
         id: Path<String>,
     ) -> Result<TokenDeleted, SaymonError> {
-        let user = user_by_id(&self.core, &id.0).await?;
-        self.core.store().delete_api_token(&user.id).await?;
-        Ok(TokenDeleted::Ok)
+        if self.core.delete_api_token(&auth.0, &id.0).await? {
+            Ok(TokenDeleted::Ok)
+        } else {
+            Err(SaymonError::user_not_found(&id.0))
+        }
     }
 }

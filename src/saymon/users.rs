@@ -4,22 +4,18 @@
 //! The same users as the Rocket.Chat routes (see [`super::view`] for the
 //! field mapping): a user created here logs in there, and the reverse.
 
-use super::auth::{ManageUsers, SaymonAuth, Via};
+use super::auth::{ManageUsers, SaymonAuth};
 use super::error::SaymonError;
 use super::view::{
     token_hint, LimitedUserView, UserEntry, UserView, STATUS_ACTIVE, STATUS_BLOCKED,
 };
-use crate::core::model::{Email, User};
-use crate::core::password::hash_password;
-use crate::core::permissions::MANAGE_USERS;
-use crate::core::service::NewUser;
+use crate::core::model::User;
+use crate::core::service::{CreateUser, DeleteUser, EmailChange, NewUser, UpdateUser, UserChanges};
 use crate::core::validate::nonblank;
 use crate::core::validate::{is_plausible_email, is_valid_username};
-use crate::core::Core;
+use crate::core::{Caller, Core, Permission, UniqueField, UserKey};
 use crate::http::ApiTags;
-use crate::store::{UniqueField, UserKey, UserPatch};
 use poem_openapi::{param::Path, payload::Json, ApiResponse, Object, OpenApi};
-use std::collections::HashMap;
 use std::sync::Arc;
 
 /// Users listed per store call while building `GET /node/api/users`.
@@ -78,8 +74,8 @@ pub struct UserPatchBody {
     pub active: Option<bool>,
 }
 
-redacted_debug!(NewUserBody, login, email, display_name, permissions, status);
-redacted_debug!(
+crate::redacted_debug!(NewUserBody, login, email, display_name, permissions, status);
+crate::redacted_debug!(
     UserPatchBody,
     login,
     email,
@@ -194,20 +190,23 @@ fn login_from_email(email: &str) -> String {
 }
 
 /// The user with this id; 404 `ResourceNotFound` when there is none.
-pub async fn user_by_id(core: &Core, id: &str) -> Result<User, SaymonError> {
-    core.store()
-        .find_user(&UserKey::Id(id.to_string()))
+async fn user_by_id(core: &Core, by: &Caller, id: &str) -> Result<User, SaymonError> {
+    core.find_user(by, &UserKey::Id(id.to_string()))
         .await?
         .ok_or_else(|| SaymonError::user_not_found(id))
 }
 
 impl UsersApi {
-    async fn entry(&self, user: &User, full: bool) -> Result<UserEntry, SaymonError> {
+    async fn entry(&self, by: &Caller, user: &User, full: bool) -> Result<UserEntry, SaymonError> {
         Ok(if full {
-            UserEntry::Full(UserView::full(&self.core, user).await?)
+            UserEntry::Full(UserView::full(&self.core, by, user).await?)
         } else {
             UserEntry::Limited(LimitedUserView::from(user))
         })
+    }
+
+    async fn manages_users(&self, caller: &Caller) -> Result<bool, SaymonError> {
+        Ok(self.core.holds(caller, Permission::ManageUsers).await?)
     }
 }
 
@@ -221,11 +220,7 @@ impl UsersApi {
         operation_id = "saymon.users.current"
     )]
     async fn current(&self, auth: SaymonAuth) -> Result<UserOk, SaymonError> {
-        let known = match &auth.0.via {
-            Via::ApiToken { last_part } => Some(last_part.as_str()),
-            _ => None,
-        };
-        let view = UserView::current(&self.core, &auth.0.user, known).await?;
+        let view = UserView::current(&self.core, &auth.0).await?;
         Ok(UserOk::Ok(Json(view)))
     }
 
@@ -237,35 +232,30 @@ impl UsersApi {
         operation_id = "saymon.users.list"
     )]
     async fn list(&self, auth: SaymonAuth) -> Result<UsersOk, SaymonError> {
-        let full = self.core.has_permission(&auth.0.user, MANAGE_USERS).await?;
+        let caller = &auth.0;
+        let full = self.manages_users(caller).await?;
         let mut out = Vec::new();
         let mut offset = 0;
         loop {
-            let (page, total) = self.core.store().list_users(offset, LIST_PAGE).await?;
-            let fetched = page.len() as u64;
+            let page = self.core.list_users(caller, offset, LIST_PAGE).await?;
+            let fetched = page.users.len() as u64;
             if full {
                 // One call for the page's token hints, not one per user.
-                let ids: Vec<String> = page.iter().map(|u| u.id.clone()).collect();
-                let hints: HashMap<String, String> = self
-                    .core
-                    .store()
-                    .api_tokens_of(&ids)
-                    .await?
-                    .into_iter()
-                    .map(|t| (t.user_id, token_hint(&t.last_part)))
-                    .collect();
-                out.extend(page.iter().map(|u| {
-                    let hint = hints.get(&u.id).cloned();
+                let ids: Vec<String> = page.users.iter().map(|u| u.id.clone()).collect();
+                let hints = self.core.api_token_hints(caller, &ids).await?;
+                out.extend(page.users.iter().map(|u| {
+                    let hint = hints.get(&u.id).map(|h| token_hint(h));
                     UserEntry::Full(UserView::new(u, u.permissions.clone(), hint))
                 }));
             } else {
                 out.extend(
-                    page.iter()
+                    page.users
+                        .iter()
                         .map(|u| UserEntry::Limited(LimitedUserView::from(u))),
                 );
             }
             offset += fetched;
-            if fetched == 0 || offset >= total {
+            if fetched == 0 || offset >= page.total {
                 break;
             }
         }
@@ -285,9 +275,10 @@ impl UsersApi {
         /// The user's id.
         id: Path<String>,
     ) -> Result<UserEntryOk, SaymonError> {
-        let full = self.core.has_permission(&auth.0.user, MANAGE_USERS).await?;
-        let user = user_by_id(&self.core, &id.0).await?;
-        Ok(UserEntryOk::Ok(Json(self.entry(&user, full).await?)))
+        let caller = &auth.0;
+        let full = self.manages_users(caller).await?;
+        let user = user_by_id(&self.core, caller, &id.0).await?;
+        Ok(UserEntryOk::Ok(Json(self.entry(caller, &user, full).await?)))
     }
 
     /// Create a user (permission `manage-users`) with role `user`. 400
@@ -300,7 +291,7 @@ impl UsersApi {
     )]
     async fn create(
         &self,
-        _auth: ManageUsers,
+        auth: ManageUsers,
         body: Json<NewUserBody>,
     ) -> Result<UserOk, SaymonError> {
         let body = body.0;
@@ -322,30 +313,30 @@ impl UsersApi {
             check_password(password)?;
         }
         let active = active_flag(body.status, None)?.unwrap_or(true);
-        let created = self
-            .core
-            .create_user(NewUser {
-                username: login,
-                name,
-                email,
-                email_verified: false,
-                password: body.password,
-                roles: vec!["user".into()],
-                permissions: body.permissions.unwrap_or_default(),
-                active,
-                require_password_change: false,
-                kind: "user".into(),
-            })
-            .await?
-            .map_err(duplicate)?;
-        Ok(UserOk::Ok(Json(
-            UserView::full(&self.core, &created).await?,
-        )))
+        let new = NewUser {
+            username: login,
+            name,
+            email,
+            email_verified: false,
+            password: body.password,
+            roles: Vec::new(),
+            permissions: body.permissions.unwrap_or_default(),
+            active,
+            require_password_change: false,
+            kind: "user".into(),
+        };
+        let created = match self.core.create_user(&auth.0, new).await? {
+            CreateUser::Created(user) => user,
+            CreateUser::Taken(field) => return Err(duplicate(field)),
+        };
+        let view = UserView::full(&self.core, auth.0.caller(), &created).await?;
+        Ok(UserOk::Ok(Json(view)))
     }
 
     /// Change a user (permission `manage-users`); only the fields given
     /// change. Blocking the user (`status` 3 or `active: false`) ends all its
-    /// tokens and sessions. 404 `ResourceNotFound` for an unknown id.
+    /// tokens and sessions; a new password ends its login tokens and
+    /// sessions. 404 `ResourceNotFound` for an unknown id.
     #[oai(
         path = "/node/api/users/:id",
         method = "patch",
@@ -353,35 +344,29 @@ impl UsersApi {
     )]
     async fn update(
         &self,
-        _auth: ManageUsers,
+        auth: ManageUsers,
         /// The user's id.
         id: Path<String>,
         body: Json<UserPatchBody>,
     ) -> Result<UserOk, SaymonError> {
         let body = body.0;
-        let user = user_by_id(&self.core, &id.0).await?;
-        let mut patch = UserPatch::default();
+        let caller = auth.0.caller();
+        let user = user_by_id(&self.core, caller, &id.0).await?;
+        let mut changes = UserChanges::default();
         if let Some(login) = body.login.as_deref() {
             let login = login.trim();
             check_login(login)?;
-            patch.username = Some(login.to_string());
+            changes.username = Some(login.to_string());
         }
         if let Some(email) = body.email.as_deref() {
             let email = email.trim();
             check_email(email)?;
-            let mut emails = user.emails.clone();
-            let new = Email {
-                address: email.to_string(),
-                verified: false,
-            };
-            match emails.first_mut() {
-                Some(first) if first.address.eq_ignore_ascii_case(email) => {}
-                Some(first) => *first = new,
-                None => emails.push(new),
-            }
-            patch.emails = Some(emails);
+            changes.email = Some(EmailChange {
+                address: Some(email.to_string()),
+                verified: None,
+            });
         }
-        let login = patch
+        let login = changes
             .username
             .clone()
             .or_else(|| user.username.clone())
@@ -391,37 +376,35 @@ impl UsersApi {
             if name.is_empty() {
                 return Err(SaymonError::missing("displayName"));
             }
-            patch.name = Some(name.to_string());
+            changes.name = Some(name.to_string());
         }
         // The rule holds for the result: a new login may not take the
         // current display name either. Untouched users (e.g. made through
         // Rocket.Chat with name = username) are left alone.
-        if patch.username.is_some() || patch.name.is_some() {
-            if let Some(name) = patch.name.as_deref().or(user.name.as_deref()) {
+        if changes.username.is_some() || changes.name.is_some() {
+            if let Some(name) = changes.name.as_deref().or(user.name.as_deref()) {
                 check_display_name(name, &login)?;
             }
         }
         if let Some(password) = body.password.as_deref() {
             check_password(password)?;
         }
-        patch.permissions = body.permissions;
-        patch.active = active_flag(body.status, body.active)?;
-        if patch.active == Some(false) && self.core.is_last_active_admin(&user).await? {
-            return Err(SaymonError::bad_request(LAST_ADMIN));
+        changes.password = body.password;
+        changes.permissions = body.permissions;
+        changes.active = active_flag(body.status, body.active)?;
+        match self.core.update_user(caller, &user.id, changes).await? {
+            UpdateUser::Updated(updated) => {
+                let view = UserView::full(&self.core, caller, &updated).await?;
+                Ok(UserOk::Ok(Json(view)))
+            }
+            UpdateUser::NoSuchUser => Err(SaymonError::user_not_found(&id.0)),
+            UpdateUser::Taken(field) => Err(duplicate(field)),
+            UpdateUser::LastAdmin => Err(SaymonError::bad_request(LAST_ADMIN)),
+            // Roles are not set here; manage-users allows every change.
+            UpdateUser::UnknownRole | UpdateUser::NotAllowed(_) => Err(SaymonError::forbidden(
+                Permission::ManageUsers.id(),
+            )),
         }
-        // Hashed only once every check has passed: bcrypt is the costly part.
-        if let Some(password) = body.password.as_deref() {
-            patch.password_bcrypt = Some(hash_password(password).await?);
-        }
-        let updated = self
-            .core
-            .update_user(&user.id, patch)
-            .await?
-            .map_err(duplicate)?
-            .ok_or_else(|| SaymonError::user_not_found(&id.0))?;
-        Ok(UserOk::Ok(Json(
-            UserView::full(&self.core, &updated).await?,
-        )))
     }
 
     /// Delete a user (permission `manage-users`) and everything that
@@ -433,18 +416,15 @@ impl UsersApi {
     )]
     async fn delete(
         &self,
-        _auth: ManageUsers,
+        auth: ManageUsers,
         /// The user's id.
         id: Path<String>,
     ) -> Result<UserDeleted, SaymonError> {
-        let user = user_by_id(&self.core, &id.0).await?;
-        if self.core.is_last_active_admin(&user).await? {
-            return Err(SaymonError::bad_request(LAST_ADMIN));
-        }
-        if self.core.delete_user(&user.id).await? {
-            Ok(UserDeleted::Ok)
-        } else {
-            Err(SaymonError::user_not_found(&id.0))
+        let key = UserKey::Id(id.0.clone());
+        match self.core.delete_user(&auth.0, &key).await? {
+            DeleteUser::Deleted => Ok(UserDeleted::Ok),
+            DeleteUser::NoSuchUser => Err(SaymonError::user_not_found(&id.0)),
+            DeleteUser::LastAdmin => Err(SaymonError::bad_request(LAST_ADMIN)),
         }
     }
 }

@@ -3,7 +3,7 @@
 //! `permissions` ↔ `permissions`, `status` ↔ `active` (2 active, 3 blocked).
 
 use crate::core::model::User;
-use crate::core::Core;
+use crate::core::{Caller, Core, CoreError, Via};
 use poem_openapi::{Object, Union};
 
 /// `status` of an active user.
@@ -113,25 +113,24 @@ impl UserView {
     }
 
     /// The full view of a user: its own permissions and its token hint.
-    pub async fn full(core: &Core, user: &User) -> Result<Self, crate::core::CoreError> {
-        let hint = api_token_hint(core, &user.id).await?;
+    pub async fn full(core: &Core, by: &Caller, user: &User) -> Result<Self, CoreError> {
+        let hint = core.api_token_hint(by, &user.id).await?.map(|h| token_hint(&h));
         Ok(Self::new(user, user.permissions.clone(), hint))
     }
 
-    /// The caller's view of itself: effective permissions and token hint.
-    /// `known_last_part`: the API token's last characters when the caller
-    /// authenticated with it, which saves reading it again.
-    pub async fn current(
-        core: &Core,
-        user: &User,
-        known_last_part: Option<&str>,
-    ) -> Result<Self, crate::core::CoreError> {
-        let hint = match known_last_part {
-            Some(last) => Some(token_hint(last)),
-            None => api_token_hint(core, &user.id).await?,
+    /// The caller's view of itself: effective permissions and token hint
+    /// (known without a read when the caller authenticated with the token).
+    pub async fn current(core: &Core, caller: &Caller) -> Result<Self, CoreError> {
+        let hint = match &caller.via {
+            Via::ApiToken { hint } => Some(hint.clone()),
+            _ => core.api_token_hint(caller, &caller.user.id).await?,
         };
-        let permissions = core.effective_permissions(user).await?;
-        Ok(Self::new(user, permissions, hint))
+        let permissions = core.effective_permissions(caller).await?;
+        Ok(Self::new(
+            &caller.user,
+            permissions,
+            hint.map(|h| token_hint(&h)),
+        ))
     }
 }
 
@@ -142,17 +141,6 @@ impl From<&User> for LimitedUserView {
             login: public_login(user),
         }
     }
-}
-
-async fn api_token_hint(
-    core: &Core,
-    user_id: &str,
-) -> Result<Option<String>, crate::core::CoreError> {
-    Ok(core
-        .store()
-        .api_token_of(user_id)
-        .await?
-        .map(|t| token_hint(&t.last_part)))
 }
 
 #[cfg(test)]

@@ -1,6 +1,9 @@
 //! The embedded in-process store: the default when `MONGO_URL` is unset.
 //! Nothing is persisted. One lock guards all state; it is never held across
 //! an `.await`, so every method is atomic.
+//!
+//! Users and their tokens are kept apart, as the traits see them: a lookup by
+//! token reads the user and that one entry, never the user's other tokens.
 
 use super::*;
 use std::collections::{BTreeMap, HashMap};
@@ -13,15 +16,17 @@ struct State {
     by_username: HashMap<String, String>,
     /// lowercase email → user id
     by_email: HashMap<String, String>,
-    /// token hash → user id
-    by_token: HashMap<String, String>,
+    /// token hash → (user id, entry): login tokens and PATs.
+    tokens: HashMap<TokenHash, (String, LoginToken)>,
+    /// user id → that user's token hashes, oldest insertion first.
+    user_tokens: HashMap<String, Vec<TokenHash>>,
     roles: BTreeMap<String, Role>,
-    permissions: BTreeMap<String, Permission>,
+    permissions: BTreeMap<String, PermissionEntry>,
     /// user id → API token
     api_tokens: HashMap<String, ApiToken>,
-    /// token hash → user id
-    api_token_index: HashMap<String, String>,
-    sessions: HashMap<String, Session>,
+    /// API token hash → user id
+    api_token_index: HashMap<TokenHash, String>,
+    sessions: HashMap<TokenHash, Session>,
 }
 
 impl State {
@@ -31,9 +36,6 @@ impl State {
         }
         for e in &user.emails {
             self.by_email.remove(&e.address.to_lowercase());
-        }
-        for t in &user.login_tokens {
-            self.by_token.remove(t.hashed_token());
         }
     }
 
@@ -61,10 +63,6 @@ impl State {
             self.by_email
                 .insert(e.address.to_lowercase(), user.id.clone());
         }
-        for t in &user.login_tokens {
-            self.by_token
-                .insert(t.hashed_token().to_string(), user.id.clone());
-        }
     }
 
     fn resolve(&self, key: &UserKey) -> Option<&str> {
@@ -82,18 +80,59 @@ impl State {
         id.map(String::as_str)
     }
 
+    /// The entries of a user's tokens, oldest insertion first.
+    fn tokens_of(&self, user_id: &str) -> impl Iterator<Item = &LoginToken> {
+        self.user_tokens
+            .get(user_id)
+            .into_iter()
+            .flatten()
+            .filter_map(|h| self.tokens.get(h).map(|(_, t)| t))
+    }
+
+    /// Adds a token of an existing user; `Duplicate` if the hash is held.
+    fn add_token(&mut self, user_id: &str, token: LoginToken) -> StoreResult<()> {
+        let hash = token.hashed_token().clone();
+        if self.tokens.contains_key(&hash) {
+            return Err(StoreError::Duplicate(UniqueField::Other));
+        }
+        self.user_tokens
+            .entry(user_id.to_string())
+            .or_default()
+            .push(hash.clone());
+        self.tokens.insert(hash, (user_id.to_string(), token));
+        Ok(())
+    }
+
+    /// Removes the tokens of a user for which `gone` holds; returns how many.
+    fn remove_tokens(&mut self, user_id: &str, gone: impl Fn(&LoginToken) -> bool) -> u64 {
+        let Some(hashes) = self.user_tokens.get_mut(user_id) else {
+            return 0;
+        };
+        let tokens = &mut self.tokens;
+        let before = hashes.len();
+        hashes.retain(|h| match tokens.get(h) {
+            Some((_, t)) if gone(t) => {
+                tokens.remove(h);
+                false
+            }
+            Some(_) => true,
+            None => false,
+        });
+        let removed = (before - hashes.len()) as u64;
+        if hashes.is_empty() {
+            self.user_tokens.remove(user_id);
+        }
+        removed
+    }
+
     /// Applies `f` to a user, keeping the indexes right. Rolls back if the
     /// result breaks uniqueness.
-    fn modify<T>(
-        &mut self,
-        id: &str,
-        f: impl FnOnce(&mut User) -> T,
-    ) -> StoreResult<Option<(T, User)>> {
+    fn modify(&mut self, id: &str, f: impl FnOnce(&mut User)) -> StoreResult<Option<User>> {
         let Some(old) = self.users.get(id).cloned() else {
             return Ok(None);
         };
         let mut new = old.clone();
-        let out = f(&mut new);
+        f(&mut new);
         self.unindex(&old);
         if let Err(e) = self.check_unique(&new) {
             self.index(&old);
@@ -101,7 +140,7 @@ impl State {
         }
         self.index(&new);
         self.users.insert(id.to_string(), new.clone());
-        Ok(Some((out, new)))
+        Ok(Some(new))
     }
 }
 
@@ -133,7 +172,10 @@ impl Store for MemoryStore {
     async fn ping(&self) -> StoreResult<()> {
         Ok(())
     }
+}
 
+#[async_trait]
+impl RoleStore for MemoryStore {
     async fn ensure_role(&self, role: &Role) -> StoreResult<()> {
         self.write()
             .roles
@@ -142,7 +184,7 @@ impl Store for MemoryStore {
         Ok(())
     }
 
-    async fn ensure_permission(&self, permission: &Permission) -> StoreResult<()> {
+    async fn ensure_permission(&self, permission: &PermissionEntry) -> StoreResult<()> {
         self.write()
             .permissions
             .entry(permission.id.clone())
@@ -153,7 +195,7 @@ impl Store for MemoryStore {
     async fn set_permission_roles(&self, id: &str, roles: &[String]) -> StoreResult<()> {
         self.write().permissions.insert(
             id.to_string(),
-            Permission {
+            PermissionEntry {
                 id: id.to_string(),
                 roles: roles.to_vec(),
             },
@@ -161,14 +203,17 @@ impl Store for MemoryStore {
         Ok(())
     }
 
-    async fn permissions(&self) -> StoreResult<Vec<Permission>> {
+    async fn permissions(&self) -> StoreResult<Vec<PermissionEntry>> {
         Ok(self.read().permissions.values().cloned().collect())
     }
 
     async fn roles(&self) -> StoreResult<Vec<Role>> {
         Ok(self.read().roles.values().cloned().collect())
     }
+}
 
+#[async_trait]
+impl UserStore for MemoryStore {
     async fn count_users(&self) -> StoreResult<u64> {
         Ok(self.read().users.len() as u64)
     }
@@ -192,27 +237,12 @@ impl Store for MemoryStore {
             .cloned())
     }
 
-    async fn find_user_by_token_hash(
-        &self,
-        user_id: Option<&str>,
-        hashed_token: &str,
-    ) -> StoreResult<Option<User>> {
-        let state = self.read();
-        let Some(owner) = state.by_token.get(hashed_token) else {
-            return Ok(None);
-        };
-        if user_id.is_some_and(|id| id != owner) {
-            return Ok(None);
-        }
-        Ok(state.users.get(owner).cloned())
-    }
-
     async fn other_active_admin_exists(&self, except_id: &str) -> StoreResult<bool> {
         Ok(self
             .read()
             .users
             .values()
-            .any(|u| u.id != except_id && u.active && u.roles.iter().any(|r| r == "admin")))
+            .any(|u| u.id != except_id && u.is_active_admin()))
     }
 
     async fn list_users(&self, offset: u64, count: u64) -> StoreResult<(Vec<User>, u64)> {
@@ -236,38 +266,11 @@ impl Store for MemoryStore {
         now: Timestamp,
     ) -> StoreResult<Option<User>> {
         let mut state = self.write();
-        let updated = state.modify(id, |u| {
-            let p = patch.clone();
-            if let Some(v) = p.username {
-                u.username = Some(v);
-            }
-            if let Some(v) = p.name {
-                u.name = Some(v);
-            }
-            if let Some(v) = p.emails {
-                u.emails = v;
-            }
-            if let Some(v) = p.roles {
-                u.roles = v;
-            }
-            if let Some(v) = p.permissions {
-                u.permissions = v;
-            }
-            if let Some(v) = p.active {
-                u.active = v;
-            }
-            if let Some(v) = p.require_password_change {
-                u.require_password_change = v;
-            }
-            if let Some(v) = p.password_bcrypt {
-                u.password_bcrypt = Some(v);
-            }
-            if p.clear_login_tokens {
-                u.login_tokens.clear();
-            }
-            u.updated_at = now;
-        })?;
-        Ok(updated.map(|(_, u)| u))
+        let updated = state.modify(id, |u| patch.apply(u, now))?;
+        if updated.is_some() && patch.clear_login_tokens {
+            state.remove_tokens(id, |_| true);
+        }
+        Ok(updated)
     }
 
     async fn delete_user(&self, id: &str) -> StoreResult<bool> {
@@ -276,7 +279,30 @@ impl Store for MemoryStore {
             return Ok(false);
         };
         state.unindex(&user);
+        state.remove_tokens(id, |_| true);
         Ok(true)
+    }
+}
+
+#[async_trait]
+impl TokenStore for MemoryStore {
+    async fn find_by_token(
+        &self,
+        user_id: Option<&str>,
+        hashed_token: &TokenHash,
+    ) -> StoreResult<Option<(User, LoginToken)>> {
+        let state = self.read();
+        let Some((owner, entry)) = state.tokens.get(hashed_token) else {
+            return Ok(None);
+        };
+        if user_id.is_some_and(|id| id != owner) {
+            return Ok(None);
+        }
+        Ok(state.users.get(owner).map(|u| (u.clone(), entry.clone())))
+    }
+
+    async fn tokens_of(&self, user_id: &str) -> StoreResult<Vec<LoginToken>> {
+        Ok(self.read().tokens_of(user_id).cloned().collect())
     }
 
     async fn push_login_token(
@@ -289,24 +315,36 @@ impl Store for MemoryStore {
         let Some(id) = state.resolve(key).map(str::to_string) else {
             return Ok(None);
         };
-        state.modify(&id, |u| {
-            u.login_tokens.push(LoginToken::Resume(token.clone()));
-            if let Some(cutoff) = resume_cutoff(&u.login_tokens, max) {
-                u.login_tokens
-                    .retain(|t| !matches!(t, LoginToken::Resume(r) if r.when < cutoff));
-            }
-        })?;
+        state.add_token(&id, LoginToken::Resume(token.clone()))?;
+        let held: Vec<LoginToken> = state.tokens_of(&id).cloned().collect();
+        if let Some(cutoff) = resume_cutoff(&held, max) {
+            state.remove_tokens(
+                &id,
+                |t| matches!(t, LoginToken::Resume(r) if r.when < cutoff),
+            );
+        }
         Ok(Some(id))
     }
 
-    async fn remove_login_token(&self, user_id: &str, hashed_token: &str) -> StoreResult<bool> {
-        let mut state = self.write();
-        let removed = state.modify(user_id, |u| {
-            let before = u.login_tokens.len();
-            u.login_tokens.retain(|t| t.hashed_token() != hashed_token);
-            before != u.login_tokens.len()
-        })?;
-        Ok(matches!(removed, Some((true, _))))
+    async fn remove_login_tokens(
+        &self,
+        user_id: &str,
+        keep: Option<&TokenHash>,
+    ) -> StoreResult<u64> {
+        Ok(self.write().remove_tokens(user_id, |t| {
+            matches!(t, LoginToken::Resume(_)) && Some(t.hashed_token()) != keep
+        }))
+    }
+
+    async fn remove_login_token(
+        &self,
+        user_id: &str,
+        hashed_token: &TokenHash,
+    ) -> StoreResult<bool> {
+        Ok(self
+            .write()
+            .remove_tokens(user_id, |t| t.hashed_token() == hashed_token)
+            > 0)
     }
 
     async fn add_personal_access_token(
@@ -315,14 +353,17 @@ impl Store for MemoryStore {
         pat: &PersonalAccessToken,
     ) -> StoreResult<PatInsert> {
         let mut state = self.write();
-        let outcome = state.modify(user_id, |u| {
-            if u.personal_access_tokens().any(|p| p.name == pat.name) {
-                return PatInsert::NameTaken;
-            }
-            u.login_tokens.push(LoginToken::Personal(pat.clone()));
-            PatInsert::Inserted
-        })?;
-        Ok(outcome.map_or(PatInsert::NoSuchUser, |(o, _)| o))
+        if !state.users.contains_key(user_id) {
+            return Ok(PatInsert::NoSuchUser);
+        }
+        let taken = state
+            .tokens_of(user_id)
+            .any(|t| matches!(t, LoginToken::Personal(p) if p.name == pat.name));
+        if taken {
+            return Ok(PatInsert::NameTaken);
+        }
+        state.add_token(user_id, LoginToken::Personal(pat.clone()))?;
+        Ok(PatInsert::Inserted)
     }
 
     async fn replace_personal_access_token(
@@ -331,29 +372,42 @@ impl Store for MemoryStore {
         pat: &PersonalAccessToken,
     ) -> StoreResult<bool> {
         let mut state = self.write();
-        let replaced = state.modify(user_id, |u| {
-            for t in &mut u.login_tokens {
-                if matches!(t, LoginToken::Personal(p) if p.name == pat.name) {
-                    *t = LoginToken::Personal(pat.clone());
-                    return true;
-                }
-            }
-            false
-        })?;
-        Ok(matches!(replaced, Some((true, _))))
+        let old = state.tokens_of(user_id).find_map(|t| match t {
+            LoginToken::Personal(p) if p.name == pat.name => Some(p.hashed_token.clone()),
+            _ => None,
+        });
+        let Some(old) = old else {
+            return Ok(false);
+        };
+        if old != pat.hashed_token && state.tokens.contains_key(&pat.hashed_token) {
+            return Err(StoreError::Duplicate(UniqueField::Other));
+        }
+        // Same place in the user's list, new hash and entry.
+        state.tokens.remove(&old);
+        if let Some(h) = state
+            .user_tokens
+            .get_mut(user_id)
+            .and_then(|hashes| hashes.iter_mut().find(|h| **h == old))
+        {
+            *h = pat.hashed_token.clone();
+        }
+        state.tokens.insert(
+            pat.hashed_token.clone(),
+            (user_id.to_string(), LoginToken::Personal(pat.clone())),
+        );
+        Ok(true)
     }
 
     async fn remove_personal_access_token(&self, user_id: &str, name: &str) -> StoreResult<bool> {
-        let mut state = self.write();
-        let removed = state.modify(user_id, |u| {
-            let before = u.login_tokens.len();
-            u.login_tokens
-                .retain(|t| !matches!(t, LoginToken::Personal(p) if p.name == name));
-            before != u.login_tokens.len()
-        })?;
-        Ok(matches!(removed, Some((true, _))))
+        Ok(self.write().remove_tokens(
+            user_id,
+            |t| matches!(t, LoginToken::Personal(p) if p.name == name),
+        ) > 0)
     }
+}
 
+#[async_trait]
+impl SaymonStore for MemoryStore {
     async fn set_api_token(&self, token: &ApiToken) -> StoreResult<()> {
         let mut state = self.write();
         if let Some(old) = state.api_tokens.remove(&token.user_id) {
@@ -381,7 +435,7 @@ impl Store for MemoryStore {
             .collect())
     }
 
-    async fn find_api_token(&self, hashed_token: &str) -> StoreResult<Option<ApiToken>> {
+    async fn find_api_token(&self, hashed_token: &TokenHash) -> StoreResult<Option<ApiToken>> {
         let state = self.read();
         Ok(state
             .api_token_index
@@ -412,7 +466,7 @@ impl Store for MemoryStore {
 
     async fn touch_session(
         &self,
-        hashed_id: &str,
+        hashed_id: &TokenHash,
         now: Timestamp,
         new_expires_at: Timestamp,
     ) -> StoreResult<Option<Session>> {
@@ -430,14 +484,20 @@ impl Store for MemoryStore {
         Ok(Some(s.clone()))
     }
 
-    async fn delete_session(&self, hashed_id: &str) -> StoreResult<bool> {
+    async fn delete_session(&self, hashed_id: &TokenHash) -> StoreResult<bool> {
         Ok(self.write().sessions.remove(hashed_id).is_some())
     }
 
-    async fn delete_sessions_of(&self, user_id: &str) -> StoreResult<u64> {
+    async fn delete_sessions_of(
+        &self,
+        user_id: &str,
+        keep: Option<&TokenHash>,
+    ) -> StoreResult<u64> {
         let mut state = self.write();
         let before = state.sessions.len();
-        state.sessions.retain(|_, s| s.user_id != user_id);
+        state
+            .sessions
+            .retain(|h, s| s.user_id != user_id || Some(h) == keep);
         Ok((before - state.sessions.len()) as u64)
     }
 }

@@ -16,6 +16,7 @@ pub mod mongo;
 
 use crate::core::credential::TokenHash;
 use crate::core::model::*;
+pub use crate::core::model::UniqueField;
 use async_trait::async_trait;
 
 pub use memory::MemoryStore;
@@ -23,15 +24,6 @@ pub use mongo::MongoStore;
 
 /// Result of a store call.
 pub type StoreResult<T> = Result<T, StoreError>;
-
-/// A unique field that a write collided on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum UniqueField {
-    Username,
-    Email,
-    /// Another unique key (the id, a token hash).
-    Other,
-}
 
 /// Store failures.
 #[derive(Debug, Clone, thiserror::Error)]

@@ -1,12 +1,11 @@
 //! The contract of the `Store` trait, run against both stores
 //! (`memory::*` and `mongo::*`, see `store_tests!`).
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use tokend::core::clock::truncate_ms;
+use tokend::core::credential::TokenHash;
 use tokend::core::ids::new_user_id;
 use tokend::core::model::*;
 use tokend::store::*;
@@ -38,10 +37,9 @@ fn user(name: &str) -> User {
         permissions: Vec::new(),
         active: true,
         require_password_change: false,
-        password_bcrypt: Some(
+        password_bcrypt: Some(PasswordHash(
             "$2b$10$abcdefghijklmnopqrstuuP9x9BqkFNk1a0xRbGEtPY4uD1w1nQnK".into(),
-        ),
-        login_tokens: Vec::new(),
+        )),
     }
 }
 
@@ -51,16 +49,21 @@ async fn inserted(store: &Arc<dyn Store>, name: &str) -> User {
     u
 }
 
+/// A stored token hash (the contract never needs real hashes).
+fn h(hash: &str) -> TokenHash {
+    TokenHash::from_stored(hash)
+}
+
 fn resume(when: Timestamp, hash: &str) -> ResumeToken {
     ResumeToken {
         when,
-        hashed_token: hash.into(),
+        hashed_token: h(hash),
     }
 }
 
 fn pat(name: &str, hash: &str) -> PersonalAccessToken {
     PersonalAccessToken {
-        hashed_token: hash.into(),
+        hashed_token: h(hash),
         created_at: now(),
         last_token_part: "abcdef".into(),
         name: name.into(),
@@ -76,23 +79,56 @@ async fn reload(store: &Arc<dyn Store>, id: &str) -> User {
         .expect("user exists")
 }
 
-fn resume_hashes(u: &User) -> BTreeSet<String> {
-    u.login_tokens
+async fn tokens(store: &Arc<dyn Store>, id: &str) -> Vec<LoginToken> {
+    store.tokens_of(id).await.expect("store")
+}
+
+fn pats(tokens: &[LoginToken]) -> Vec<PersonalAccessToken> {
+    tokens
         .iter()
         .filter_map(|t| match t {
-            LoginToken::Resume(r) => Some(r.hashed_token.clone()),
+            LoginToken::Personal(p) => Some(p.clone()),
+            LoginToken::Resume(_) => None,
+        })
+        .collect()
+}
+
+/// The hashes of a user's login tokens (not PATs).
+async fn resume_hashes(store: &Arc<dyn Store>, id: &str) -> BTreeSet<String> {
+    tokens(store, id)
+        .await
+        .iter()
+        .filter_map(|t| match t {
+            LoginToken::Resume(r) => Some(r.hashed_token.as_str().to_string()),
             LoginToken::Personal(_) => None,
         })
         .collect()
 }
 
-fn pat_names(u: &User) -> BTreeSet<String> {
-    u.personal_access_tokens().map(|p| p.name.clone()).collect()
+/// The names of a user's PATs.
+async fn pat_names(store: &Arc<dyn Store>, id: &str) -> BTreeSet<String> {
+    pats(&tokens(store, id).await)
+        .into_iter()
+        .map(|p| p.name)
+        .collect()
+}
+
+/// The owner's id and the entry found for a hash.
+async fn owner_of(
+    store: &Arc<dyn Store>,
+    user_id: Option<&str>,
+    hash: &str,
+) -> Option<(String, LoginToken)> {
+    store
+        .find_by_token(user_id, &h(hash))
+        .await
+        .expect("store")
+        .map(|(u, t)| (u.id, t))
 }
 
 fn session(user_id: &str, t0: Timestamp) -> Session {
     Session {
-        hashed_id: format!("session-{}", new_user_id()),
+        hashed_id: h(&format!("session-{}", new_user_id())),
         user_id: user_id.into(),
         created_at: t0,
         last_seen_at: t0,
@@ -126,7 +162,7 @@ store_tests! {
 
     async fn permissions_are_ensured_never_overwritten_and_set_explicitly(kind) {
         let store = open(&kind).await;
-        let p = Permission { id: "do-things".into(), roles: vec!["admin".into()] };
+        let p = PermissionEntry { id: "do-things".into(), roles: vec!["admin".into()] };
         store.ensure_permission(&p).await.unwrap();
         // An operator's change survives the next start-up's ensure.
         store.set_permission_roles("do-things", &["admin".into(), "user".into()]).await.unwrap();
@@ -138,8 +174,8 @@ store_tests! {
         assert_eq!(
             all,
             vec![
-                Permission { id: "do-things".into(), roles: vec!["admin".into(), "user".into()] },
-                Permission { id: "new-perm".into(), roles: vec!["bot".into()] },
+                PermissionEntry { id: "do-things".into(), roles: vec!["admin".into(), "user".into()] },
+                PermissionEntry { id: "new-perm".into(), roles: vec!["bot".into()] },
             ]
         );
     }
@@ -150,13 +186,19 @@ store_tests! {
         let mut u = user("Alice");
         u.permissions = vec!["manage-users".into()];
         u.require_password_change = true;
-        u.login_tokens = vec![
-            LoginToken::Resume(resume(now(), "hash-r")),
-            LoginToken::Personal(pat("ci", "hash-p")),
-        ];
         store.insert_user(&u).await.unwrap();
         inserted(&store, "bob").await;
         assert_eq!(store.count_users().await.unwrap(), 2);
+        // Tokens live apart from the user: adding them leaves the user as it was.
+        let r = resume(now(), "hash-r");
+        let p = pat("ci", "hash-p");
+        store.push_login_token(&UserKey::Id(u.id.clone()), &r, 50).await.unwrap();
+        store.add_personal_access_token(&u.id, &p).await.unwrap();
+        assert_eq!(
+            tokens(&store, &u.id).await,
+            vec![LoginToken::Resume(r), LoginToken::Personal(p)]
+        );
+        assert!(tokens(&store, "no-such-user").await.is_empty());
         for key in [
             UserKey::Id(u.id.clone()),
             UserKey::Username("alice".into()),
@@ -229,15 +271,46 @@ store_tests! {
         let bob = inserted(&store, "bob").await;
         store.push_login_token(&UserKey::Id(alice.id.clone()), &resume(now(), "h-alice"), 50).await.unwrap();
         store.add_personal_access_token(&bob.id, &pat("ci", "h-bob-pat")).await.unwrap();
-        let found = store.find_user_by_token_hash(None, "h-alice").await.unwrap().unwrap();
+        let (found, entry) = store.find_by_token(None, &h("h-alice")).await.unwrap().unwrap();
+        assert_eq!(found, alice);
+        assert_eq!(entry.hashed_token(), &h("h-alice"));
+        let (found, _) = store.find_by_token(Some(&alice.id), &h("h-alice")).await.unwrap().unwrap();
         assert_eq!(found.id, alice.id);
-        assert!(found.token_by_hash("h-alice").is_some());
-        let found = store.find_user_by_token_hash(Some(&alice.id), "h-alice").await.unwrap().unwrap();
-        assert_eq!(found.id, alice.id);
-        assert_eq!(store.find_user_by_token_hash(Some(&bob.id), "h-alice").await.unwrap(), None);
-        let found = store.find_user_by_token_hash(Some(&bob.id), "h-bob-pat").await.unwrap().unwrap();
-        assert_eq!(found.id, bob.id);
-        assert_eq!(store.find_user_by_token_hash(None, "nope").await.unwrap(), None);
+        assert_eq!(store.find_by_token(Some(&bob.id), &h("h-alice")).await.unwrap(), None);
+        let (found, entry) = store.find_by_token(Some(&bob.id), &h("h-bob-pat")).await.unwrap().unwrap();
+        assert_eq!(found, bob);
+        assert_eq!(entry, LoginToken::Personal(pats(&tokens(&store, &bob.id).await).remove(0)));
+        assert_eq!(store.find_by_token(None, &h("nope")).await.unwrap(), None);
+    }
+
+    async fn find_by_token_returns_only_the_presented_entry(kind) {
+        let store = open(&kind).await;
+        let alice = inserted(&store, "alice").await;
+        let key = UserKey::Id(alice.id.clone());
+        let base = now();
+        let older = resume(base, "r-old");
+        let newer = resume(base + Delta::milliseconds(5), "r-new");
+        store.push_login_token(&key, &older, 50).await.unwrap();
+        store.push_login_token(&key, &newer, 50).await.unwrap();
+        let mut ci = pat("ci", "p-ci");
+        ci.bypass_two_factor = true;
+        store.add_personal_access_token(&alice.id, &ci).await.unwrap();
+        store.add_personal_access_token(&alice.id, &pat("other", "p-other")).await.unwrap();
+        assert_eq!(tokens(&store, &alice.id).await.len(), 4);
+        // Each lookup answers with exactly the entry presented, whole.
+        for (hash, expected) in [
+            ("r-old", LoginToken::Resume(older)),
+            ("r-new", LoginToken::Resume(newer)),
+            ("p-ci", LoginToken::Personal(ci)),
+        ] {
+            for user_id in [None, Some(alice.id.as_str())] {
+                assert_eq!(
+                    store.find_by_token(user_id, &h(hash)).await.unwrap(),
+                    Some((alice.clone(), expected.clone())),
+                    "{hash} {user_id:?}"
+                );
+            }
+        }
     }
 
     async fn list_users_pages_sorted_by_username(kind) {
@@ -288,7 +361,7 @@ store_tests! {
             permissions: Some(vec!["manage-users".into()]),
             active: Some(false),
             require_password_change: Some(true),
-            password_bcrypt: Some("$2b$10$new".into()),
+            password_bcrypt: Some(PasswordHash("$2b$10$new".into())),
             ..UserPatch::default()
         };
         let updated = store.update_user(&alice.id, &patch, later).await.unwrap().unwrap();
@@ -298,7 +371,7 @@ store_tests! {
             permissions: vec!["manage-users".into()],
             active: false,
             require_password_change: true,
-            password_bcrypt: Some("$2b$10$new".into()),
+            password_bcrypt: Some(PasswordHash("$2b$10$new".into())),
             updated_at: later,
             ..alice.clone()
         };
@@ -346,10 +419,40 @@ store_tests! {
         store.push_login_token(&key, &resume(now(), "h1"), 50).await.unwrap();
         store.add_personal_access_token(&alice.id, &pat("ci", "h2")).await.unwrap();
         let patch = UserPatch { clear_login_tokens: true, ..UserPatch::default() };
-        let updated = store.update_user(&alice.id, &patch, now()).await.unwrap().unwrap();
-        assert!(updated.login_tokens.is_empty());
-        assert_eq!(store.find_user_by_token_hash(None, "h1").await.unwrap(), None);
-        assert_eq!(store.find_user_by_token_hash(None, "h2").await.unwrap(), None);
+        let t = now() + Delta::seconds(1);
+        let updated = store.update_user(&alice.id, &patch, t).await.unwrap().unwrap();
+        assert_eq!(updated, User { updated_at: t, ..alice.clone() });
+        assert!(tokens(&store, &alice.id).await.is_empty());
+        assert_eq!(owner_of(&store, None, "h1").await, None);
+        assert_eq!(owner_of(&store, None, "h2").await, None);
+    }
+
+    async fn remove_login_tokens_keeps_the_given_one_and_pats(kind) {
+        let store = open(&kind).await;
+        let alice = inserted(&store, "alice").await;
+        let bob = inserted(&store, "bob").await;
+        let base = now();
+        for (i, hash) in ["a1", "a2", "a3"].into_iter().enumerate() {
+            let at = base + Delta::milliseconds(i as i64);
+            store.push_login_token(&UserKey::Id(alice.id.clone()), &resume(at, hash), 50).await.unwrap();
+        }
+        store.push_login_token(&UserKey::Id(bob.id.clone()), &resume(base, "b1"), 50).await.unwrap();
+        store.add_personal_access_token(&alice.id, &pat("ci", "a-pat")).await.unwrap();
+        assert_eq!(store.remove_login_tokens(&alice.id, Some(&h("a2"))).await.unwrap(), 2);
+        assert_eq!(resume_hashes(&store, &alice.id).await, ["a2".to_string()].into());
+        assert_eq!(pat_names(&store, &alice.id).await, ["ci".to_string()].into());
+        assert_eq!(owner_of(&store, None, "a1").await, None);
+        assert!(owner_of(&store, None, "a-pat").await.is_some());
+        // Without `keep`, every login token goes; PATs and other users' tokens stay.
+        assert_eq!(store.remove_login_tokens(&alice.id, None).await.unwrap(), 1);
+        assert_eq!(store.remove_login_tokens(&alice.id, None).await.unwrap(), 0);
+        assert!(resume_hashes(&store, &alice.id).await.is_empty());
+        assert_eq!(pat_names(&store, &alice.id).await, ["ci".to_string()].into());
+        assert_eq!(resume_hashes(&store, &bob.id).await, ["b1".to_string()].into());
+        // `keep` naming a PAT or another user's token changes nothing about them.
+        assert_eq!(store.remove_login_tokens(&bob.id, Some(&h("a-pat"))).await.unwrap(), 1);
+        assert_eq!(pat_names(&store, &alice.id).await, ["ci".to_string()].into());
+        assert_eq!(store.remove_login_tokens("nobody", None).await.unwrap(), 0);
     }
 
     async fn delete_user_frees_its_names(kind) {
@@ -360,6 +463,20 @@ store_tests! {
         assert_eq!(store.find_user(&UserKey::Id(alice.id.clone())).await.unwrap(), None);
         assert_eq!(store.count_users().await.unwrap(), 0);
         inserted(&store, "ALICE").await;
+    }
+
+    async fn delete_user_takes_its_tokens_along(kind) {
+        let store = open(&kind).await;
+        let alice = inserted(&store, "alice").await;
+        let bob = inserted(&store, "bob").await;
+        store.push_login_token(&UserKey::Id(alice.id.clone()), &resume(now(), "a1"), 50).await.unwrap();
+        store.add_personal_access_token(&alice.id, &pat("ci", "a-pat")).await.unwrap();
+        store.push_login_token(&UserKey::Id(bob.id.clone()), &resume(now(), "b1"), 50).await.unwrap();
+        assert!(store.delete_user(&alice.id).await.unwrap());
+        assert_eq!(owner_of(&store, None, "a1").await, None);
+        assert_eq!(owner_of(&store, None, "a-pat").await, None);
+        assert!(tokens(&store, &alice.id).await.is_empty());
+        assert_eq!(owner_of(&store, None, "b1").await.map(|(id, _)| id), Some(bob.id));
     }
 
     async fn login_token_cap_keeps_the_newest_and_never_pats(kind) {
@@ -375,12 +492,12 @@ store_tests! {
         store.add_personal_access_token(&alice.id, &pat("second", "p2")).await.unwrap();
         // An older token pushed late is itself the one to go.
         store.push_login_token(&key, &resume(base - Delta::days(1), "old"), 5).await.unwrap();
-        let u = reload(&store, &alice.id).await;
-        assert_eq!(resume_hashes(&u), ["r3", "r4", "r5", "r6", "r7"].map(String::from).into());
-        assert_eq!(pat_names(&u), ["first", "second"].map(String::from).into());
+        assert_eq!(resume_hashes(&store, &alice.id).await, ["r3", "r4", "r5", "r6", "r7"].map(String::from).into());
+        assert_eq!(pat_names(&store, &alice.id).await, ["first", "second"].map(String::from).into());
+        assert_eq!(owner_of(&store, None, "r2").await, None);
         assert_eq!(store.push_login_token(&UserKey::Id("nobody".into()), &resume(base, "x"), 5).await.unwrap(), None);
         assert_eq!(store.push_login_token(&UserKey::Username("nobody".into()), &resume(base, "x"), 5).await.unwrap(), None);
-        assert_eq!(store.find_user_by_token_hash(None, "x").await.unwrap(), None);
+        assert_eq!(owner_of(&store, None, "x").await, None);
     }
 
     async fn remove_login_token_removes_exactly_one(kind) {
@@ -390,13 +507,12 @@ store_tests! {
         store.push_login_token(&key, &resume(now(), "h1"), 50).await.unwrap();
         store.push_login_token(&key, &resume(now() + Delta::milliseconds(1), "h2"), 50).await.unwrap();
         store.add_personal_access_token(&alice.id, &pat("ci", "p1")).await.unwrap();
-        assert!(store.remove_login_token(&alice.id, "h1").await.unwrap());
-        assert!(!store.remove_login_token(&alice.id, "h1").await.unwrap());
-        assert!(!store.remove_login_token("nobody", "h2").await.unwrap());
-        assert!(store.remove_login_token(&alice.id, "p1").await.unwrap());
-        let u = reload(&store, &alice.id).await;
-        assert_eq!(resume_hashes(&u), ["h2".to_string()].into());
-        assert!(pat_names(&u).is_empty());
+        assert!(store.remove_login_token(&alice.id, &h("h1")).await.unwrap());
+        assert!(!store.remove_login_token(&alice.id, &h("h1")).await.unwrap());
+        assert!(!store.remove_login_token("nobody", &h("h2")).await.unwrap());
+        assert!(store.remove_login_token(&alice.id, &h("p1")).await.unwrap());
+        assert_eq!(resume_hashes(&store, &alice.id).await, ["h2".to_string()].into());
+        assert!(pat_names(&store, &alice.id).await.is_empty());
     }
 
     async fn personal_access_tokens_add_replace_remove(kind) {
@@ -410,13 +526,18 @@ store_tests! {
         renewed.bypass_two_factor = true;
         assert!(store.replace_personal_access_token(&alice.id, &renewed).await.unwrap());
         assert!(!store.replace_personal_access_token(&alice.id, &pat("missing", "p6")).await.unwrap());
-        let u = reload(&store, &alice.id).await;
-        assert_eq!(u.personal_access_tokens().find(|p| p.name == "ci"), Some(&renewed));
-        assert_eq!(store.find_user_by_token_hash(None, "p1").await.unwrap(), None);
-        assert_eq!(store.find_user_by_token_hash(Some(&alice.id), "p5").await.unwrap().map(|u| u.id), Some(alice.id.clone()));
+        let held = pats(&tokens(&store, &alice.id).await);
+        assert_eq!(held.iter().find(|p| p.name == "ci"), Some(&renewed));
+        assert_eq!(held.len(), 2);
+        assert_eq!(owner_of(&store, None, "p1").await, None);
+        assert_eq!(
+            owner_of(&store, Some(&alice.id), "p5").await,
+            Some((alice.id.clone(), LoginToken::Personal(renewed.clone())))
+        );
         assert!(store.remove_personal_access_token(&alice.id, "ci").await.unwrap());
         assert!(!store.remove_personal_access_token(&alice.id, "ci").await.unwrap());
-        assert_eq!(pat_names(&reload(&store, &alice.id).await), ["other".to_string()].into());
+        assert_eq!(owner_of(&store, None, "p5").await, None);
+        assert_eq!(pat_names(&store, &alice.id).await, ["other".to_string()].into());
         // The name is free again.
         assert_eq!(store.add_personal_access_token(&alice.id, &pat("ci", "p7")).await.unwrap(), PatInsert::Inserted);
     }
@@ -424,17 +545,17 @@ store_tests! {
     async fn api_tokens_are_replaced_and_deleted(kind) {
         let store = open(&kind).await;
         let t = now();
-        let first = ApiToken { user_id: "u1".into(), hashed_token: "a1".into(), created_at: t, last_part: "wxyz".into() };
+        let first = ApiToken { user_id: "u1".into(), hashed_token: h("a1"), created_at: t, hint: "wxyz".into() };
         store.set_api_token(&first).await.unwrap();
         assert_eq!(store.api_token_of("u1").await.unwrap(), Some(first.clone()));
-        assert_eq!(store.find_api_token("a1").await.unwrap(), Some(first));
-        let second = ApiToken { user_id: "u1".into(), hashed_token: "a2".into(), created_at: t + Delta::seconds(1), last_part: "abcd".into() };
+        assert_eq!(store.find_api_token(&h("a1")).await.unwrap(), Some(first));
+        let second = ApiToken { user_id: "u1".into(), hashed_token: h("a2"), created_at: t + Delta::seconds(1), hint: "abcd".into() };
         store.set_api_token(&second).await.unwrap();
-        assert_eq!(store.find_api_token("a1").await.unwrap(), None);
-        assert_eq!(store.find_api_token("a2").await.unwrap(), Some(second.clone()));
+        assert_eq!(store.find_api_token(&h("a1")).await.unwrap(), None);
+        assert_eq!(store.find_api_token(&h("a2")).await.unwrap(), Some(second.clone()));
         assert_eq!(store.api_token_of("u1").await.unwrap(), Some(second.clone()));
         assert_eq!(store.api_token_of("u2").await.unwrap(), None);
-        let third = ApiToken { user_id: "u3".into(), hashed_token: "a3".into(), created_at: t, last_part: "efgh".into() };
+        let third = ApiToken { user_id: "u3".into(), hashed_token: h("a3"), created_at: t, hint: "efgh".into() };
         store.set_api_token(&third).await.unwrap();
         let mut batch = store.api_tokens_of(&["u1".into(), "u2".into(), "u3".into()]).await.unwrap();
         batch.sort_by(|a, b| a.user_id.cmp(&b.user_id));
@@ -442,7 +563,7 @@ store_tests! {
         assert_eq!(store.api_tokens_of(&[]).await.unwrap(), vec![]);
         assert!(store.delete_api_token("u1").await.unwrap());
         assert!(!store.delete_api_token("u1").await.unwrap());
-        assert_eq!(store.find_api_token("a2").await.unwrap(), None);
+        assert_eq!(store.find_api_token(&h("a2")).await.unwrap(), None);
     }
 
     async fn sessions_are_touched_until_they_expire(kind) {
@@ -457,7 +578,7 @@ store_tests! {
         // Idle too long.
         let t2 = t1 + Delta::hours(1);
         assert_eq!(store.touch_session(&s.hashed_id, t2, t2 + Delta::hours(1)).await.unwrap(), None);
-        assert_eq!(store.touch_session("unknown", t0, t1).await.unwrap(), None);
+        assert_eq!(store.touch_session(&h("unknown"), t0, t1).await.unwrap(), None);
         // Used all the time, but past its absolute end.
         let busy = session("u1", t0);
         store.insert_session(&busy).await.unwrap();
@@ -479,10 +600,29 @@ store_tests! {
         }
         assert!(store.delete_session(&a.hashed_id).await.unwrap());
         assert!(!store.delete_session(&a.hashed_id).await.unwrap());
-        assert_eq!(store.delete_sessions_of("u1").await.unwrap(), 1);
-        assert_eq!(store.delete_sessions_of("u1").await.unwrap(), 0);
+        assert_eq!(store.delete_sessions_of("u1", None).await.unwrap(), 1);
+        assert_eq!(store.delete_sessions_of("u1", None).await.unwrap(), 0);
         assert_eq!(store.touch_session(&b.hashed_id, t0, t0 + Delta::hours(1)).await.unwrap(), None);
         assert!(store.touch_session(&c.hashed_id, t0, t0 + Delta::hours(1)).await.unwrap().is_some());
+    }
+
+    async fn delete_sessions_of_keeps_the_given_one(kind) {
+        let store = open(&kind).await;
+        let t0 = now();
+        let (a, b, c, other) = (session("u1", t0), session("u1", t0), session("u1", t0), session("u2", t0));
+        for s in [&a, &b, &c, &other] {
+            store.insert_session(s).await.unwrap();
+        }
+        assert_eq!(store.delete_sessions_of("u1", Some(&b.hashed_id)).await.unwrap(), 2);
+        let live = |s: &Session| {
+            let store = store.clone();
+            let id = s.hashed_id.clone();
+            async move { store.touch_session(&id, t0, t0 + Delta::hours(1)).await.unwrap().is_some() }
+        };
+        assert!(!live(&a).await && live(&b).await && !live(&c).await && live(&other).await);
+        // `keep` naming another user's session protects nothing of this user's.
+        assert_eq!(store.delete_sessions_of("u1", Some(&other.hashed_id)).await.unwrap(), 1);
+        assert!(!live(&b).await && live(&other).await);
     }
 
     async fn concurrent_pushes_keep_exactly_the_newest(kind) {
@@ -506,10 +646,9 @@ store_tests! {
         for task in tasks {
             assert!(task.await.unwrap().unwrap().is_some());
         }
-        let u = reload(&store, &alice.id).await;
         let newest: BTreeSet<String> = (PUSHES - CAP as i64..PUSHES).map(|i| format!("t{i}")).collect();
-        assert_eq!(resume_hashes(&u), newest);
-        assert_eq!(pat_names(&u), ["keep".to_string()].into());
+        assert_eq!(resume_hashes(&store, &alice.id).await, newest);
+        assert_eq!(pat_names(&store, &alice.id).await, ["keep".to_string()].into());
     }
 
     async fn concurrent_pat_adds_with_one_name_have_one_winner(kind) {
@@ -528,7 +667,7 @@ store_tests! {
         }
         assert_eq!(outcomes.iter().filter(|o| **o == PatInsert::Inserted).count(), 1);
         assert_eq!(outcomes.iter().filter(|o| **o == PatInsert::NameTaken).count(), 19);
-        assert_eq!(reload(&store, &alice.id).await.personal_access_tokens().count(), 1);
+        assert_eq!(pats(&tokens(&store, &alice.id).await).len(), 1);
     }
 
     async fn concurrent_inserts_of_one_name_in_two_cases_have_one_winner(kind) {
