@@ -740,6 +740,21 @@ mod tests {
     }
 
     #[test]
+    fn user_reads_never_carry_every_token() {
+        let plain = user_projection();
+        assert!(
+            plain.keys().all(|k| !k.starts_with("services.resume")),
+            "{plain}"
+        );
+        let with_token = user_and_matched_token_projection();
+        let resume: Vec<&String> = with_token
+            .keys()
+            .filter(|k| k.starts_with("services.resume"))
+            .collect();
+        assert_eq!(resume, ["services.resume.loginTokens.$"]);
+    }
+
+    #[test]
     fn patches_set_and_unset_only_what_they_name() {
         let now = crate::core::clock::truncate_ms(chrono::Utc::now());
         let patch = UserPatch {
