@@ -186,8 +186,8 @@ async fn main() {
     let app = Application::build(config).await.expect("start");
     let addr = app.local_addr();
     let core = app.core();
-    let bot = core
-        .create_user(NewUser {
+    let bot = match core
+        .insert_user(NewUser {
             username: format!("bench-bot-{}", tokend::core::ids::new_user_id()),
             password: Some("bench-bot-pass".into()),
             roles: vec!["user".into()],
@@ -196,7 +196,10 @@ async fn main() {
         })
         .await
         .expect("store")
-        .expect("unique");
+    {
+        tokend::core::service::CreateUser::Created(user) => user,
+        other => panic!("bench user not created: {other:?}"),
+    };
     tokio::spawn(app.run_until(std::future::pending()));
 
     let mut conn = Conn::open(addr).await.expect("connect");

@@ -14,5 +14,6 @@ mod rc_pat;
 mod rc_tokens;
 mod rc_users;
 mod saymon;
+mod secrets;
 mod service;
 mod store_contract;

@@ -14,8 +14,8 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 use tokend::config::Secret;
 use tokend::core::model::UserKey;
-use tokend::core::service::{Authenticated, CreateUser};
-use tokend::core::{perm, Credential, Plaintext};
+use tokend::core::perm;
+use tokend::core::service::CreateUser;
 use tokend::store::{MongoStore, StoreError, UniqueField, UserStore};
 
 /// The bound configured in these tests.
@@ -366,19 +366,7 @@ async fn duplicate_key_race_is_a_clean_duplicate() {
         return;
     };
     let app = TestApp::start(&kind).await;
-    let admin = Credential::UserToken {
-        user_id: app.admin.user_id.clone(),
-        token: Plaintext::new(app.admin.token.clone()),
-    };
-    let Authenticated::Caller(admin) = app.core.authenticate(admin).await.unwrap() else {
-        panic!("the admin's login token is rejected");
-    };
-    let grant = app
-        .core
-        .authorize::<perm::CreateUser>(&admin)
-        .await
-        .unwrap()
-        .expect("the admin may create users");
+    let grant = app.grant::<perm::CreateUser>(&app.admin).await;
     for round in 0..10 {
         let name = format!("twin{round}");
         let new_user = |email: &str| tokend::core::service::NewUser {

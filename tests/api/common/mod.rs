@@ -197,8 +197,9 @@ impl TestApp {
         } else {
             roles.iter().map(|r| r.to_string()).collect()
         };
-        self.core
-            .create_user(NewUser {
+        let created = self
+            .core
+            .insert_user(NewUser {
                 username: username.into(),
                 name: Some(format!("{username} name")),
                 email: Some(format!("{username}@example.com")),
@@ -210,8 +211,38 @@ impl TestApp {
                 ..NewUser::default()
             })
             .await
+            .expect("store");
+        match created {
+            tokend::core::service::CreateUser::Created(user) => *user,
+            other => panic!("not created: {other:?}"),
+        }
+    }
+
+    /// The stored login tokens and PATs of a user.
+    pub async fn tokens_of(&self, user_id: &str) -> Vec<tokend::core::LoginToken> {
+        self.store.tokens_of(user_id).await.expect("store")
+    }
+
+    /// The capability `P` of these credentials' user (which must hold it).
+    pub async fn grant<P: tokend::core::Perm>(&self, creds: &Creds) -> tokend::core::Granted<P> {
+        let caller = self.caller(creds).await;
+        self.core
+            .authorize(&caller)
+            .await
             .expect("store")
-            .expect("unique")
+            .expect("permission held")
+    }
+
+    /// The core's view of these credentials: the authenticated caller.
+    pub async fn caller(&self, creds: &Creds) -> tokend::core::Caller {
+        let credential = tokend::core::Credential::UserToken {
+            user_id: creds.user_id.clone(),
+            token: tokend::core::Plaintext::new(creds.token.as_str()),
+        };
+        match self.core.authenticate(credential).await.expect("store") {
+            tokend::core::service::Authenticated::Caller(caller) => *caller,
+            other => panic!("not authenticated: {other:?}"),
+        }
     }
 
     /// The status `GET /api/v1/me` answers for these credentials.
