@@ -9,7 +9,7 @@
 //! and deletion end it.
 
 use super::auth::RcAuth;
-use super::body::OptionalJson;
+use super::body::RcBody;
 use super::error::RcError;
 use crate::core::clock::iso;
 use crate::core::service::CreatePat;
@@ -127,7 +127,7 @@ impl PatApi {
     async fn generate(
         &self,
         auth: RcAuth,
-        body: OptionalJson<GeneratePatBody>,
+        body: RcBody<GeneratePatBody>,
     ) -> Result<Json<PatOk>, RcError> {
         let grant = self.grant(&auth.0, not_authorized(GENERATE)).await?;
         let body = body.0.unwrap_or_default();
@@ -158,7 +158,7 @@ impl PatApi {
     async fn regenerate(
         &self,
         auth: RcAuth,
-        body: OptionalJson<TokenNameBody>,
+        body: RcBody<TokenNameBody>,
     ) -> Result<Json<PatOk>, RcError> {
         let grant = self.grant(&auth.0, not_authorized(REGENERATE)).await?;
         let name = token_name(body.0.unwrap_or_default().token_name)?;
@@ -208,7 +208,7 @@ impl PatApi {
     async fn remove(
         &self,
         auth: RcAuth,
-        body: OptionalJson<TokenNameBody>,
+        body: RcBody<TokenNameBody>,
     ) -> Result<Json<PatRemoved>, RcError> {
         let grant = self.grant(&auth.0, not_authorized(REMOVE)).await?;
         let name = token_name(body.0.unwrap_or_default().token_name)?;

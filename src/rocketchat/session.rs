@@ -1,6 +1,7 @@
 //! `login`, `logout`, `me`.
 
 use super::auth::RcAuth;
+use super::body::RcBody;
 use super::error::RcError;
 use super::view::MeView;
 use crate::core::credential::PasswordAttempt;
@@ -159,15 +160,33 @@ fn login_target(body: &LoginBody) -> Option<UserKey> {
         .find_map(|(value, key)| nonblank(value).map(|s| key(s.to_string())))
 }
 
+impl SessionApi {
+    async fn end_session(&self, auth: RcAuth) -> Result<Json<LogoutOk>, RcError> {
+        self.core.logout(&auth.0).await?;
+        Ok(Json(LogoutOk {
+            status: "success".into(),
+            data: LogoutData {
+                message: "You've been logged out!".into(),
+            },
+        }))
+    }
+}
+
 #[OpenApi(tag = "ApiTags::RocketChat")]
 impl SessionApi {
     /// Log in with a password (plain or SHA-256 digest) or an existing token
     /// (`resume`). Any failure answers the same 401.
     #[oai(path = "/api/v1/login", method = "post", operation_id = "login")]
-    async fn login(&self, req: &Request, body: Json<LoginBody>) -> Result<Json<LoginOk>, RcError> {
+    async fn login(
+        &self,
+        req: &Request,
+        body: RcBody<LoginBody>,
+    ) -> Result<Json<LoginOk>, RcError> {
         // `login` has no user yet, so it is always limited (Rocket.Chat does the same).
         super::auth::enforce_rate_limit(&self.core, req, None).await?;
-        let body = body.0;
+        let Some(body) = body.0 else {
+            return Err(unauthorized());
+        };
         let credential = if let Some(resume) = body.resume.as_deref() {
             // `resume` hands back the same token.
             Credential::Resume(Plaintext::new(resume.trim()))
@@ -205,13 +224,14 @@ impl SessionApi {
     /// Log out: the token used for this request stops working.
     #[oai(path = "/api/v1/logout", method = "post", operation_id = "logout")]
     async fn logout(&self, auth: RcAuth) -> Result<Json<LogoutOk>, RcError> {
-        self.core.logout(&auth.0).await?;
-        Ok(Json(LogoutOk {
-            status: "success".into(),
-            data: LogoutData {
-                message: "You've been logged out!".into(),
-            },
-        }))
+        self.end_session(auth).await
+    }
+
+    /// `logout` by `GET`, as Rocket.Chat also routes it (the npm
+    /// `@rocket.chat/sdk` calls it so).
+    #[oai(path = "/api/v1/logout", method = "get", operation_id = "logout.get")]
+    async fn logout_get(&self, auth: RcAuth) -> Result<Json<LogoutOk>, RcError> {
+        self.end_session(auth).await
     }
 
     /// The caller's own user.

@@ -1,6 +1,7 @@
 //! `users.createToken`.
 
 use super::auth::RcAuth;
+use super::body::RcBody;
 use super::error::RcError;
 use crate::core::service::CreateToken;
 use crate::core::validate::nonblank;
@@ -16,7 +17,7 @@ pub struct TokensApi {
 
 /// Body of `users.createToken`: the first non-blank of `userId`, `username`,
 /// `user` names the user; `secret` when `CREATE_TOKENS_FOR_USERS_SECRET` is set.
-#[derive(Object, Clone)]
+#[derive(Object, Clone, Default)]
 pub struct CreateTokenBody {
     #[oai(rename = "userId")]
     pub user_id: Option<String>,
@@ -97,9 +98,9 @@ impl TokensApi {
     async fn create_token(
         &self,
         auth: RcAuth,
-        body: Json<CreateTokenBody>,
+        body: RcBody<CreateTokenBody>,
     ) -> Result<Json<CreateTokenOk>, RcError> {
-        let body = body.0;
+        let body = body.0.unwrap_or_default();
         let target = user_param(
             body.user_id.as_deref(),
             body.username.as_deref(),

@@ -6,7 +6,7 @@
 //! named in their schema: never `_id` or `services`; unknown fields are ignored.
 
 use super::auth::RcAuth;
-use super::body::OptionalJson;
+use super::body::RcBody;
 use super::error::RcError;
 use super::tokens::{invalid_user, user_param};
 use super::view::UserView;
@@ -313,7 +313,7 @@ impl UsersApi {
     async fn create(
         &self,
         auth: RcAuth,
-        body: OptionalJson<CreateUserBody>,
+        body: RcBody<CreateUserBody>,
     ) -> Result<Json<UserOk>, RcError> {
         let b = body.0.unwrap_or_default();
         let random_password = b.set_random_password.unwrap_or(false);
@@ -467,7 +467,7 @@ impl UsersApi {
     async fn update(
         &self,
         auth: RcAuth,
-        body: OptionalJson<UpdateUserBody>,
+        body: RcBody<UpdateUserBody>,
     ) -> Result<Json<UserOk>, RcError> {
         let b = body.0.unwrap_or_default();
         let user_id = b.user_id.ok_or_else(|| missing("userId"))?;
@@ -536,7 +536,7 @@ impl UsersApi {
     async fn set_active_status(
         &self,
         auth: RcAuth,
-        body: OptionalJson<SetActiveStatusBody>,
+        body: RcBody<SetActiveStatusBody>,
     ) -> Result<Json<ActiveOk>, RcError> {
         let grant: Granted<perm::EditOtherUserActiveStatus> =
             self.grant(&auth.0, RcError::forbidden()).await?;
@@ -566,7 +566,7 @@ impl UsersApi {
     async fn delete(
         &self,
         auth: RcAuth,
-        body: OptionalJson<DeleteUserBody>,
+        body: RcBody<DeleteUserBody>,
     ) -> Result<Json<DeleteOk>, RcError> {
         let grant: Granted<perm::DeleteUser> = self.grant(&auth.0, RcError::forbidden()).await?;
         let b = body.0.unwrap_or_default();
@@ -595,7 +595,7 @@ impl UsersApi {
     async fn logout(
         &self,
         auth: RcAuth,
-        body: OptionalJson<LogoutUserBody>,
+        body: RcBody<LogoutUserBody>,
     ) -> Result<Json<LogoutUserOk>, RcError> {
         let caller = auth.0;
         let user_id = body

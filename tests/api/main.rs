@@ -10,6 +10,7 @@ mod concurrent_mint;
 mod mongo_faults;
 mod mongo_layout;
 mod mongo_roundtrips;
+mod rc_compat;
 mod rc_pat;
 mod rc_tokens;
 mod rc_users;

@@ -1,0 +1,162 @@
+//! Rocket.Chat clients unchanged (issue 14): request bodies as Rocket.Chat
+//! takes them (JSON and form-encoded), `GET logout`, `/api/info`, the
+//! `users.info` / `users.list` permission model, start-up, `me`. Each test
+//! names the Rocket.Chat operation whose shape it follows; on both stores.
+
+use crate::common::*;
+use serde_json::{json, Value};
+
+/// `POST` a form-encoded body, with Rocket.Chat credentials when given.
+async fn post_form(app: &TestApp, path: &str, creds: Option<&Creds>, form: &str) -> (u16, Value) {
+    let mut req = app
+        .client
+        .post(path)
+        .content_type("application/x-www-form-urlencoded")
+        .body(form.to_string());
+    if let Some(c) = creds {
+        req = req
+            .header("X-User-Id", &c.user_id)
+            .header("X-Auth-Token", &c.token);
+    }
+    status_json(req.send().await).await
+}
+
+async fn get(app: &TestApp, path: &str, creds: &Creds) -> (u16, Value) {
+    status_json(app.rc_get(path, creds).await).await
+}
+
+/// `%`-encodes a form value.
+fn enc(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+store_tests! {
+    // --- request bodies: JSON and form-encoded -----------------------------------
+
+    /// Rocket.Chat `login` (`POST /api/v1/login`) takes a form body as its
+    /// old official examples send it.
+    async fn login_takes_a_form_encoded_body(kind) {
+        let app = TestApp::start(&kind).await;
+        let bob = app.user("bob", &[]).await;
+        let digest = tokend::core::token::sha256_hex(USER_PASS);
+        for form in [
+            format!("user=bob&password={}", enc(USER_PASS)),
+            format!("username=bob&password={}", enc(USER_PASS)),
+            format!("user%5Bemail%5D=bob%40example.com&password={}", enc(USER_PASS)),
+            format!("user=bob&password[digest]={digest}&password[algorithm]=sha-256"),
+        ] {
+            let (status, answer) = post_form(&app, "/api/v1/login", None, &form).await;
+            assert_eq!(status, 200, "{form} -> {answer}");
+            assert_eq!(answer["status"], "success");
+            assert_eq!(answer["data"]["userId"], bob.id.as_str());
+            let creds = Creds {
+                user_id: bob.id.clone(),
+                token: answer["data"]["authToken"].as_str().unwrap().to_string(),
+            };
+            assert_eq!(app.me_status(&creds).await, 200);
+        }
+        // A wrong password in a form is the same 401 as in JSON.
+        let (status, answer) = post_form(&app, "/api/v1/login", None, "user=bob&password=nope").await;
+        assert_eq!((status, answer["error"].as_str()), (401, Some("Unauthorized")));
+        // `; charset=...` on the media type changes nothing.
+        let resp = app.client.post("/api/v1/login")
+            .content_type("application/x-www-form-urlencoded; charset=UTF-8")
+            .body(format!("user=bob&password={}", enc(USER_PASS)))
+            .send().await;
+        assert_eq!(resp.0.status().as_u16(), 200);
+    }
+
+    /// Rocket.Chat `users.create` with a form body: strings coerced to the
+    /// schema's booleans and lists, as Rocket.Chat's validator (`coerceTypes`) does.
+    async fn users_create_takes_a_form_body_with_typed_fields(kind) {
+        let app = TestApp::start(&kind).await;
+        let form = "email=f%40example.org&name=Form+User&password=s3cret-pass&username=formuser\
+                    &active=false&verified=true&roles[]=user&roles[]=bot&requirePasswordChange=true";
+        let (status, answer) = post_form(&app, "/api/v1/users.create", Some(&app.admin), form).await;
+        assert_eq!(status, 200, "{answer}");
+        let user = &answer["user"];
+        assert_eq!(user["name"], "Form User");
+        assert_eq!(user["active"], false);
+        assert_eq!(user["roles"], json!(["user", "bot"]));
+        assert_eq!(user["requirePasswordChange"], true);
+        assert_eq!(user["emails"], json!([{"address": "f@example.org", "verified": true}]));
+        // A single `roles` value is a one-element list.
+        let form = "email=g%40example.org&name=G&password=s3cret-pass&username=guser&roles=user";
+        let (status, answer) = post_form(&app, "/api/v1/users.create", Some(&app.admin), form).await;
+        assert_eq!((status, &answer["user"]["roles"]), (200, &json!(["user"])), "{answer}");
+        // A value that is no boolean stays a string, and the schema refuses it.
+        let form = "email=h%40example.org&name=H&password=s3cret-pass&username=huser&active=maybe";
+        let (status, answer) = post_form(&app, "/api/v1/users.create", Some(&app.admin), form).await;
+        assert_eq!((status, answer["errorType"].as_str()), (400, Some("invalid-params")), "{answer}");
+    }
+
+    /// Rocket.Chat `users.update` (nested `data[...]`), `users.setActiveStatus`
+    /// and `users.createToken` with form bodies.
+    async fn nested_and_boolean_form_fields_reach_the_routes(kind) {
+        let app = TestApp::start(&kind).await;
+        let bob = app.user("bob", &[]).await;
+        let form = format!("userId={}&data[name]=Robert&data[roles][]=user", bob.id);
+        let (status, answer) = post_form(&app, "/api/v1/users.update", Some(&app.admin), &form).await;
+        assert_eq!(status, 200, "{answer}");
+        assert_eq!(answer["user"]["name"], "Robert");
+
+        let form = format!("userId={}", bob.id);
+        let (status, answer) = post_form(&app, "/api/v1/users.createToken", Some(&app.admin), &form).await;
+        assert_eq!(status, 200, "{answer}");
+        assert_eq!(answer["data"]["userId"], bob.id.as_str());
+
+        let form = format!("userId={}&activeStatus=false", bob.id);
+        let (status, answer) = post_form(&app, "/api/v1/users.setActiveStatus", Some(&app.admin), &form).await;
+        assert_eq!(status, 200, "{answer}");
+        assert_eq!(answer["user"], json!({"_id": bob.id, "active": false}));
+    }
+
+    /// Rocket.Chat `logout` answers `GET` as well as `POST` (the npm
+    /// `@rocket.chat/sdk` `api.logout` uses `GET`).
+    async fn logout_answers_get_too(kind) {
+        let app = TestApp::start(&kind).await;
+        app.user("bob", &[]).await;
+        let bob = app.login("bob", USER_PASS).await;
+        let (status, answer) = get(&app, "/api/v1/logout", &bob).await;
+        assert_eq!(status, 200, "{answer}");
+        assert_eq!(
+            answer,
+            json!({"status": "success", "data": {"message": "You've been logged out!"}})
+        );
+        assert_eq!(app.me_status(&bob).await, 401, "the token ended");
+        // Without credentials: Rocket.Chat's 401.
+        let (status, _) = status_json(app.client.get("/api/v1/logout").send().await).await;
+        assert_eq!(status, 401);
+    }
+}
+
+/// The OpenAPI document states both media types on every Rocket.Chat
+/// `POST` route that takes a body.
+#[tokio::test]
+async fn openapi_lists_json_and_form_bodies() {
+    let doc: Value = serde_json::from_str(&tokend::app::openapi_json()).unwrap();
+    let paths = doc["paths"].as_object().unwrap();
+    let mut seen = 0;
+    for (path, item) in paths.iter().filter(|(p, _)| p.starts_with("/api/v1/")) {
+        let Some(body) = item.get("post").and_then(|op| op.get("requestBody")) else {
+            continue;
+        };
+        let content = body["content"].as_object().unwrap();
+        assert!(
+            content.contains_key("application/json; charset=utf-8"),
+            "{path}"
+        );
+        assert!(
+            content.contains_key("application/x-www-form-urlencoded"),
+            "{path}"
+        );
+        seen += 1;
+    }
+    assert!(seen >= 10, "{seen} bodies");
+    assert!(paths["/api/v1/logout"].get("get").is_some());
+}
