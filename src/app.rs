@@ -30,10 +30,18 @@ fn apis(core: Arc<Core>) -> Apis {
 
 /// The OpenAPI service over every route.
 pub fn openapi_service(core: Arc<Core>) -> OpenApiService<Apis, ()> {
-    OpenApiService::new(apis(core), "tokend", env!("CARGO_PKG_VERSION")).description(
+    let description = format!(
         "Issues, checks and revokes user authentication tokens, compatible with \
-         Rocket.Chat (`/api/v1`) and SAYMON (`/node/api`).",
+         Rocket.Chat (`/api/v1`; `/api/info` answers Rocket.Chat {}) and SAYMON \
+         (`/node/api`). This document's version is tokend's own.",
+        core.config().rc_compat_version
+    );
+    OpenApiService::new(
+        apis(core),
+        "tokend",
+        crate::core::service::server::TOKEND_VERSION,
     )
+    .description(description)
 }
 
 /// Sorts object keys recursively, so the document is byte-for-byte stable.

@@ -91,7 +91,16 @@ pub struct Config {
     pub saymon_session_max: Duration,
     /// `COOKIE_SECURE`: tokend is served over HTTPS, so cookies get `Secure`.
     pub cookie_secure: bool,
+    /// `RC_COMPAT_VERSION`: the Rocket.Chat release `/api/info` reports.
+    pub rc_compat_version: String,
 }
+
+/// The Rocket.Chat release whose REST API tokend follows, reported by
+/// `/api/info` unless `RC_COMPAT_VERSION` says otherwise: the last 7.x
+/// release line, whose `users.createToken` switch (`CREATE_TOKENS_FOR_USERS`)
+/// is tokend's default mode. Reporting 8.x would make clients expect what
+/// only Rocket.Chat 8 does; below 7 they turn off features tokend has.
+pub const RC_COMPAT_VERSION: &str = "7.10.0";
 
 impl Default for Config {
     fn default() -> Self {
@@ -125,6 +134,7 @@ impl Default for Config {
             saymon_session_idle: Duration::from_secs(60 * 60),
             saymon_session_max: Duration::from_secs(24 * 60 * 60),
             cookie_secure: false,
+            rc_compat_version: RC_COMPAT_VERSION.into(),
         }
     }
 }
@@ -201,6 +211,22 @@ impl<F: Fn(&str) -> Option<String>> Env<F> {
     }
 }
 
+/// `MAJOR.MINOR.PATCH`, optionally `-suffix` (`7.10.0`, `8.0.0-rc.1`): what
+/// Rocket.Chat clients parse as the server version.
+fn is_release(v: &str) -> bool {
+    let (core, suffix) = match v.split_once('-') {
+        Some((core, suffix)) => (core, Some(suffix)),
+        None => (v, None),
+    };
+    let number = |p: &str| !p.is_empty() && p.len() <= 6 && p.bytes().all(|b| b.is_ascii_digit());
+    v.len() <= 40
+        && core.split('.').count() == 3
+        && core.split('.').all(number)
+        && suffix.is_none_or(|s| {
+            !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.')
+        })
+}
+
 impl Config {
     /// Reads the configuration from the process environment.
     pub fn from_env() -> Result<Self, ConfigError> {
@@ -252,6 +278,16 @@ impl Config {
                     message: format!("not a valid username (letters, digits, - _ .): {name:?}"),
                 });
             }
+        }
+        let rc_compat_version = env
+            .get("RC_COMPAT_VERSION")
+            .map(|v| v.trim().to_string())
+            .unwrap_or(d.rc_compat_version);
+        if !is_release(&rc_compat_version) {
+            return Err(ConfigError {
+                var: "RC_COMPAT_VERSION",
+                message: format!("expected a release such as 7.10.0, got {rc_compat_version:?}"),
+            });
         }
         let mongo_url = env.get("MONGO_URL");
         if let Some(url) = &mongo_url {
@@ -311,6 +347,7 @@ impl Config {
                 d.saymon_session_max,
             )?,
             cookie_secure: env.flag("COOKIE_SECURE", d.cookie_secure)?,
+            rc_compat_version,
         })
     }
 
@@ -342,6 +379,9 @@ mod tests {
         assert!(!c.create_tokens_enabled());
         // Unset variables give exactly `Config::default()`.
         assert_eq!(format!("{c:?}"), format!("{:?}", Config::default()));
+        assert_eq!(c.rc_compat_version, RC_COMPAT_VERSION);
+        let c = cfg(&[("RC_COMPAT_VERSION", " 8.0.0-rc.1 ")]).unwrap();
+        assert_eq!(c.rc_compat_version, "8.0.0-rc.1");
     }
 
     #[test]
@@ -379,6 +419,9 @@ mod tests {
             ("COOKIE_SECURE", "maybe"),
             ("LOGIN_EXPIRATION_DAYS", "300000000000000"),
             ("SAYMON_SESSION_MAX_HOURS", "18446744073709551615"),
+            ("RC_COMPAT_VERSION", "seven"),
+            ("RC_COMPAT_VERSION", "7.10"),
+            ("RC_COMPAT_VERSION", "7.10.0-"),
         ] {
             let err = cfg(&[(var, value)]).unwrap_err();
             assert_eq!(err.var, var);

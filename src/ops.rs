@@ -1,4 +1,4 @@
-//! Service routes: health, readiness, version.
+//! Service routes: health, readiness.
 
 use crate::core::Core;
 use crate::http::ApiTags;
@@ -27,14 +27,6 @@ pub enum Ready {
     Unavailable(Json<Status>),
 }
 
-/// `GET /api/info` answer.
-#[derive(Object)]
-pub struct Info {
-    /// tokend's version.
-    pub version: String,
-    pub success: bool,
-}
-
 #[OpenApi(tag = "ApiTags::Service")]
 impl OpsApi {
     /// The process is up.
@@ -59,19 +51,5 @@ impl OpsApi {
                 }))
             }
         }
-    }
-
-    /// Server information, as Rocket.Chat's `GET /api/info` (no authentication).
-    #[oai(
-        path = "/api/info",
-        method = "get",
-        operation_id = "info",
-        tag = "ApiTags::RocketChat"
-    )]
-    async fn info(&self) -> Json<Info> {
-        Json(Info {
-            version: env!("CARGO_PKG_VERSION").into(),
-            success: true,
-        })
     }
 }

@@ -78,6 +78,8 @@ permissions! {
     ViewFullOtherUserInfo = "view-full-other-user-info" by ["admin"],
     /// Everything about users and their SAYMON credentials (SAYMON).
     ManageUsers = "manage-users" by ["admin"],
+    /// The full server version and build in `/api/info` (Rocket.Chat).
+    ViewStatistics = "view-statistics" by ["admin"],
     /// Not counted by the REST rate limiter.
     ApiBypassRateLimit = "api-bypass-rate-limit" by ["admin", "bot", "app"],
 }

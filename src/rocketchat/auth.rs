@@ -59,6 +59,24 @@ async fn check_rc_auth(req: &Request, token: ApiKey) -> poem::Result<Caller> {
     Ok(caller)
 }
 
+/// The caller `X-User-Id` and `X-Auth-Token` name, on a route Rocket.Chat
+/// serves without authentication but answers more to some callers (`info`):
+/// missing or invalid credentials make an anonymous call, not a 401.
+pub async fn optional_caller(core: &Core, req: &Request) -> Result<Option<Caller>, RcError> {
+    let header = |name: &str| nonblank(req.headers().get(name).and_then(|v| v.to_str().ok()));
+    let (Some(user_id), Some(token)) = (header("x-user-id"), header("x-auth-token")) else {
+        return Ok(None);
+    };
+    let credential = Credential::UserToken {
+        user_id: user_id.to_string(),
+        token: Plaintext::new(token),
+    };
+    Ok(match core.authenticate(credential).await? {
+        Authenticated::Caller(caller) => Some(*caller),
+        Authenticated::Rejected | Authenticated::Blocked(_) => None,
+    })
+}
+
 /// Counts the call against Rocket.Chat's REST rate limiter (per client
 /// address, method and path); 429 with `X-RateLimit-*` headers when over it.
 pub async fn enforce_rate_limit(

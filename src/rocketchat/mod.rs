@@ -7,6 +7,7 @@
 pub mod auth;
 pub mod body;
 pub mod error;
+pub mod info;
 pub mod pat;
 pub mod session;
 pub mod tokens;
@@ -29,6 +30,7 @@ pub type RcApis = (
     tokens::TokensApi,
     users::UsersApi,
     pat::PatApi,
+    info::InfoApi,
 );
 
 /// Every Rocket.Chat route: errors in Rocket.Chat's shape, the
@@ -41,6 +43,7 @@ pub fn api(core: Arc<Core>) -> RcRoutes {
         session::SessionApi { core: core.clone() },
         tokens::TokensApi { core: core.clone() },
         users::UsersApi { core: core.clone() },
-        pat::PatApi { core },
+        pat::PatApi { core: core.clone() },
+        info::InfoApi { core },
     )))
 }

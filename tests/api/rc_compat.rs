@@ -5,6 +5,7 @@
 
 use crate::common::*;
 use serde_json::{json, Value};
+use tokend::config::Config;
 
 /// `POST` a form-encoded body, with Rocket.Chat credentials when given.
 async fn post_form(app: &TestApp, path: &str, creds: Option<&Creds>, form: &str) -> (u16, Value) {
@@ -133,6 +134,49 @@ store_tests! {
         let (status, _) = status_json(app.client.get("/api/v1/logout").send().await).await;
         assert_eq!(status, 401);
     }
+
+    // --- /api/info ----------------------------------------------------------------
+
+    /// Rocket.Chat `info` (`getServerInfo`): anyone learns `MAJOR.MINOR` of the
+    /// release; tokend's own version has a field of its own.
+    async fn info_answers_the_rocket_chat_release(kind) {
+        let config = Config { rc_compat_version: "7.10.3".into(), ..test_config() };
+        let app = TestApp::with_config(&kind, config).await;
+        let (status, body) = status_json(app.client.get("/api/info").send().await).await;
+        assert_eq!(status, 200);
+        assert_eq!(
+            body,
+            json!({"version": "7.10", "tokendVersion": env!("CARGO_PKG_VERSION"), "success": true})
+        );
+        // A plain user, and invalid credentials, get the same anonymous answer.
+        app.user("bob", &[]).await;
+        let bob = app.login("bob", USER_PASS).await;
+        assert_eq!(get(&app, "/api/info", &bob).await, (200, body.clone()));
+        let wrong = Creds { user_id: bob.user_id.clone(), token: "nope".into() };
+        assert_eq!(get(&app, "/api/info", &wrong).await, (200, body));
+    }
+
+    /// Rocket.Chat `info` for a caller with `view-statistics` (admins): the
+    /// full version and `info` with `version` and `build`.
+    async fn info_tells_admins_the_full_version_and_build(kind) {
+        let config = Config { rc_compat_version: "7.10.3".into(), ..test_config() };
+        let app = TestApp::with_config(&kind, config).await;
+        let (status, body) = get(&app, "/api/info", &app.admin).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["version"], "7.10.3");
+        assert_eq!(body["success"], true);
+        assert_eq!(body["tokendVersion"], env!("CARGO_PKG_VERSION"));
+        let info = &body["info"];
+        assert_eq!(info["version"], "7.10.3");
+        assert!(info["build"]["arch"].as_str().is_some_and(|s| !s.is_empty()), "{body}");
+        assert!(info["build"]["platform"].as_str().is_some_and(|s| !s.is_empty()), "{body}");
+        assert!(info["build"]["cpus"].as_u64().is_some_and(|n| n >= 1), "{body}");
+        // The permission, not the role, decides (as in Rocket.Chat).
+        app.core.set_permission_roles("view-statistics", &["user".to_string()]).await.unwrap();
+        app.user("bob", &[]).await;
+        let bob = app.login("bob", USER_PASS).await;
+        assert_eq!(get(&app, "/api/info", &bob).await.1["version"], "7.10.3");
+    }
 }
 
 /// The OpenAPI document states both media types on every Rocket.Chat
@@ -159,4 +203,11 @@ async fn openapi_lists_json_and_form_bodies() {
     }
     assert!(seen >= 10, "{seen} bodies");
     assert!(paths["/api/v1/logout"].get("get").is_some());
+    // tokend's own version is the document's; the Rocket.Chat one is named.
+    assert_eq!(doc["info"]["version"], env!("CARGO_PKG_VERSION"));
+    let description = doc["info"]["description"].as_str().unwrap();
+    assert!(
+        description.contains(tokend::config::RC_COMPAT_VERSION),
+        "{description}"
+    );
 }

@@ -622,7 +622,11 @@ store_tests! {
     async fn info_health_and_readiness(kind) {
         let app = TestApp::start(&kind).await;
         let info = status_json(app.client.get("/api/info").send().await).await;
-        assert_eq!(info, (200, json!({"version": env!("CARGO_PKG_VERSION"), "success": true})));
+        let version = tokend::config::RC_COMPAT_VERSION.rsplit_once('.').unwrap().0;
+        assert_eq!(
+            info,
+            (200, json!({"version": version, "tokendVersion": env!("CARGO_PKG_VERSION"), "success": true}))
+        );
         assert_eq!(status_json(app.client.get("/healthz").send().await).await, (200, json!({"status": "ok"})));
         assert_eq!(status_json(app.client.get("/readyz").send().await).await, (200, json!({"status": "ready"})));
     }

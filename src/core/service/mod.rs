@@ -10,14 +10,17 @@
 //! * [`tokens`]: login tokens, `users.createToken`, personal access tokens.
 //! * [`users`]: users CRUD, deactivation, deletion, the last-admin guard.
 //! * [`saymon`]: SAYMON API tokens and sessions.
+//! * [`server`]: what the server tells about itself (`/api/info`).
 
 pub mod auth;
 pub mod saymon;
+pub mod server;
 pub mod tokens;
 pub mod users;
 
 pub use auth::{Authenticated, Blocked, Login, RateLimit};
 pub use saymon::OpenSession;
+pub use server::ServerInfo;
 pub use tokens::{CreatePat, CreateToken, Minted};
 pub use users::{
     CreateUser, DeleteUser, Denied, EmailChange, LogoutUser, NewUser, SetActive, UpdateUser,
