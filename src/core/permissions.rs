@@ -72,8 +72,8 @@ permissions! {
     EditOtherUserInfo = "edit-other-user-info" by ["admin"],
     /// Activate and deactivate users (Rocket.Chat).
     EditOtherUserActiveStatus = "edit-other-user-active-status" by ["admin"],
-    /// Read other users (Rocket.Chat `users.info`, `users.list`).
-    ViewOtherUserInfo = "view-other-user-info" by ["admin"],
+    /// Open direct messages; Rocket.Chat lets it list users (`users.list`).
+    ViewDRoom = "view-d-room" by ["admin", "user", "bot", "app"],
     /// See other users' email addresses (Rocket.Chat).
     ViewFullOtherUserInfo = "view-full-other-user-info" by ["admin"],
     /// Everything about users and their SAYMON credentials (SAYMON).
@@ -133,7 +133,7 @@ impl ManagesApiTokens for perm::ManageUsers {}
 
 /// Permissions that allow listing every user.
 pub trait ListsUsers: Perm {}
-impl ListsUsers for perm::ViewOtherUserInfo {}
+impl ListsUsers for perm::ViewDRoom {}
 
 /// The permissions seeded at start-up (inserted when missing, never overwritten).
 pub fn default_permissions() -> Vec<PermissionEntry> {

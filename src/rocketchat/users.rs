@@ -12,12 +12,12 @@ use super::tokens::{invalid_user, user_param};
 use super::view::UserView;
 use crate::core::model::User;
 use crate::core::service::{
-    CreateUser, DeleteUser, Denied, EmailChange, LogoutUser, NewUser, SetActive, UpdateUser,
-    UserChanges,
+    CreateUser, DeleteUser, Denied, EmailChange, LogoutUser, NewUser, ReadUser, SetActive,
+    UpdateUser, UserChanges,
 };
 use crate::core::validate::nonblank;
 use crate::core::validate::{is_plausible_email, is_valid_username};
-use crate::core::{ids, perm, Caller, Core, Granted, Perm, Permission, UniqueField, UserKey};
+use crate::core::{ids, perm, Caller, Core, Granted, Perm, UniqueField, UserKey};
 use crate::http::{ApiTags, DialectError};
 use poem_openapi::param::Query;
 use poem_openapi::{payload::Json, Object, OpenApi};
@@ -261,10 +261,6 @@ fn valid_name_chars(name: &str) -> bool {
 }
 
 impl UsersApi {
-    async fn holds(&self, caller: &Caller, permission: Permission) -> Result<bool, RcError> {
-        Ok(self.core.holds(caller, permission).await?)
-    }
-
     /// The capability `P`, or `refused`.
     async fn grant<P: Perm>(
         &self,
@@ -372,9 +368,12 @@ impl UsersApi {
         }
     }
 
-    /// One user, by `userId` or `username`. Other users need
-    /// `view-other-user-info`; their email addresses also
-    /// `view-full-other-user-info`.
+    /// One user, as Rocket.Chat's `users.info`: by `userId`, `username` or
+    /// `email` (the first one given). Any logged-in user reads any user's
+    /// public fields; email addresses are shown for oneself or with
+    /// `view-full-other-user-info`, and looking another user up by email
+    /// needs that permission too. Rocket.Chat's `importId` is not supported
+    /// (tokend stores no import ids): it counts as no search term.
     #[oai(
         path = "/api/v1/users.info",
         method = "get",
@@ -385,38 +384,36 @@ impl UsersApi {
         auth: RcAuth,
         #[oai(name = "userId")] user_id: Query<Option<String>>,
         username: Query<Option<String>>,
+        email: Query<Option<String>>,
     ) -> Result<Json<UserOk>, RcError> {
         let caller = auth.0;
         let key = if let Some(id) = nonblank(user_id.0.as_deref()) {
             UserKey::Id(id.to_string())
         } else if let Some(name) = nonblank(username.0.as_deref()) {
             UserKey::Username(name.to_string())
+        } else if let Some(address) = nonblank(email.0.as_deref()) {
+            UserKey::Email(address.to_string())
         } else {
             return Err(RcError::failure("Invalid search query."));
         };
-        // Checked before the lookup, so the answer tells nothing about who exists.
-        if !key.matches(&caller.user) && !self.holds(&caller, Permission::ViewOtherUserInfo).await?
-        {
-            return Err(RcError::forbidden());
+        match self.core.read_user(&caller, &key).await? {
+            ReadUser::Found { user, full } => Ok(Json(UserOk {
+                user: if full {
+                    UserView::full(&user)
+                } else {
+                    UserView::limited(&user)
+                },
+                success: true,
+            })),
+            ReadUser::NotFound => Err(RcError::failure("User not found.")),
         }
-        let user = self
-            .core
-            .find_user(&caller, &key)
-            .await?
-            .ok_or_else(invalid_user)?;
-        let full = caller.user.id == user.id
-            || self
-                .holds(&caller, Permission::ViewFullOtherUserInfo)
-                .await?;
-        Ok(Json(UserOk {
-            user: Self::view(&caller.user, &user, full),
-            success: true,
-        }))
     }
 
-    /// A page of users sorted by username (permission `view-other-user-info`;
-    /// Rocket.Chat checks `view-d-room`, a room permission tokend does not have).
-    /// `count` defaults to 50 and is capped at 100 (`0` means the cap).
+    /// A page of users sorted by username, as Rocket.Chat's `users.list`:
+    /// permission `view-d-room` (roles admin, user, bot and app), else 403
+    /// `{"success":false,"error":"unauthorized"}`; email addresses of others
+    /// with `view-full-other-user-info`. `count` defaults to 50 and is capped
+    /// at 100 (`0` means the cap).
     #[oai(
         path = "/api/v1/users.list",
         method = "get",
@@ -428,28 +425,27 @@ impl UsersApi {
         count: Query<Option<u64>>,
         offset: Query<Option<u64>>,
     ) -> Result<Json<UserListOk>, RcError> {
-        let grant: Granted<perm::ViewOtherUserInfo> =
-            self.grant(&auth.0, RcError::forbidden()).await?;
+        let grant: Granted<perm::ViewDRoom> = self
+            .grant(&auth.0, RcError::forbidden_unauthorized())
+            .await?;
         let caller = grant.caller();
         let count = match count.0.unwrap_or(DEFAULT_COUNT) {
             0 => MAX_COUNT,
             n => n.min(MAX_COUNT),
         };
         let offset = offset.0.unwrap_or(0);
-        let full = self
-            .holds(caller, Permission::ViewFullOtherUserInfo)
-            .await?;
-        let page = self.core.list_users(caller, offset, count).await?;
-        let users: Vec<UserView> = page
+        let listing = self.core.browse_users(&grant, offset, count).await?;
+        let users: Vec<UserView> = listing
+            .page
             .users
             .iter()
-            .map(|u| Self::view(&caller.user, u, full))
+            .map(|u| Self::view(&caller.user, u, listing.full))
             .collect();
         Ok(Json(UserListOk {
             count: users.len() as u64,
             users,
             offset,
-            total: page.total,
+            total: listing.page.total,
             success: true,
         }))
     }

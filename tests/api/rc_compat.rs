@@ -177,6 +177,86 @@ store_tests! {
         let bob = app.login("bob", USER_PASS).await;
         assert_eq!(get(&app, "/api/info", &bob).await.1["version"], "7.10.3");
     }
+
+    // --- users.info / users.list: Rocket.Chat's permission model ---------------------
+
+    /// Rocket.Chat `users.info`: any logged-in user reads another user's
+    /// public fields (no `view-other-user-info`), by `userId`, `username` or
+    /// `email`; the emails only with `view-full-other-user-info`.
+    async fn users_info_reads_others_public_fields(kind) {
+        let app = TestApp::start(&kind).await;
+        let carol = app.user("carol", &[]).await;
+        app.user("bob", &[]).await;
+        let bob = app.login("bob", USER_PASS).await;
+        for query in [
+            format!("userId={}", carol.id),
+            "username=CAROL".to_string(),
+        ] {
+            let (status, body) = get(&app, &format!("/api/v1/users.info?{query}"), &bob).await;
+            assert_eq!(status, 200, "{query}: {body}");
+            assert_eq!(body["success"], true);
+            let user = &body["user"];
+            assert_eq!(user["_id"], carol.id.as_str());
+            assert_eq!(user["username"], "carol");
+            assert_eq!(user["name"], "carol name");
+            assert!(user["roles"].is_array() && user["active"].is_boolean(), "{user}");
+            assert!(user["status"].is_string() && user["type"].is_string(), "{user}");
+            assert!(user.get("emails").is_none(), "{user}");
+            assert!(user.get("services").is_none(), "{user}");
+        }
+        // By email: an admin (view-full-other-user-info) finds anyone, with emails.
+        let (status, body) = get(&app, "/api/v1/users.info?email=Carol%40example.com", &app.admin).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["user"]["_id"], carol.id.as_str());
+        assert_eq!(body["user"]["emails"][0]["address"], "carol@example.com");
+        // A plain user finds itself by email, but nobody else: no oracle of
+        // which address belongs to whom.
+        let (status, body) = get(&app, "/api/v1/users.info?email=bob%40example.com", &bob).await;
+        assert_eq!((status, body["user"]["username"].as_str()), (200, Some("bob")), "{body}");
+        let (status, body) = get(&app, "/api/v1/users.info?email=carol%40example.com", &bob).await;
+        assert_eq!((status, body), (400, json!({"success": false, "error": "User not found."})));
+    }
+
+    /// Rocket.Chat `users.info` for an unknown user: `{"success":false,"error":"User not found."}`,
+    /// and the same for every lookup; no search term: "Invalid search query.".
+    async fn users_info_unknown_user_is_rocket_chats_failure(kind) {
+        let app = TestApp::start(&kind).await;
+        let not_found = json!({"success": false, "error": "User not found."});
+        for query in ["userId=nope", "username=nobody", "email=no%40where.org"] {
+            let (status, body) = get(&app, &format!("/api/v1/users.info?{query}"), &app.admin).await;
+            assert_eq!((status, body), (400, not_found.clone()), "{query}");
+        }
+        let (status, body) = get(&app, "/api/v1/users.info?importId=x", &app.admin).await;
+        assert_eq!((status, body), (400, json!({"success": false, "error": "Invalid search query."})));
+    }
+
+    /// Rocket.Chat `users.list`: permission `view-d-room`, seeded for the
+    /// user, bot and app roles; without it 403 `{"success":false,"error":"unauthorized"}`.
+    async fn users_list_needs_view_d_room(kind) {
+        let app = TestApp::start(&kind).await;
+        let perms = app.store.permissions().await.unwrap();
+        let roles = perms.iter().find(|p| p.id == "view-d-room").map(|p| p.roles.clone()).unwrap();
+        for role in ["user", "bot", "app"] {
+            assert!(roles.iter().any(|r| r == role), "{role} in {roles:?}");
+        }
+        assert!(perms.iter().all(|p| p.id != "view-other-user-info"), "tokend's invention is gone");
+
+        let bot = app.user("robot", &["bot"]).await;
+        let bot = app.login(&bot.username.unwrap(), USER_PASS).await;
+        let (status, body) = get(&app, "/api/v1/users.list", &bot).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!((body["total"].as_u64(), body["count"].as_u64(), body["offset"].as_u64()), (Some(2), Some(2), Some(0)));
+        assert!(body["users"].is_array() && body["success"] == true);
+
+        let guest = app.user("visitor", &["guest"]).await;
+        let guest = app.login(&guest.username.unwrap(), USER_PASS).await;
+        let (status, body) = get(&app, "/api/v1/users.list", &guest).await;
+        assert_eq!((status, body), (403, json!({"success": false, "error": "unauthorized"})));
+        // The permission decides, not the role.
+        app.core.set_permission_roles("view-d-room", &["guest".to_string()]).await.unwrap();
+        assert_eq!(get(&app, "/api/v1/users.list", &guest).await.0, 200);
+        assert_eq!(get(&app, "/api/v1/users.list", &bot).await.0, 403);
+    }
 }
 
 /// The OpenAPI document states both media types on every Rocket.Chat

@@ -23,8 +23,8 @@ pub use saymon::OpenSession;
 pub use server::ServerInfo;
 pub use tokens::{CreatePat, CreateToken, Minted};
 pub use users::{
-    CreateUser, DeleteUser, Denied, EmailChange, LogoutUser, NewUser, SetActive, UpdateUser,
-    UserChanges, UserPage,
+    CreateUser, DeleteUser, Denied, EmailChange, LogoutUser, NewUser, ReadUser, SetActive,
+    UpdateUser, UserChanges, UserListing, UserPage,
 };
 
 use super::clock::{Clock, Timestamp};

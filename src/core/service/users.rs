@@ -9,7 +9,7 @@ use crate::core::error::CoreError;
 use crate::core::model::{Email, User, UserKey};
 use crate::core::password;
 use crate::core::permissions::{
-    CreatesUsers, DeletesUsers, Granted, Permission, SetsActiveStatus, USER_ROLE,
+    CreatesUsers, DeletesUsers, Granted, ListsUsers, Permission, SetsActiveStatus, USER_ROLE,
 };
 use crate::core::{ids, permissions::ADMIN_ROLE};
 use crate::store::{UniqueField, UserPatch};
@@ -144,6 +144,25 @@ pub enum LogoutUser {
     NoSuchUser,
 }
 
+/// Outcome of [`Core::read_user`].
+#[derive(Debug)]
+pub enum ReadUser {
+    /// The user, and whether the caller sees it in full (its email addresses).
+    Found {
+        user: Box<User>,
+        full: bool,
+    },
+    NotFound,
+}
+
+/// Outcome of [`Core::browse_users`]: a page, and whether the caller sees
+/// the users in full (their email addresses).
+#[derive(Debug)]
+pub struct UserListing {
+    pub page: UserPage,
+    pub full: bool,
+}
+
 /// A page of users sorted by username.
 #[derive(Debug)]
 pub struct UserPage {
@@ -208,6 +227,45 @@ impl Core {
     /// One user, for an authenticated caller.
     pub async fn find_user(&self, _by: &Caller, key: &UserKey) -> Result<Option<User>, CoreError> {
         Ok(self.store.find_user(key).await?)
+    }
+
+    /// Rocket.Chat's `users.info`: any authenticated caller reads any user's
+    /// public fields; the email addresses are shown for oneself or with
+    /// `view-full-other-user-info`. Looking another user up by email address
+    /// also needs that permission (else it is "not found"), so the lookup
+    /// tells nobody which address belongs to whom.
+    pub async fn read_user(&self, by: &Caller, key: &UserKey) -> Result<ReadUser, CoreError> {
+        let full_others = self.holds(by, Permission::ViewFullOtherUserInfo).await?;
+        let Some(user) = self.store.find_user(key).await? else {
+            return Ok(ReadUser::NotFound);
+        };
+        let myself = user.id == by.user.id;
+        if matches!(key, UserKey::Email(_) | UserKey::Login(_)) && !myself && !full_others {
+            return Ok(ReadUser::NotFound);
+        }
+        Ok(ReadUser::Found {
+            full: myself || full_others,
+            user: Box::new(user),
+        })
+    }
+
+    /// Rocket.Chat's `users.list`: a page of users sorted by username, in
+    /// full with `view-full-other-user-info` (oneself always in full is the
+    /// dialect's view).
+    pub async fn browse_users<P: ListsUsers>(
+        &self,
+        grant: &Granted<P>,
+        offset: u64,
+        count: u64,
+    ) -> Result<UserListing, CoreError> {
+        let full = self
+            .holds(grant.caller(), Permission::ViewFullOtherUserInfo)
+            .await?;
+        let (users, total) = self.store.list_users(offset, count).await?;
+        Ok(UserListing {
+            page: UserPage { users, total },
+            full,
+        })
     }
 
     /// A user by key, for the core itself (seeding, checks).
