@@ -69,6 +69,10 @@ pub struct Config {
     pub admin_pass: Option<Secret>,
     /// `ADMIN_EMAIL`
     pub admin_email: Option<String>,
+    /// `ADMIN_NAME`: the first admin's display name (default `Administrator`).
+    pub admin_name: Option<String>,
+    /// `ADMIN_EMAIL_VERIFIED`: the first admin's email address is verified.
+    pub admin_email_verified: bool,
     /// `CREATE_TOKENS_FOR_USERS` is `yes` or `true`.
     pub create_tokens_for_users: bool,
     /// `CREATE_TOKENS_FOR_USERS_SECRET`
@@ -113,6 +117,8 @@ impl Default for Config {
             admin_username: None,
             admin_pass: None,
             admin_email: None,
+            admin_name: None,
+            admin_email_verified: false,
             create_tokens_for_users: false,
             create_tokens_secret: None,
             login_expiration: days(90),
@@ -307,6 +313,8 @@ impl Config {
             admin_username,
             admin_pass: env.get("ADMIN_PASS").map(Secret),
             admin_email,
+            admin_name: env.get("ADMIN_NAME").map(|n| n.trim().to_string()),
+            admin_email_verified: env.flag("ADMIN_EMAIL_VERIFIED", d.admin_email_verified)?,
             create_tokens_for_users,
             create_tokens_secret: env.get("CREATE_TOKENS_FOR_USERS_SECRET").map(Secret),
             login_expiration: env.duration("LOGIN_EXPIRATION_DAYS", DAY, d.login_expiration)?,
@@ -419,6 +427,7 @@ mod tests {
             ("COOKIE_SECURE", "maybe"),
             ("LOGIN_EXPIRATION_DAYS", "300000000000000"),
             ("SAYMON_SESSION_MAX_HOURS", "18446744073709551615"),
+            ("ADMIN_EMAIL_VERIFIED", "maybe"),
             ("RC_COMPAT_VERSION", "seven"),
             ("RC_COMPAT_VERSION", "7.10"),
             ("RC_COMPAT_VERSION", "7.10.0-"),

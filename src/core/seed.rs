@@ -4,7 +4,6 @@
 use super::credential::Plaintext;
 use super::error::CoreError;
 use super::ids;
-use super::model::UserKey;
 use super::permissions::{default_permissions, default_roles};
 use super::permissions::{ADMIN_ROLE, USER_ROLE};
 use super::service::{Core, CreateUser, NewUser};
@@ -40,11 +39,8 @@ async fn seed_admin(core: &Core) -> Result<AdminSeed, CoreError> {
     let configured = cfg.admin_username.is_some() || cfg.admin_pass.is_some();
     let username = cfg.admin_username.clone().unwrap_or_else(|| "admin".into());
     if configured {
-        let exists = core
-            .lookup(&UserKey::Username(username.clone()))
-            .await?
-            .is_some();
-        if exists {
+        // As Rocket.Chat: the admin from `ADMIN_*` only while no user is one.
+        if core.admin_exists().await? {
             return Ok(AdminSeed::Unchanged);
         }
     } else if core.count_users().await? > 0 {
@@ -56,9 +52,13 @@ async fn seed_admin(core: &Core) -> Result<AdminSeed, CoreError> {
     };
     let new = NewUser {
         username: username.clone(),
-        name: Some("Administrator".into()),
+        name: Some(
+            cfg.admin_name
+                .clone()
+                .unwrap_or_else(|| "Administrator".into()),
+        ),
         email: cfg.admin_email.clone(),
-        email_verified: true,
+        email_verified: cfg.admin_email_verified,
         password: Some(password.clone()),
         roles: vec![ADMIN_ROLE.into(), USER_ROLE.into()],
         active: true,

@@ -5,7 +5,8 @@
 
 use crate::common::*;
 use serde_json::{json, Value};
-use tokend::config::Config;
+use tokend::config::{Config, Secret};
+use tokend::core::seed::{seed, AdminSeed};
 
 /// `POST` a form-encoded body, with Rocket.Chat credentials when given.
 async fn post_form(app: &TestApp, path: &str, creds: Option<&Creds>, form: &str) -> (u16, Value) {
@@ -256,6 +257,66 @@ store_tests! {
         app.core.set_permission_roles("view-d-room", &["guest".to_string()]).await.unwrap();
         assert_eq!(get(&app, "/api/v1/users.list", &guest).await.0, 200);
         assert_eq!(get(&app, "/api/v1/users.list", &bot).await.0, 403);
+    }
+
+    // --- start-up as Rocket.Chat ----------------------------------------------------
+
+    /// Rocket.Chat's start-up admin: `ADMIN_NAME` names it (default
+    /// `Administrator`), `ADMIN_EMAIL_VERIFIED=true` marks its email verified
+    /// (default unverified); seen through `me`.
+    async fn start_up_admin_takes_admin_name_and_email_verified(kind) {
+        let config = Config {
+            admin_name: Some("Root Admin".into()),
+            admin_email_verified: true,
+            ..test_config()
+        };
+        let app = TestApp::with_config(&kind, config).await;
+        let (status, me) = get(&app, "/api/v1/me", &app.admin).await;
+        assert_eq!(status, 200, "{me}");
+        assert_eq!(me["name"], "Root Admin");
+        assert_eq!(me["emails"], json!([{"address": "admin@example.com", "verified": true}]));
+        assert_eq!(me["email"], "admin@example.com");
+
+        let app = TestApp::start(&kind.fresh()).await;
+        let (_, me) = get(&app, "/api/v1/me", &app.admin).await;
+        assert_eq!(me["name"], "Administrator");
+        assert_eq!(me["emails"], json!([{"address": "admin@example.com", "verified": false}]));
+        assert!(me.get("email").is_none(), "{me}");
+    }
+
+    /// Rocket.Chat creates the admin from `ADMIN_*` only when no user holds
+    /// the admin role, not whenever the username is free.
+    async fn start_up_admin_only_while_nobody_is_admin(kind) {
+        let app = TestApp::start(&kind).await;
+        let other = Config {
+            admin_username: Some("root".into()),
+            admin_pass: Some(Secret("root-pass-123".into())),
+            ..test_config()
+        };
+        let core = tokend::app::core_with(other.clone(), app.store.clone(), app.clock.clone());
+        assert_eq!(seed(&core).await.unwrap(), AdminSeed::Unchanged);
+        let (status, _) = status_json(
+            app.client.post("/api/v1/login")
+                .body_json(&json!({"user": "root", "password": "root-pass-123"}))
+                .send().await,
+        ).await;
+        assert_eq!(status, 401, "no second admin");
+
+        // A store whose only users are not admins gets one.
+        let store = kind.fresh().open(&other).await;
+        let core = tokend::app::core_with(other, store.clone(), app.clock.clone());
+        let created = core
+            .insert_user(tokend::core::service::NewUser {
+                username: "bob".into(),
+                password: Some(USER_PASS.into()),
+                active: true,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert!(matches!(created, tokend::core::service::CreateUser::Created(_)));
+        assert_eq!(seed(&core).await.unwrap(), AdminSeed::Created { username: "root".into() });
+        assert_eq!(store.count_users().await.unwrap(), 2);
     }
 }
 

@@ -273,6 +273,12 @@ impl Core {
         Ok(self.store.find_user(key).await?)
     }
 
+    /// Whether an active user holds the admin role (seeding).
+    pub(crate) async fn admin_exists(&self) -> Result<bool, CoreError> {
+        // No user has the empty id, so this asks for any active admin.
+        Ok(self.store.other_active_admin_exists("").await?)
+    }
+
     /// Number of users (seeding).
     pub(crate) async fn count_users(&self) -> Result<u64, CoreError> {
         Ok(self.store.count_users().await?)
