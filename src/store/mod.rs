@@ -13,6 +13,7 @@
 
 pub mod memory;
 pub mod mongo;
+pub mod sqlite;
 
 use crate::core::credential::TokenHash;
 use crate::core::model::*;
@@ -21,6 +22,7 @@ use async_trait::async_trait;
 
 pub use memory::MemoryStore;
 pub use mongo::MongoStore;
+pub use sqlite::SqliteStore;
 
 /// Result of a store call.
 pub type StoreResult<T> = Result<T, StoreError>;
