@@ -16,6 +16,6 @@ if [ -z "${MONGO_URL:-}" ]; then
   export MONGO_URL="$uri/tokend_roundtrips"
 fi
 
-cargo test --locked --test mongo_roundtrips --test concurrent_mint -- --nocapture --test-threads=1 2>&1 \
+cargo test --locked --test api -- --nocapture --test-threads=1 mongo_roundtrips:: concurrent_mint:: 2>&1 \
   | grep -E 'MongoDB commands|^  (GET|POST) |concurrent users.createToken|test result|error|panicked' \
   | sed -E 's/^test [^ ]+ \.\.\. //'

@@ -5,6 +5,8 @@
 //! interest process-wide, so another test logging without a subscriber at the
 //! same moment could make the scoped capture below miss lines.
 
+// Kept out of the `api` binary: tracing caches callsite interest per process (see above).
+#[path = "api/common/mod.rs"]
 mod common;
 
 use base64::{engine::general_purpose::STANDARD, Engine};

@@ -3,9 +3,7 @@
 //! `users.setActiveStatus`, `users.delete`, `users.logout` (including the
 //! `users.logout` flows of Rocket.Chat's own end-to-end tests).
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use serde_json::{json, Value};
 use tokend::core::service::NewUser;
 use tokend::store::UserKey;

@@ -1,11 +1,9 @@
 //! The SAYMON dialect (`/node/api`, BEHAVIOUR §4) through the real router,
 //! on every store.
 
-mod common;
-
+use crate::common::{json, status_json, test_config, Creds, TestApp, ADMIN_PASS, USER_PASS};
 use base64::{engine::general_purpose::STANDARD, Engine};
 use chrono::Duration as Span;
-use common::{json, status_json, test_config, Creds, TestApp, ADMIN_PASS, USER_PASS};
 use poem::test::TestResponse;
 use serde_json::{json, Value};
 use std::time::Duration;

@@ -1,9 +1,7 @@
 //! Around the API (BEHAVIOUR §5): the OpenAPI document, logging without
 //! secrets, configuration errors, a real socket and graceful shutdown.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use serde_json::{json, Value};
 use std::io::{Read, Write};
 use std::sync::Arc;

@@ -3,9 +3,7 @@
 //! in `apps/meteor/tests/end-to-end/api/users.ts`) and tokend's storage,
 //! expiry and cap rules.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use serde_json::{json, Value};
 use tokend::core::token::hash_token;
 use tokend::core::LoginToken;

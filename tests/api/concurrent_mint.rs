@@ -2,9 +2,7 @@
 //! all succeed with distinct tokens, and exactly the 50 newest keep working
 //! (`MAX_RESUME_LOGIN_TOKENS`). Prints the wall time.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use serde_json::json;
 use std::collections::BTreeSet;
 use std::sync::Arc;

@@ -1,9 +1,7 @@
 //! The contract of the `Store` trait, run against both stores
 //! (`memory::*` and `mongo::*`, see `store_tests!`).
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use tokend::core::clock::truncate_ms;

@@ -1,9 +1,7 @@
 //! Rocket.Chat token routes (BEHAVIOUR §3): `users.createToken`, `login`,
 //! `logout`, `me`, `info`, health — every row, failures included, on both stores.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use serde_json::{json, Value};
 use std::collections::HashSet;
 use std::sync::Arc;

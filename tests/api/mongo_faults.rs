@@ -5,10 +5,8 @@
 //! their dialect's shape within `STORE_TIMEOUT_SECONDS` and recover without
 //! a restart of tokend. Waiting for recovery polls with a deadline.
 
-mod common;
-
-use common::emulator::{Emulator, FailpointServer};
-use common::*;
+use crate::common::emulator::{Emulator, FailpointServer};
+use crate::common::*;
 use mongodb::bson::{doc, Bson};
 use poem::test::TestClient;
 use serde_json::{json, Value};

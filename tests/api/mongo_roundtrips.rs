@@ -5,10 +5,8 @@
 //! `getParameter`) are noise, not round trips of a request, and are left
 //! out. `scripts/roundtrips.sh` prints the table.
 
-mod common;
-
-use common::emulator::Emulator;
-use common::*;
+use crate::common::emulator::Emulator;
+use crate::common::*;
 use serde_json::json;
 use std::path::PathBuf;
 use std::time::Duration;

@@ -4,10 +4,8 @@
 //! unknown fields intact. MongoDB only (skipped without `MONGO_URL`, except
 //! under `CI=true`).
 
-mod common;
-
+use crate::common::*;
 use base64::{engine::general_purpose::STANDARD, Engine};
-use common::*;
 use mongodb::bson::{doc, Bson, DateTime as BsonDate, Document};
 use mongodb::{Collection, Database};
 use serde_json::json;

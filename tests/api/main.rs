@@ -1,0 +1,18 @@
+//! tokend's integration tests, one binary: each module below was a test
+//! binary of its own, and each of those compiled and linked `common` again.
+//! `tests/logging.rs` stays separate (see there).
+
+// First, and `macro_use`: `store_tests!` is then in scope in the modules below.
+#[macro_use]
+mod common;
+
+mod concurrent_mint;
+mod mongo_faults;
+mod mongo_layout;
+mod mongo_roundtrips;
+mod rc_pat;
+mod rc_tokens;
+mod rc_users;
+mod saymon;
+mod service;
+mod store_contract;
