@@ -11,7 +11,6 @@
 //! * [`RoleStore`]: roles and permissions.
 //! * [`Store`]: all four, plus readiness.
 
-pub mod memory;
 pub mod mongo;
 pub mod sqlite;
 
@@ -20,7 +19,6 @@ use crate::core::model::*;
 pub use crate::core::model::UniqueField;
 use async_trait::async_trait;
 
-pub use memory::MemoryStore;
 pub use mongo::MongoStore;
 pub use sqlite::SqliteStore;
 
@@ -227,7 +225,7 @@ pub trait RoleStore: Send + Sync {
 }
 
 /// Persistent state of tokend: every concern, plus readiness.
-/// Implementations: [`MemoryStore`] and [`MongoStore`].
+/// Implementations: [`SqliteStore`] and [`MongoStore`].
 #[async_trait]
 pub trait Store: UserStore + TokenStore + SaymonStore + RoleStore + 'static {
     /// Checks that the store answers (readiness).
