@@ -15,4 +15,5 @@ mod rc_tokens;
 mod rc_users;
 mod saymon;
 mod service;
+mod sqlite_restart;
 mod store_contract;
