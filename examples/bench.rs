@@ -1,5 +1,5 @@
-//! Load benchmark: starts tokend in-process on a loopback port (embedded store,
-//! or MongoDB when `MONGO_URL` is set) and drives it over keep-alive HTTP/1.1
+//! Load benchmark: starts tokend in-process on a loopback port (SQLite in a
+//! fresh temporary file, or MongoDB when `MONGO_URL` is set) and drives it over keep-alive HTTP/1.1
 //! connections, reporting throughput and latency per route.
 //!
 //! ```sh
@@ -160,7 +160,13 @@ fn arg(name: &str, default: u64) -> u64 {
 async fn main() {
     let connections = arg("--connections", 16) as usize;
     let duration = Duration::from_secs(arg("--seconds", 5));
+    // A fresh file each run, on the real disk: durable writes included.
+    let database = std::env::temp_dir().join(format!(
+        "tokend-bench-{}.db",
+        tokend::core::ids::new_user_id()
+    ));
     let config = Config {
+        database_path: database.to_string_lossy().into_owned(),
         bind_ip: [127, 0, 0, 1].into(),
         port: 0,
         mongo_url: std::env::var("MONGO_URL")
@@ -181,7 +187,7 @@ async fn main() {
     let store_name = if config.mongo_url.is_some() {
         "mongodb"
     } else {
-        "embedded"
+        "sqlite"
     };
     let app = Application::build(config).await.expect("start");
     let addr = app.local_addr();
@@ -264,5 +270,10 @@ async fn main() {
         run(name, addr, conns, duration, Arc::new(req))
             .await
             .print();
+    }
+    for suffix in ["", "-wal", "-shm"] {
+        let mut file = database.clone().into_os_string();
+        file.push(suffix);
+        let _ = std::fs::remove_file(file);
     }
 }
