@@ -15,5 +15,6 @@ mod rc_tokens;
 mod rc_users;
 mod saymon;
 mod service;
+mod sqlite_crash;
 mod sqlite_restart;
 mod store_contract;
