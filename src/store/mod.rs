@@ -5,11 +5,11 @@
 //! session touch) is one method, so each store can make it atomic its own way.
 //! Only the core calls a store; tokens reach it only as [`TokenHash`]es.
 //!
-//! * [`UserStore`]: users.
-//! * [`TokenStore`]: Rocket.Chat login tokens and personal access tokens.
-//! * [`SaymonStore`]: SAYMON API tokens and sessions.
-//! * [`RoleStore`]: roles and permissions.
-//! * [`Store`]: all four, plus readiness.
+//! * users: [`UserStore`];
+//! * Rocket.Chat login tokens and personal access tokens: [`TokenStore`];
+//! * SAYMON API tokens and sessions: [`SaymonStore`];
+//! * roles and permissions: [`RoleStore`];
+//! * all four, plus readiness: [`Store`].
 
 pub mod mongo;
 pub mod sqlite;
