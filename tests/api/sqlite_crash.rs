@@ -1,7 +1,8 @@
-//! The real binary, killed with SIGKILL while clients mint and revoke tokens
-//! concurrently, then started again on the same SQLite file: every token
-//! whose mint answered 200 authenticates, every token whose logout answered
-//! 200 is refused, and the server starts cleanly.
+//! The real binary on a SQLite file. Killed with SIGKILL while clients mint
+//! and revoke tokens concurrently, then started again on the same file:
+//! every token whose mint answered 200 authenticates, every token whose
+//! logout answered 200 is refused, and the server starts cleanly. And
+//! `tokend backup` copies a running store.
 
 use serde_json::Value;
 use std::collections::BTreeSet;
@@ -246,4 +247,65 @@ async fn a_kill_during_writes_loses_nothing_acknowledged() {
     drop(server);
     drop(db);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backup_copies_a_running_store() {
+    use tokend::core::model::UserKey;
+    use tokend::store::{SqliteStore, TokenStore, UserStore};
+    let dir = std::env::temp_dir().join(format!(
+        "tokend-backup-{}-{}",
+        std::process::id(),
+        tokend::core::ids::new_user_id()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let db = TempDb(dir.join("tokend.db"));
+    let server = start(&db.0);
+    let (admin_id, token) = login(server.addr, "admin", ADMIN_PASS).await;
+    let copy = TempDb(dir.join("copy.db"));
+    let out = Command::new(env!("CARGO_BIN_EXE_tokend"))
+        .env_clear()
+        .env("DATABASE_PATH", &db.0)
+        .current_dir(&dir)
+        .arg("backup")
+        .arg(&copy.0)
+        .output()
+        .expect("run tokend backup");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The server still answers, and the copy is a working store holding
+    // the admin and the login token minted before the backup.
+    assert_eq!(login(server.addr, "admin", ADMIN_PASS).await.0, admin_id);
+    let store = SqliteStore::open(copy.0.to_str().unwrap()).expect("open the copy");
+    let admin = store
+        .find_user(&UserKey::Username("admin".into()))
+        .await
+        .unwrap();
+    assert_eq!(admin.map(|u| u.id), Some(admin_id.clone()));
+    let hash = tokend::core::credential::TokenHash::of(&token);
+    let found = store.find_by_token(Some(&admin_id), &hash).await.unwrap();
+    assert!(found.is_some());
+    drop((store, server, db, copy));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn backup_refuses_a_missing_store() {
+    let dir = std::env::temp_dir();
+    let out = Command::new(env!("CARGO_BIN_EXE_tokend"))
+        .env_clear()
+        .env("DATABASE_PATH", dir.join("tokend-no-such-store.db"))
+        .current_dir(&dir)
+        .args(["backup", "/nonexistent-dir/copy.db"])
+        .output()
+        .expect("run tokend backup");
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("tokend-no-such-store.db does not exist"),
+        "{stderr}"
+    );
 }
