@@ -1,6 +1,7 @@
 //! Load benchmark: starts tokend in-process on a loopback port (SQLite in a
-//! fresh temporary file, or MongoDB when `MONGO_URL` is set) and drives it over keep-alive HTTP/1.1
-//! connections, reporting throughput and latency per route.
+//! fresh temporary file, or MongoDB when `MONGO_URL` is set) and drives it
+//! over keep-alive HTTP/1.1 connections, reporting throughput and latency per
+//! route.
 //!
 //! ```sh
 //! cargo run --release --example bench -- --connections 16 --seconds 5
@@ -192,8 +193,8 @@ async fn main() {
     let app = Application::build(config).await.expect("start");
     let addr = app.local_addr();
     let core = app.core();
-    let bot = core
-        .create_user(NewUser {
+    let bot = match core
+        .insert_user(NewUser {
             username: format!("bench-bot-{}", tokend::core::ids::new_user_id()),
             password: Some("bench-bot-pass".into()),
             roles: vec!["user".into()],
@@ -202,7 +203,10 @@ async fn main() {
         })
         .await
         .expect("store")
-        .expect("unique");
+    {
+        tokend::core::service::CreateUser::Created(user) => user,
+        other => panic!("bench user not created: {other:?}"),
+    };
     tokio::spawn(app.run_until(std::future::pending()));
 
     let mut conn = Conn::open(addr).await.expect("connect");

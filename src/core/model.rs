@@ -96,14 +96,17 @@ impl User {
 
     /// Whether the user is active and holds the `admin` role.
     pub fn is_active_admin(&self) -> bool {
-        self.active && self.roles.iter().any(|r| r == super::permissions::ADMIN_ROLE)
+        self.active
+            && self
+                .roles
+                .iter()
+                .any(|r| r == super::permissions::ADMIN_ROLE)
     }
 
     /// The first email address, verified or not.
     pub fn primary_email(&self) -> Option<&str> {
         self.emails.first().map(|e| e.address.as_str())
     }
-
 }
 
 /// An entry of `services.resume.loginTokens`.

@@ -143,8 +143,10 @@ mod tests {
     async fn missing_or_garbage_hash_never_verifies() {
         let input = PasswordInput::Plain("x".into());
         assert!(!verify_password(&input, None).await.unwrap());
-        assert!(!verify_password(&input, Some(&PasswordHash("not-a-hash".into())))
-            .await
-            .unwrap());
+        assert!(
+            !verify_password(&input, Some(&PasswordHash("not-a-hash".into())))
+                .await
+                .unwrap()
+        );
     }
 }

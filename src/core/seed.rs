@@ -1,14 +1,13 @@
 //! Start-up seeding: default roles and permissions (inserted when missing,
 //! never overwriting an operator's change) and the first admin.
 
+use super::credential::Plaintext;
 use super::error::CoreError;
 use super::ids;
-use super::permissions::{default_permissions, default_roles};
-use super::credential::Plaintext;
 use super::model::UserKey;
+use super::permissions::{default_permissions, default_roles};
 use super::permissions::{ADMIN_ROLE, USER_ROLE};
 use super::service::{Core, CreateUser, NewUser};
-use crate::store::RoleStore;
 
 /// What seeding did about the admin.
 #[derive(Debug, PartialEq, Eq)]
@@ -18,7 +17,10 @@ pub enum AdminSeed {
     /// Created with the configured password.
     Created { username: String },
     /// Created with a generated password, returned to be shown once.
-    Generated { username: String, password: Plaintext },
+    Generated {
+        username: String,
+        password: Plaintext,
+    },
 }
 
 /// Seeds roles, permissions and the first admin.

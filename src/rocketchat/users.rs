@@ -102,7 +102,15 @@ pub struct UpdateUserData {
     pub verified: Option<bool>,
 }
 
-crate::redacted_debug!(UpdateUserData, email, name, username, active, roles, verified);
+crate::redacted_debug!(
+    UpdateUserData,
+    email,
+    name,
+    username,
+    active,
+    roles,
+    verified
+);
 
 /// Body of `users.update`.
 #[derive(Object, Debug, Clone, Default)]
@@ -258,7 +266,11 @@ impl UsersApi {
     }
 
     /// The capability `P`, or `refused`.
-    async fn grant<P: Perm>(&self, caller: &Caller, refused: RcError) -> Result<Granted<P>, RcError> {
+    async fn grant<P: Perm>(
+        &self,
+        caller: &Caller,
+        refused: RcError,
+    ) -> Result<Granted<P>, RcError> {
         self.core.authorize(caller).await?.ok_or(refused)
     }
 
@@ -445,7 +457,8 @@ impl UsersApi {
     /// Change a user: oneself (name, username, email, password), or anyone with
     /// `edit-other-user-info`. Roles and `requirePasswordChange` need
     /// `edit-other-user-info`, `active` needs `edit-other-user-active-status`.
-    /// A new password ends every other login token of the user.
+    /// A new password ends the user's login tokens and sessions (but the
+    /// caller's own, when changing its own).
     #[oai(
         path = "/api/v1/users.update",
         method = "post",

@@ -18,7 +18,7 @@ use crate::core::credential::PasswordAttempt;
 use crate::core::password::PasswordInput;
 use crate::core::service::{Authenticated, Blocked};
 use crate::core::{perm, Caller, Core, Credential, Granted, Plaintext, UserKey};
-use crate::http::{client_ip, DialectError};
+use crate::http::client_ip;
 use base64::{engine::general_purpose::STANDARD, Engine};
 use poem::{Request, RequestBody};
 use poem_openapi::auth::{ApiKey, Basic};
@@ -142,7 +142,12 @@ pub fn blocked_error(blocked: Blocked) -> SaymonError {
 
 /// The password credential for a login (username or email) and password;
 /// `None` for a blank login.
-pub fn password_credential(req: &Request, core: &Core, login: &str, password: &str) -> Option<Credential> {
+pub fn password_credential(
+    req: &Request,
+    core: &Core,
+    login: &str,
+    password: &str,
+) -> Option<Credential> {
     let login = login.trim();
     if login.is_empty() {
         return None;

@@ -278,7 +278,9 @@ impl UsersApi {
         let caller = &auth.0;
         let full = self.manages_users(caller).await?;
         let user = user_by_id(&self.core, caller, &id.0).await?;
-        Ok(UserEntryOk::Ok(Json(self.entry(caller, &user, full).await?)))
+        Ok(UserEntryOk::Ok(Json(
+            self.entry(caller, &user, full).await?,
+        )))
     }
 
     /// Create a user (permission `manage-users`) with role `user`. 400
@@ -401,9 +403,9 @@ impl UsersApi {
             UpdateUser::Taken(field) => Err(duplicate(field)),
             UpdateUser::LastAdmin => Err(SaymonError::bad_request(LAST_ADMIN)),
             // Roles are not set here; manage-users allows every change.
-            UpdateUser::UnknownRole | UpdateUser::NotAllowed(_) => Err(SaymonError::forbidden(
-                Permission::ManageUsers.id(),
-            )),
+            UpdateUser::UnknownRole | UpdateUser::NotAllowed(_) => {
+                Err(SaymonError::forbidden(Permission::ManageUsers.id()))
+            }
         }
     }
 

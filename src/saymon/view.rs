@@ -114,7 +114,10 @@ impl UserView {
 
     /// The full view of a user: its own permissions and its token hint.
     pub async fn full(core: &Core, by: &Caller, user: &User) -> Result<Self, CoreError> {
-        let hint = core.api_token_hint(by, &user.id).await?.map(|h| token_hint(&h));
+        let hint = core
+            .api_token_hint(by, &user.id)
+            .await?
+            .map(|h| token_hint(&h));
         Ok(Self::new(user, user.permissions.clone(), hint))
     }
 

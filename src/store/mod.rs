@@ -5,18 +5,16 @@
 //! session touch) is one method, so each store can make it atomic its own way.
 //! Only the core calls a store; tokens reach it only as [`TokenHash`]es.
 //!
-//! * users: [`UserStore`];
-//! * Rocket.Chat login tokens and personal access tokens: [`TokenStore`];
-//! * SAYMON API tokens and sessions: [`SaymonStore`];
-//! * roles and permissions: [`RoleStore`];
-//! * all four, plus readiness: [`Store`].
+//! [`UserStore`] keeps users, [`TokenStore`] Rocket.Chat login tokens and
+//! personal access tokens, [`SaymonStore`] SAYMON API tokens and sessions,
+//! [`RoleStore`] roles and permissions; [`Store`] is all four plus readiness.
 
 pub mod mongo;
 pub mod sqlite;
 
 use crate::core::credential::TokenHash;
-use crate::core::model::*;
 pub use crate::core::model::UniqueField;
+use crate::core::model::*;
 use async_trait::async_trait;
 
 pub use mongo::MongoStore;
@@ -202,11 +200,8 @@ pub trait SaymonStore: Send + Sync {
     /// Deletes a session; false if there was none.
     async fn delete_session(&self, hashed_id: &TokenHash) -> StoreResult<bool>;
     /// Deletes every session of a user but `keep`; returns how many.
-    async fn delete_sessions_of(
-        &self,
-        user_id: &str,
-        keep: Option<&TokenHash>,
-    ) -> StoreResult<u64>;
+    async fn delete_sessions_of(&self, user_id: &str, keep: Option<&TokenHash>)
+        -> StoreResult<u64>;
 }
 
 /// Roles and permissions (`rocketchat_roles`, `rocketchat_permissions`).

@@ -8,8 +8,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Instant;
 use tokend::core::model::LoginToken;
-use tokend::core::token::hash_token;
-use tokend::store::UserKey;
+use tokend::core::TokenHash;
 
 const MINTS: i64 = 200;
 const CAP: usize = 50;
@@ -20,8 +19,7 @@ store_tests! {
         let bob = app.user("bob", &[]).await;
         // The clock stands still, so the core stamps the mints s0+1 .. s0+200 ms,
         // s0 being the `when` of the admin's login.
-        let admin = app.store.find_user(&UserKey::Id(app.admin.user_id.clone())).await.unwrap().unwrap();
-        let s0 = match admin.login_tokens.as_slice() {
+        let s0 = match app.tokens_of(&app.admin.user_id).await.as_slice() {
             [LoginToken::Resume(r)] => r.when.timestamp_millis(),
             other => panic!("admin tokens: {other:?}"),
         };
@@ -48,9 +46,8 @@ store_tests! {
         let elapsed = started.elapsed();
         assert_eq!(tokens.iter().collect::<BTreeSet<_>>().len(), MINTS as usize, "tokens differ");
 
-        let stored = app.store.find_user(&UserKey::Id(bob.id.clone())).await.unwrap().unwrap();
+        let stored = app.tokens_of(&bob.id).await;
         let whens: BTreeSet<i64> = stored
-            .login_tokens
             .iter()
             .filter_map(|t| match t {
                 LoginToken::Resume(r) => Some(r.when.timestamp_millis()),
@@ -71,10 +68,10 @@ store_tests! {
         let mut working = BTreeSet::new();
         for (token, check) in tokens.iter().zip(checks) {
             if check.await.unwrap() == 200 {
-                working.insert(hash_token(token));
+                working.insert(TokenHash::of(token));
             }
         }
-        let kept: BTreeSet<String> = stored.login_tokens.iter().map(|t| t.hashed_token().to_string()).collect();
+        let kept: BTreeSet<TokenHash> = stored.iter().map(|t| t.hashed_token().clone()).collect();
         assert_eq!(working.len(), CAP);
         assert_eq!(working, kept);
         let store = match kind {

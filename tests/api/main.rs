@@ -14,6 +14,7 @@ mod rc_pat;
 mod rc_tokens;
 mod rc_users;
 mod saymon;
+mod secrets;
 mod service;
 mod sqlite_crash;
 mod sqlite_restart;

@@ -310,7 +310,7 @@ async fn starts_with_mongodb_down_and_recovers_when_it_comes_up() {
     // Seeding was retried in the background: the configured admin appears
     // (polled on the store: polling the login would trip the login blocking).
     let core = app.core();
-    let admin = tokend::store::UserKey::Username("admin".into());
+    let admin = tokend::core::UserKey::Username("admin".into());
     eventually("the admin seeded in the background", || async {
         matches!(core.store().find_user(&admin).await, Ok(Some(_)))
     })
@@ -454,7 +454,7 @@ async fn a_failed_cap_trim_does_not_fail_the_mint() {
     }
     let stored = || async {
         app.store
-            .find_user(&tokend::store::UserKey::Id(bob.id.clone()))
+            .find_user(&tokend::core::UserKey::Id(bob.id.clone()))
             .await
             .unwrap()
             .unwrap()

@@ -10,7 +10,7 @@ use crate::common::*;
 use serde_json::json;
 use std::path::PathBuf;
 use std::time::Duration;
-use tokend::store::UserKey;
+use tokend::core::UserKey;
 
 const NOISE: &[&str] = &[
     "hello",

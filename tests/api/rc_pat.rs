@@ -5,8 +5,8 @@
 
 use crate::common::*;
 use serde_json::{json, Value};
-use tokend::core::token::hash_token;
 use tokend::core::LoginToken;
+use tokend::core::TokenHash;
 
 const GENERATE: &str = "/api/v1/users.generatePersonalAccessToken";
 const REGENERATE: &str = "/api/v1/users.regeneratePersonalAccessToken";
@@ -40,13 +40,9 @@ async fn list(app: &TestApp, creds: &Creds) -> (u16, Value) {
     status_json(app.rc_get(LIST, creds).await).await
 }
 
-/// The admin as stored.
-async fn stored_admin(app: &TestApp) -> tokend::core::User {
-    app.store
-        .find_user(&tokend::store::UserKey::Id(app.admin.user_id.clone()))
-        .await
-        .unwrap()
-        .unwrap()
+/// The admin's login tokens and PATs as stored.
+async fn stored_admin_tokens(app: &TestApp) -> Vec<LoginToken> {
+    app.tokens_of(&app.admin.user_id).await
 }
 
 store_tests! {
@@ -232,16 +228,15 @@ store_tests! {
         let body = json!({ "tokenName": "stored", "bypassTwoFactor": true });
         let body = post(&app, GENERATE, &app.admin, body).await.1;
         let token = body["token"].as_str().unwrap();
-        let user = stored_admin(&app).await;
+        let user = stored_admin_tokens(&app).await;
         let pat = user
-            .login_tokens
             .iter()
             .find_map(|t| match t {
                 LoginToken::Personal(p) if p.name == "stored" => Some(p.clone()),
                 _ => None,
             })
             .expect("the PAT is in services.resume.loginTokens");
-        assert_eq!(pat.hashed_token, hash_token(token));
+        assert_eq!(pat.hashed_token, TokenHash::of(token));
         assert_eq!(pat.last_token_part, token[token.len() - 6..]);
         assert!(pat.bypass_two_factor);
         assert!(
@@ -275,14 +270,13 @@ store_tests! {
         assert_eq!(app.me_status(&pat_creds(&app.admin.user_id, &token)).await, 200);
         // The first login token went to the cap.
         assert_eq!(app.me_status(&app.admin).await, 401);
-        let user = stored_admin(&app).await;
+        let user = stored_admin_tokens(&app).await;
         let resume = user
-            .login_tokens
             .iter()
             .filter(|t| matches!(t, LoginToken::Resume(_)))
             .count();
         assert_eq!(resume, 3);
-        assert_eq!(user.personal_access_tokens().count(), 1);
+        assert_eq!(user.iter().filter(|t| matches!(t, LoginToken::Personal(_))).count(), 1);
     }
 
     async fn routes_need_authentication(kind) {

@@ -6,6 +6,16 @@ use serde_json::{json, Value};
 use std::collections::HashSet;
 use std::sync::Arc;
 use tokend::config::{Config, Secret};
+use tokend::core::perm;
+use tokend::core::service::CreatePat;
+
+/// The token of a PAT the core created.
+fn created_pat(outcome: CreatePat) -> String {
+    match outcome {
+        CreatePat::Created(token) => token.into_exposed(),
+        other => panic!("PAT not created: {other:?}"),
+    }
+}
 
 const NOT_LOGGED_IN: &str = "You must be logged in to do this.";
 
@@ -305,7 +315,9 @@ store_tests! {
         cfg.max_resume_login_tokens = 3;
         let app = TestApp::with_config(&kind, cfg).await;
         let bob = app.user("bob", &[]).await;
-        let pat = app.core.create_pat(&bob.id, "ci", false).await.unwrap().unwrap();
+        let bob_creds = app.login("bob", USER_PASS).await;
+        let grant = app.grant::<perm::CreatePersonalAccessTokens>(&bob_creds).await;
+        let pat = created_pat(app.core.create_pat(&grant, "ci", false).await.unwrap());
         let pat = Creds { user_id: bob.id.clone(), token: pat };
         let admin = app.admin.clone();
         let mut tokens = Vec::new();
@@ -323,7 +335,7 @@ store_tests! {
         assert_eq!(live, 3);
         // PATs do not count either: a user with many PATs keeps its 3 login tokens.
         for i in 0..5 {
-            app.core.create_pat(&bob.id, &format!("pat{i}"), false).await.unwrap().unwrap();
+            created_pat(app.core.create_pat(&grant, &format!("pat{i}"), false).await.unwrap());
         }
         for t in &tokens[7..] {
             assert_eq!(app.me_status(t).await, 200);
@@ -363,8 +375,7 @@ store_tests! {
         assert_eq!(live.len(), 50, "exactly MAX_RESUME_LOGIN_TOKENS survive");
         // They are the newest: the stored survivors' timestamps are all newer
         // than any token minted before them, so one more mint evicts exactly one.
-        let stored = app.store.find_user(&tokend::store::UserKey::Id(bob.id.clone())).await.unwrap().unwrap();
-        assert_eq!(stored.login_tokens.len(), 50);
+        assert_eq!(app.tokens_of(&bob.id).await.len(), 50);
         let newest = mint(&app, &app.admin.clone(), &bob.id).await;
         let mut still = 0;
         for c in &live {
@@ -415,7 +426,9 @@ store_tests! {
     async fn login_failures_all_look_alike(kind) {
         let app = TestApp::start(&kind).await;
         let eve = app.user("eve", &[]).await;
-        app.core.update_user(&eve.id, tokend::store::UserPatch { active: Some(false), ..Default::default() }).await.unwrap().unwrap();
+        let grant = app.grant::<perm::EditOtherUserActiveStatus>(&app.admin).await;
+        let done = app.core.set_active(&grant, &eve.id, false).await.unwrap();
+        assert!(matches!(done, tokend::core::service::SetActive::Done(_)), "{done:?}");
         app.user("bob", &[]).await;
         let bodies = [
             json!({"user": "bob", "password": "wrong"}),
@@ -640,10 +653,10 @@ store_tests! {
             panic!("expected a generated admin, got {first:?}");
         };
         assert_eq!(username, "admin");
-        assert!(password.len() >= 16);
+        assert!(password.expose().len() >= 16);
         assert_eq!(tokend::core::seed::seed(&core).await.unwrap(), tokend::core::seed::AdminSeed::Unchanged);
         let client = poem::test::TestClient::new(tokend::app::endpoint(core));
-        let resp = client.post("/api/v1/login").body_json(&json!({"user": "admin", "password": password})).send().await;
+        let resp = client.post("/api/v1/login").body_json(&json!({"user": "admin", "password": password.expose()})).send().await;
         resp.assert_status_is_ok();
     }
 }

@@ -8,6 +8,7 @@ use poem::test::TestResponse;
 use serde_json::{json, Value};
 use std::time::Duration;
 use tokend::config::Config;
+use tokend::core::service::{UpdateUser, UserChanges};
 
 // --- helpers ---------------------------------------------------------------------
 
@@ -575,7 +576,7 @@ store_tests! {
         assert_eq!(status, 200, "{body}");
         assert_eq!(body["login"], "jane.doe");
         assert!(body.get("displayName").is_none());
-        let user = app.store.find_user(&tokend::store::UserKey::Id(body["id"].as_str().unwrap().into()))
+        let user = app.store.find_user(&tokend::core::UserKey::Id(body["id"].as_str().unwrap().into()))
             .await.unwrap().unwrap();
         assert_eq!(user.roles, vec!["user".to_string()]);
         // Created blocked.
@@ -603,8 +604,10 @@ store_tests! {
         // (app.user names bob "bob name"); another login is fine.
         let bob = app.user("bob", &[]).await;
         let path = format!("/node/api/users/{}", bob.id);
-        app.core.update_user(&bob.id, tokend::store::UserPatch { name: Some("bobby".into()), ..Default::default() })
-            .await.unwrap().unwrap();
+        let admin = app.login("admin", ADMIN_PASS).await;
+        let changes = UserChanges { name: Some("bobby".into()), ..UserChanges::default() };
+        let updated = app.core.update_user(&app.caller(&admin).await, &bob.id, changes).await.unwrap();
+        assert!(matches!(updated, UpdateUser::Updated(_)), "{updated:?}");
         let (status, got) = send(&app, "PATCH", &path, ADMIN, Some(json!({"login": "BOBBY"}))).await;
         assert_eq!((status, got), (400, json!({"code": "BadRequest", "message": "displayName must differ from login."})));
         let (status, got) = send(&app, "PATCH", &path, ADMIN, Some(json!({"login": "bob2"}))).await;
@@ -677,9 +680,12 @@ store_tests! {
         let (status, _) = send(&app, "PATCH", &format!("/node/api/users/{}", rc.id), ADMIN,
             Some(json!({"password": "changed-pass-9"}))).await;
         assert_eq!(status, 200);
-        app.login("rcuser", "changed-pass-9").await;
-        // The Rocket.Chat token still works: only deactivation ends tokens.
-        assert_eq!(app.rc_get("/api/v1/me", &rc_creds).await.0.status().as_u16(), 200);
+        let new_creds = app.login("rcuser", "changed-pass-9").await;
+        // An admin's reset ends the login tokens the user had (issue
+        // "Trustworthy under attack", item 7): the old one is refused, the
+        // one from the new password works.
+        assert_eq!(app.rc_get("/api/v1/me", &rc_creds).await.0.status().as_u16(), 401);
+        assert_eq!(app.rc_get("/api/v1/me", &new_creds).await.0.status().as_u16(), 200);
     }
 
     async fn deactivation_ends_tokens_and_sessions(kind) {

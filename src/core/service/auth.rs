@@ -9,7 +9,6 @@ use crate::core::password;
 use crate::core::permissions::Permission;
 use crate::core::ratelimit::Limited;
 use crate::core::throttle::BlockScope;
-use crate::store::UserStore;
 use chrono::DateTime;
 use std::net::IpAddr;
 use std::time::Duration;
@@ -39,7 +38,10 @@ pub enum Authenticated {
 #[derive(Debug)]
 pub enum Login {
     /// Logged in: the caller and its login token (shown once).
-    Ok { caller: Box<Caller>, token: Plaintext },
+    Ok {
+        caller: Box<Caller>,
+        token: Plaintext,
+    },
     Rejected,
     Blocked(Blocked),
 }
@@ -121,7 +123,10 @@ impl Core {
         user_id: &str,
         via: Via,
     ) -> Result<Option<Caller>, CoreError> {
-        let user = self.store.find_user(&UserKey::Id(user_id.to_string())).await?;
+        let user = self
+            .store
+            .find_user(&UserKey::Id(user_id.to_string()))
+            .await?;
         Ok(user.and_then(active).map(|user| Caller { user, via }))
     }
 
@@ -170,7 +175,10 @@ impl Core {
         };
         let token = match resumed {
             Some(token) => token,
-            None => match self.mint_login_token(&UserKey::Id(caller.user.id.clone())).await? {
+            None => match self
+                .mint_login_token(&UserKey::Id(caller.user.id.clone()))
+                .await?
+            {
                 Some(minted) => minted.token,
                 None => return Ok(Login::Rejected),
             },

@@ -115,7 +115,10 @@ impl Core {
     }
 
     /// The capability to act with permission `P`, if the caller holds it.
-    pub async fn authorize<P: Perm>(&self, caller: &Caller) -> Result<Option<Granted<P>>, CoreError> {
+    pub async fn authorize<P: Perm>(
+        &self,
+        caller: &Caller,
+    ) -> Result<Option<Granted<P>>, CoreError> {
         Ok(self
             .holds(caller, P::PERMISSION)
             .await?

@@ -8,7 +8,6 @@ use crate::core::credential::{issue, Caller, Credential, Plaintext, TokenHash, T
 use crate::core::error::CoreError;
 use crate::core::model::{ApiToken, Session, Timestamp, UserKey};
 use crate::core::permissions::{Granted, ManagesApiTokens};
-use crate::store::{SaymonStore, UserStore};
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -16,7 +15,10 @@ use std::time::Duration;
 #[derive(Debug)]
 pub enum OpenSession {
     /// The new session id (shown once) and who it belongs to.
-    Opened { sid: Plaintext, caller: Box<Caller> },
+    Opened {
+        sid: Plaintext,
+        caller: Box<Caller>,
+    },
     Rejected,
     Blocked(super::Blocked),
 }
@@ -55,7 +57,11 @@ impl Core {
         _grant: &Granted<P>,
         user_id: &str,
     ) -> Result<Option<Plaintext>, CoreError> {
-        if self.lookup(&UserKey::Id(user_id.to_string())).await?.is_none() {
+        if self
+            .lookup(&UserKey::Id(user_id.to_string()))
+            .await?
+            .is_none()
+        {
             return Ok(None);
         }
         let issued = issue(TokenKind::ApiToken);
@@ -75,7 +81,11 @@ impl Core {
         _grant: &Granted<P>,
         user_id: &str,
     ) -> Result<bool, CoreError> {
-        if self.lookup(&UserKey::Id(user_id.to_string())).await?.is_none() {
+        if self
+            .lookup(&UserKey::Id(user_id.to_string()))
+            .await?
+            .is_none()
+        {
             return Ok(false);
         }
         self.store.delete_api_token(user_id).await?;

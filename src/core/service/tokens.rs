@@ -7,7 +7,7 @@ use crate::core::error::CoreError;
 use crate::core::model::{LoginToken, PersonalAccessToken, ResumeToken, UserKey};
 use crate::core::permissions::{perm, Granted, Permission};
 use crate::core::token::secret_matches;
-use crate::store::{PatInsert, TokenStore, UserStore};
+use crate::store::PatInsert;
 
 /// A freshly issued login token. The plaintext exists only here and in the response.
 #[derive(Debug)]

@@ -12,7 +12,7 @@ use crate::core::permissions::{
     CreatesUsers, DeletesUsers, Granted, Permission, SetsActiveStatus, USER_ROLE,
 };
 use crate::core::{ids, permissions::ADMIN_ROLE};
-use crate::store::{SaymonStore, TokenStore, UniqueField, UserPatch, UserStore};
+use crate::store::{UniqueField, UserPatch};
 
 /// A user to create. Syntax checks of the fields are the dialect's job.
 #[derive(Clone, Default)]
@@ -32,7 +32,16 @@ pub struct NewUser {
     pub kind: String,
 }
 
-crate::redacted_debug!(NewUser, username, name, email, roles, permissions, active, kind);
+crate::redacted_debug!(
+    NewUser,
+    username,
+    name,
+    email,
+    roles,
+    permissions,
+    active,
+    kind
+);
 
 /// A change to the first email address.
 #[derive(Debug, Clone, Default)]
@@ -153,8 +162,9 @@ impl Core {
         self.insert_user(new).await
     }
 
-    /// Creates a user without a caller: start-up seeding only.
-    pub(crate) async fn insert_user(&self, new: NewUser) -> Result<CreateUser, CoreError> {
+    /// Creates a user without a caller: start-up seeding and operator tools
+    /// (never reachable over HTTP).
+    pub async fn insert_user(&self, new: NewUser) -> Result<CreateUser, CoreError> {
         let password_bcrypt = match &new.password {
             Some(p) => Some(password::hash_password(p).await?),
             None => None,
@@ -264,7 +274,10 @@ impl Core {
             return Ok(UpdateUser::NotAllowed(Denied::Permissions));
         }
         if changes.active.is_some()
-            && !(manage || self.holds(by, Permission::EditOtherUserActiveStatus).await?)
+            && !(manage
+                || self
+                    .holds(by, Permission::EditOtherUserActiveStatus)
+                    .await?)
         {
             return Ok(UpdateUser::NotAllowed(Denied::ActiveStatus));
         }

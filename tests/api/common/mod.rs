@@ -15,8 +15,8 @@ use serde_json::Value;
 use std::sync::Arc;
 use std::time::Duration;
 use tokend::config::{Config, Secret};
-use tokend::core::service::{Authenticated, CreateUser, NewUser};
-use tokend::core::{perm, Caller, Core, Credential, Granted, ManualClock, Perm, Plaintext, User};
+use tokend::core::service::NewUser;
+use tokend::core::{Core, ManualClock, User};
 use tokend::store::{MongoStore, SqliteStore, Store};
 
 /// Password of the seeded admin in every test app.
@@ -204,44 +204,52 @@ impl TestApp {
         } else {
             roles.iter().map(|r| r.to_string()).collect()
         };
-        let new = NewUser {
-            username: username.into(),
-            name: Some(format!("{username} name")),
-            email: Some(format!("{username}@example.com")),
-            email_verified: true,
-            password: Some(USER_PASS.into()),
-            roles,
-            active: true,
-            kind: "user".into(),
-            ..NewUser::default()
-        };
-        let grant = self.admin_grant::<perm::CreateUser>().await;
-        match self.core.create_user(&grant, new).await.expect("store") {
-            CreateUser::Created(user) => *user,
-            CreateUser::Taken(field) => panic!("{username}: {field:?} is taken"),
+        let created = self
+            .core
+            .insert_user(NewUser {
+                username: username.into(),
+                name: Some(format!("{username} name")),
+                email: Some(format!("{username}@example.com")),
+                email_verified: true,
+                password: Some(USER_PASS.into()),
+                roles,
+                active: true,
+                kind: "user".into(),
+                ..NewUser::default()
+            })
+            .await
+            .expect("store");
+        match created {
+            tokend::core::service::CreateUser::Created(user) => *user,
+            other => panic!("not created: {other:?}"),
         }
     }
 
-    /// The seeded admin as a caller of the core.
-    pub async fn admin_caller(&self) -> Caller {
-        let credential = Credential::UserToken {
-            user_id: self.admin.user_id.clone(),
-            token: Plaintext::new(self.admin.token.clone()),
-        };
-        match self.core.authenticate(credential).await.expect("store") {
-            Authenticated::Caller(caller) => *caller,
-            _ => panic!("the admin's login token was refused"),
-        }
+    /// The stored login tokens and PATs of a user.
+    pub async fn tokens_of(&self, user_id: &str) -> Vec<tokend::core::LoginToken> {
+        self.store.tokens_of(user_id).await.expect("store")
     }
 
-    /// The admin's capability to act with permission `P`.
-    pub async fn admin_grant<P: Perm>(&self) -> Granted<P> {
-        let admin = self.admin_caller().await;
+    /// The capability `P` of these credentials' user (which must hold it).
+    pub async fn grant<P: tokend::core::Perm>(&self, creds: &Creds) -> tokend::core::Granted<P> {
+        let caller = self.caller(creds).await;
         self.core
-            .authorize::<P>(&admin)
+            .authorize(&caller)
             .await
             .expect("store")
-            .expect("the admin holds every permission")
+            .expect("permission held")
+    }
+
+    /// The core's view of these credentials: the authenticated caller.
+    pub async fn caller(&self, creds: &Creds) -> tokend::core::Caller {
+        let credential = tokend::core::Credential::UserToken {
+            user_id: creds.user_id.clone(),
+            token: tokend::core::Plaintext::new(creds.token.as_str()),
+        };
+        match self.core.authenticate(credential).await.expect("store") {
+            tokend::core::service::Authenticated::Caller(caller) => *caller,
+            other => panic!("not authenticated: {other:?}"),
+        }
     }
 
     /// The status `GET /api/v1/me` answers for these credentials.
