@@ -309,3 +309,37 @@ fn backup_refuses_a_missing_store() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_store_from_a_newer_schema_stops_start_up() {
+    let dir = std::env::temp_dir().join(format!(
+        "tokend-newer-{}-{}",
+        std::process::id(),
+        tokend::core::ids::new_user_id()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let db = TempDb(dir.join("tokend.db"));
+    drop(tokend::store::SqliteStore::open(db.0.to_str().unwrap()).expect("create"));
+    let newer = tokend::store::sqlite::schema_version() + 1;
+    rusqlite::Connection::open(&db.0)
+        .unwrap()
+        .pragma_update(None, "user_version", newer as i64)
+        .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_tokend"))
+        .env_clear()
+        .env("BIND_IP", "127.0.0.1")
+        .env("PORT", "0")
+        .env("DATABASE_PATH", &db.0)
+        .current_dir(&dir)
+        .output()
+        .expect("run tokend");
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("was written by a newer tokend")
+            && stderr.contains(&format!("store schema version {newer}")),
+        "{stderr}"
+    );
+    drop(db);
+    let _ = std::fs::remove_dir_all(&dir);
+}
