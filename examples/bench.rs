@@ -1,21 +1,28 @@
 //! Load benchmark: starts tokend in-process on a loopback port (SQLite in a
 //! fresh temporary file, or MongoDB when `MONGO_URL` is set) and drives it
 //! over keep-alive HTTP/1.1 connections, reporting throughput and latency per
-//! route.
+//! route, and each route's throughput as a ratio to `/healthz` in the same run
+//! (these machines are noisy: compare ratios, not absolute figures).
 //!
 //! ```sh
 //! cargo run --release --example bench -- --connections 16 --seconds 5
 //! ```
 //!
-//! Client and server share the machine, so figures are a lower bound for the
-//! server alone; compare runs on the same machine only.
+//! Scenarios: `/healthz`; `/api/v1/me`; `users.createToken` for another user
+//! at 32 connections (durable writes included); `/api/v1/me` for a user
+//! holding 5 PATs and for one holding 5,000 (cost must be flat in stored
+//! tokens); password login (bcrypt). Client and server share the machine, so
+//! figures are a lower bound for the server alone.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokend::app::Application;
 use tokend::config::{Config, RateLimitConfig, Secret};
-use tokend::core::service::NewUser;
+use tokend::core::credential::PasswordAttempt;
+use tokend::core::password::PasswordInput;
+use tokend::core::service::{CreatePat, Login, NewUser};
+use tokend::core::{perm, Core, Credential, UserKey};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
@@ -77,7 +84,7 @@ fn request(method: &str, path: &str, headers: &[(&str, &str)], body: Option<&str
 }
 
 struct Report {
-    name: &'static str,
+    name: String,
     ok: usize,
     failed: usize,
     elapsed: Duration,
@@ -85,18 +92,23 @@ struct Report {
 }
 
 impl Report {
-    fn print(&mut self) {
+    fn throughput(&self) -> f64 {
+        self.ok as f64 / self.elapsed.as_secs_f64()
+    }
+
+    fn print(&mut self, baseline: f64) {
         self.latencies.sort_unstable();
         let pct = |p: f64| {
             let i = ((self.latencies.len() as f64 - 1.0) * p).round() as usize;
             self.latencies.get(i).copied().unwrap_or_default()
         };
         println!(
-            "{:<34} {:>8} ok {:>5} failed {:>10.0} req/s   p50 {:>7.2} ms   p99 {:>7.2} ms",
+            "{:<38} {:>8} ok {:>5} failed {:>9.0} req/s {:>6.2}x healthz   p50 {:>7.2} ms   p99 {:>7.2} ms",
             self.name,
             self.ok,
             self.failed,
-            self.ok as f64 / self.elapsed.as_secs_f64(),
+            self.throughput(),
+            self.throughput() / baseline,
             pct(0.50).as_secs_f64() * 1e3,
             pct(0.99).as_secs_f64() * 1e3,
         );
@@ -104,7 +116,7 @@ impl Report {
 }
 
 async fn run(
-    name: &'static str,
+    name: String,
     addr: SocketAddr,
     connections: usize,
     duration: Duration,
@@ -146,6 +158,49 @@ async fn run(
     }
     report.elapsed = started.elapsed();
     report
+}
+
+/// A user holding `pats` personal access tokens; its id and a login token.
+async fn user_with_pats(core: &Core, pats: usize) -> (String, String) {
+    let username = format!("bench-pats-{pats}-{}", tokend::core::ids::new_user_id());
+    core.insert_user(NewUser {
+        username: username.clone(),
+        password: Some("bench-user-pass".into()),
+        active: true,
+        ..NewUser::default()
+    })
+    .await
+    .expect("store");
+    let login = core
+        .login(Credential::Password(PasswordAttempt {
+            user: UserKey::Username(username),
+            password: PasswordInput::Plain("bench-user-pass".into()),
+            ip: None,
+        }))
+        .await
+        .expect("store");
+    let Login::Ok { caller, token } = login else {
+        panic!("bench user cannot log in: {login:?}");
+    };
+    let grant = core
+        .authorize::<perm::CreatePersonalAccessTokens>(&caller)
+        .await
+        .expect("store")
+        .expect("users may create PATs");
+    // In batches, so the store can group the writes.
+    for batch in (0..pats).collect::<Vec<_>>().chunks(64) {
+        let names: Vec<String> = batch.iter().map(|i| format!("pat-{i}")).collect();
+        let made = futures_util::future::join_all(
+            names
+                .iter()
+                .map(|name| core.create_pat(&grant, name, false)),
+        )
+        .await;
+        for outcome in made {
+            assert!(matches!(outcome.expect("store"), CreatePat::Created(_)));
+        }
+    }
+    (caller.user.id.clone(), token.into_exposed())
 }
 
 fn arg(name: &str, default: u64) -> u64 {
@@ -238,6 +293,16 @@ async fn main() {
         duration.as_secs(),
         std::thread::available_parallelism().map_or(1, |n| n.get())
     );
+    let (few_id, few_token) = user_with_pats(&core, 5).await;
+    let (many_id, many_token) = user_with_pats(&core, 5000).await;
+    let few = [
+        ("X-User-Id", few_id.as_str()),
+        ("X-Auth-Token", few_token.as_str()),
+    ];
+    let many = [
+        ("X-User-Id", many_id.as_str()),
+        ("X-Auth-Token", many_token.as_str()),
+    ];
     let scenarios: Vec<(&'static str, Vec<u8>, usize)> = vec![
         (
             "GET /healthz",
@@ -257,6 +322,16 @@ async fn main() {
                 &auth,
                 Some(&format!(r#"{{"userId":"{}"}}"#, bot.id)),
             ),
+            32,
+        ),
+        (
+            "GET /api/v1/me (user with 5 PATs)",
+            request("GET", "/api/v1/me", &few, None),
+            connections,
+        ),
+        (
+            "GET /api/v1/me (user with 5000 PATs)",
+            request("GET", "/api/v1/me", &many, None),
             connections,
         ),
         (
@@ -270,10 +345,18 @@ async fn main() {
             connections.min(4),
         ),
     ];
+    let mut baseline = None;
     for (name, req, conns) in scenarios {
-        run(name, addr, conns, duration, Arc::new(req))
-            .await
-            .print();
+        let mut report = run(
+            format!("{name} [{conns}c]"),
+            addr,
+            conns,
+            duration,
+            Arc::new(req),
+        )
+        .await;
+        let base = *baseline.get_or_insert(report.throughput().max(1.0));
+        report.print(base);
     }
     for suffix in ["", "-wal", "-shm"] {
         let mut file = database.clone().into_os_string();

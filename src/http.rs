@@ -140,6 +140,14 @@ fn unrouted(path: &str, status: StatusCode, message: &str) -> Response {
     }
 }
 
+/// The core a request is served by, or the dialect's 500 (a wiring bug).
+pub fn core_of<E: DialectError>(req: &Request) -> Result<Arc<Core>, E> {
+    req.data::<Arc<Core>>().cloned().ok_or_else(|| {
+        tracing::error!("core missing from request data");
+        E::internal()
+    })
+}
+
 /// The client's address, as the core decides it (the socket peer, or the
 /// forwarded address with `TRUST_PROXY`).
 pub fn client_ip(core: &Core, req: &Request) -> Option<IpAddr> {

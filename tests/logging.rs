@@ -1,5 +1,7 @@
 //! Logs (BEHAVIOUR §5): one line per request, and never a token, password,
-//! secret, session id or query string.
+//! secret, session id or query string, even at `TRACE` from every crate, over
+//! a walk-through of every credential (login, createToken, PAT, SAYMON token
+//! and session, Basic auth, password change).
 //!
 //! This binary holds a single test on purpose: `tracing` caches per-callsite
 //! interest process-wide, so another test logging without a subscriber at the
@@ -117,12 +119,41 @@ async fn request_logs_carry_no_secret() {
             .send()
             .await;
         resp.assert_status_is_ok();
+        // A personal access token, used; then a password change with it,
+        // and a login with the new password.
+        let resp = app
+            .rc_post(
+                "/api/v1/users.generatePersonalAccessToken",
+                &creds,
+                json!({"tokenName": "walk-through"}),
+            )
+            .await;
+        let pat = json(resp).await["token"].as_str().unwrap().to_string();
+        let pat_creds = Creds {
+            user_id: bob.id.clone(),
+            token: pat.clone(),
+        };
+        app.rc_get("/api/v1/me", &pat_creds)
+            .await
+            .assert_status_is_ok();
+        let resp = app
+            .rc_post(
+                "/api/v1/users.update",
+                &pat_creds,
+                json!({"userId": bob.id, "data": {"password": "the-new-password-77"}}),
+            )
+            .await;
+        resp.assert_status_is_ok();
+        let relogin = app.login("bob", "the-new-password-77").await;
         vec![
             app.admin.token.clone(),
             minted,
             api_token,
             sid,
             admin_basic[6..].to_string(),
+            pat,
+            relogin.token,
+            "the-new-password-77".to_string(),
         ]
     }
     .with_subscriber(subscriber)

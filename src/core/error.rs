@@ -15,6 +15,11 @@ pub enum CoreError {
 }
 
 impl CoreError {
+    /// The store is unreachable (for tests and tools that need the failure).
+    pub fn unavailable(detail: &str) -> Self {
+        CoreError::Store(StoreError::Unavailable(detail.to_string()))
+    }
+
     /// Whether the failure is the store being unreachable (503) rather than a bug (500).
     pub fn is_unavailable(&self) -> bool {
         matches!(self, CoreError::Store(StoreError::Unavailable(_)))

@@ -8,12 +8,10 @@ use super::error::RcError;
 use crate::core::service::{Authenticated, RateLimit};
 use crate::core::validate::nonblank;
 use crate::core::{Caller, Core, Credential, Plaintext};
-use crate::http::DialectError;
 use poem::Request;
 use poem_openapi::auth::ApiKey;
 use poem_openapi::registry::{MetaApi, Registry};
 use poem_openapi::{ApiExtractor, OpenApi, SecurityScheme};
-use std::sync::Arc;
 
 /// Name of the `X-Auth-Token` scheme in the document.
 const AUTH_TOKEN_SCHEME: &str = "RcAuthToken";
@@ -44,10 +42,7 @@ pub struct RcAuth(pub Caller);
 pub struct RcUserId(pub ApiKey);
 
 async fn check_rc_auth(req: &Request, token: ApiKey) -> poem::Result<Caller> {
-    let core = req.data::<Arc<Core>>().ok_or_else(|| {
-        tracing::error!("core missing from request data");
-        RcError::internal()
-    })?;
+    let core = &crate::http::core_of::<RcError>(req)?;
     let user_id = nonblank(req.headers().get("x-user-id").and_then(|v| v.to_str().ok()))
         .ok_or_else(RcError::not_logged_in)?;
     let credential = Credential::UserToken {

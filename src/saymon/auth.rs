@@ -24,7 +24,6 @@ use poem::{Request, RequestBody};
 use poem_openapi::auth::{ApiKey, Basic};
 use poem_openapi::registry::Registry;
 use poem_openapi::{ApiExtractor, ApiExtractorType, ExtractParamOptions, SecurityScheme};
-use std::sync::Arc;
 
 /// Name of the session cookie.
 pub const SID_COOKIE: &str = "sid";
@@ -128,13 +127,6 @@ impl Presented {
     }
 }
 
-fn core_of(req: &Request) -> Result<Arc<Core>, SaymonError> {
-    req.data::<Arc<Core>>().cloned().ok_or_else(|| {
-        tracing::error!("core missing from request data");
-        SaymonError::internal()
-    })
-}
-
 /// The 429 for a blocked login, with the block time as `Retry-After`.
 pub fn blocked_error(blocked: Blocked) -> SaymonError {
     SaymonError::too_many_login_failures(blocked.retry_after.as_secs())
@@ -226,7 +218,7 @@ macro_rules! saymon_extractor {
                 _body: &mut RequestBody,
                 _param_opts: ExtractParamOptions<Self::ParamType>,
             ) -> poem::Result<Self> {
-                let core = core_of(req)?;
+                let core = crate::http::core_of::<SaymonError>(req)?;
                 Ok($ty($check(&core, req).await?))
             }
         }

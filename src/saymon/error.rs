@@ -187,7 +187,6 @@ impl DialectError for SaymonError {
 mod tests {
     use super::*;
     use crate::core::CoreError;
-    use crate::store::StoreError;
 
     async fn status_and_body(resp: Response) -> (u16, serde_json::Value) {
         let status = resp.status().as_u16();
@@ -197,7 +196,7 @@ mod tests {
 
     #[tokio::test]
     async fn store_unavailable_is_503_in_saymon_shape() {
-        let err = SaymonError::from(CoreError::Store(StoreError::Unavailable("down".into())));
+        let err = SaymonError::from(CoreError::unavailable("down"));
         let (status, body) = status_and_body(err.into_response()).await;
         assert_eq!(status, 503);
         assert_eq!(body["code"], "ServiceUnavailable");
