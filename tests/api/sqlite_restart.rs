@@ -8,7 +8,6 @@ use base64::Engine;
 use serde_json::json;
 use std::path::PathBuf;
 use tokend::core::model::Role;
-use tokend::store::RoleStore;
 
 /// A database file of this test's own, removed with its WAL when dropped.
 struct TempDb(PathBuf);
