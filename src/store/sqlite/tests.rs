@@ -5,7 +5,9 @@
 use super::*;
 use crate::core::credential::TokenHash;
 use crate::core::model::*;
-use crate::store::{PatInsert, RoleStore, SaymonStore, TokenStore, UserPatch, UserStore};
+use crate::store::{
+    AdminGuard, PatInsert, RoleStore, SaymonStore, TokenStore, UserPatch, UserStore,
+};
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
@@ -133,7 +135,10 @@ async fn everything_survives_a_reopen() {
             name: Some("Alice A.".into()),
             ..UserPatch::default()
         };
-        let renamed = store.update_user(&alice.id, &patch, t).await.unwrap();
+        let renamed = store
+            .update_user(&alice.id, &patch, t, AdminGuard::Off)
+            .await
+            .unwrap();
         store.ensure_role(&role).await.unwrap();
         store
             .set_permission_roles("view-logs", &["auditor".into()])
@@ -150,7 +155,7 @@ async fn everything_survives_a_reopen() {
         );
         store.set_api_token(&api).await.unwrap();
         store.insert_session(&session).await.unwrap();
-        renamed.expect("alice exists")
+        renamed.expect("unguarded").expect("alice exists")
     };
     // Dropped: the writer thread and every connection are closed.
     let store = SqliteStore::open(path.as_str()).expect("reopen");

@@ -154,6 +154,29 @@ impl TokenStore for SqliteStore {
         .await
     }
 
+    /// One row, through the unique index on `(user_id, name)` of PATs.
+    async fn find_personal_access_token(
+        &self,
+        user_id: &str,
+        name: &str,
+    ) -> StoreResult<Option<PersonalAccessToken>> {
+        let (user_id, name) = (user_id.to_string(), name.to_string());
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT {TOKEN_COLUMNS} FROM login_tokens \
+                 WHERE user_id = ?1 AND kind = 'personal' AND name = ?2"
+            ))?;
+            let found = stmt
+                .query_row(params![user_id, name], token_row)
+                .optional()?;
+            Ok(found.and_then(|(token, _)| match token {
+                LoginToken::Personal(p) => Some(p),
+                LoginToken::Resume(_) => None,
+            }))
+        })
+        .await
+    }
+
     async fn push_login_token(
         &self,
         key: &UserKey,

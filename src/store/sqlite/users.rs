@@ -2,7 +2,9 @@
 
 use super::{from_json, ms, time, to_json, SqliteStore};
 use crate::core::model::{Email, PasswordHash, Timestamp, User, UserKey};
-use crate::store::{StoreResult, UserPatch, UserStore};
+use crate::store::{
+    removes_active_admin, AdminGuard, LastAdmin, StoreResult, UserPatch, UserStore,
+};
 use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
@@ -123,16 +125,48 @@ fn insert(conn: &Connection, user: &User) -> StoreResult<()> {
     write_emails(conn, &user.id, &user.emails)
 }
 
+/// Whether an active user holding the `admin` role exists other than `except_id`.
+fn other_active_admin_exists(conn: &Connection, except_id: &str) -> StoreResult<bool> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT EXISTS (SELECT 1 FROM users, json_each(users.roles) AS role \
+         WHERE users.id <> ?1 AND users.active AND role.value = ?2)",
+    )?;
+    Ok(stmt.query_row(
+        params![except_id, crate::core::permissions::ADMIN_ROLE],
+        |r| r.get(0),
+    )?)
+}
+
+/// The last-admin guard, in the writer's transaction: the check reads the
+/// same snapshot the write then changes, and no other write runs between
+/// them (one writer, `BEGIN IMMEDIATE`), so two admins removing each other
+/// cannot both pass.
+fn refused(
+    conn: &Connection,
+    guard: AdminGuard,
+    before: &User,
+    after: Option<&User>,
+) -> StoreResult<bool> {
+    Ok(guard == AdminGuard::KeepLastAdmin
+        && removes_active_admin(before, after)
+        && !other_active_admin_exists(conn, &before.id)?)
+}
+
 fn update(
     conn: &Connection,
     id: &str,
     patch: &UserPatch,
     now: Timestamp,
-) -> StoreResult<Option<User>> {
+    guard: AdminGuard,
+) -> StoreResult<Result<Option<User>, LastAdmin>> {
     let Some(mut user) = user_by_id(conn, id)? else {
-        return Ok(None);
+        return Ok(Ok(None));
     };
+    let before = user.clone();
     patch.apply(&mut user, now);
+    if refused(conn, guard, &before, Some(&user))? {
+        return Ok(Err(LastAdmin));
+    }
     conn.prepare_cached(
         "UPDATE users SET updated_at = ?2, username = ?3, username_lower = ?4, name = ?5, \
          roles = ?6, permissions = ?7, active = ?8, require_password_change = ?9, \
@@ -157,7 +191,22 @@ fn update(
         conn.prepare_cached("DELETE FROM login_tokens WHERE user_id = ?1")?
             .execute([id])?;
     }
-    Ok(Some(user))
+    Ok(Ok(Some(user)))
+}
+
+fn delete(conn: &Connection, id: &str, guard: AdminGuard) -> StoreResult<Result<bool, LastAdmin>> {
+    if guard == AdminGuard::KeepLastAdmin {
+        if let Some(user) = user_by_id(conn, id)? {
+            if refused(conn, guard, &user, None)? {
+                return Ok(Err(LastAdmin));
+            }
+        }
+    }
+    // Emails and tokens go with the user (ON DELETE CASCADE).
+    Ok(Ok(conn
+        .prepare_cached("DELETE FROM users WHERE id = ?1")?
+        .execute([id])?
+        > 0))
 }
 
 #[async_trait]
@@ -180,21 +229,6 @@ impl UserStore for SqliteStore {
         self.read(move |c| match resolve(c, &key)? {
             Some(id) => user_by_id(c, &id),
             None => Ok(None),
-        })
-        .await
-    }
-
-    async fn other_active_admin_exists(&self, except_id: &str) -> StoreResult<bool> {
-        let except_id = except_id.to_string();
-        self.read(move |c| {
-            let mut stmt = c.prepare_cached(
-                "SELECT EXISTS (SELECT 1 FROM users, json_each(users.roles) AS role \
-                 WHERE users.id <> ?1 AND users.active AND role.value = ?2)",
-            )?;
-            Ok(stmt.query_row(
-                params![except_id, crate::core::permissions::ADMIN_ROLE],
-                |r| r.get(0),
-            )?)
         })
         .await
     }
@@ -223,19 +257,19 @@ impl UserStore for SqliteStore {
         id: &str,
         patch: &UserPatch,
         now: Timestamp,
-    ) -> StoreResult<Option<User>> {
+        guard: AdminGuard,
+    ) -> StoreResult<Result<Option<User>, LastAdmin>> {
         let (id, patch) = (id.to_string(), patch.clone());
-        self.write(move |c| update(c, &id, &patch, now)).await
+        self.write(move |c| update(c, &id, &patch, now, guard))
+            .await
     }
 
-    async fn delete_user(&self, id: &str) -> StoreResult<bool> {
+    async fn delete_user(
+        &self,
+        id: &str,
+        guard: AdminGuard,
+    ) -> StoreResult<Result<bool, LastAdmin>> {
         let id = id.to_string();
-        // Emails and tokens go with the user (ON DELETE CASCADE).
-        self.write(move |c| {
-            Ok(c.prepare_cached("DELETE FROM users WHERE id = ?1")?
-                .execute([id])?
-                > 0)
-        })
-        .await
+        self.write(move |c| delete(c, &id, guard)).await
     }
 }
