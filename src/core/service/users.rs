@@ -309,7 +309,7 @@ impl Core {
         let keep = myself.then_some(&by.via);
         Ok(
             match self.apply_patch(&target.id, patch, guard, keep).await? {
-                Patched::Updated(user) => UpdateUser::Updated(Box::new(user)),
+                Patched::Updated(user) => UpdateUser::Updated(user),
                 Patched::NoSuchUser => UpdateUser::NoSuchUser,
                 Patched::Taken(field) => UpdateUser::Taken(field),
                 Patched::LastAdmin => UpdateUser::LastAdmin,
@@ -352,7 +352,7 @@ impl Core {
             }
         }
         Ok(match updated {
-            Some(user) => Patched::Updated(user),
+            Some(user) => Patched::Updated(Box::new(user)),
             None => Patched::NoSuchUser,
         })
     }
@@ -379,7 +379,7 @@ impl Core {
         };
         Ok(
             match self.apply_patch(&target.id, patch, guard, None).await? {
-                Patched::Updated(user) => SetActive::Done(Box::new(user)),
+                Patched::Updated(user) => SetActive::Done(user),
                 Patched::LastAdmin => SetActive::LastAdmin,
                 // Only `active` changes, so no unique field can clash.
                 Patched::NoSuchUser | Patched::Taken(_) => SetActive::NoSuchUser,
@@ -445,7 +445,7 @@ impl Core {
 
 /// What [`Core::apply_patch`] did.
 enum Patched {
-    Updated(User),
+    Updated(Box<User>),
     NoSuchUser,
     /// The username or email address is taken (ignoring case).
     Taken(UniqueField),
