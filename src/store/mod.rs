@@ -2,23 +2,23 @@
 //!
 //! The traits are shaped by MongoDB's single-document atomicity: every method
 //! that must hold under concurrency (the login-token cap, unique PAT names,
-//! session touch) is one method, so each store can make it atomic its own way.
+//! session touch, the last-admin guard) is one method, so each store can make it atomic its own way.
 //! Only the core calls a store; tokens reach it only as [`TokenHash`]es.
 //!
 //! [`UserStore`] keeps users, [`TokenStore`] Rocket.Chat login tokens and
 //! personal access tokens, [`SaymonStore`] SAYMON API tokens and sessions,
 //! [`RoleStore`] roles and permissions; [`Store`] is all four plus readiness.
 
-pub mod memory;
 pub mod mongo;
+pub mod sqlite;
 
 use crate::core::credential::TokenHash;
 pub use crate::core::model::UniqueField;
 use crate::core::model::*;
 use async_trait::async_trait;
 
-pub use memory::MemoryStore;
 pub use mongo::MongoStore;
+pub use sqlite::SqliteStore;
 
 /// Result of a store call.
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -94,6 +94,25 @@ pub enum PatInsert {
     NoSuchUser,
 }
 
+/// Whether a user write must keep an active admin. The core decides when to
+/// ask for it (a patch that deactivates or demotes, a delete); the store
+/// enforces it atomically with the write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdminGuard {
+    /// Write as asked.
+    Off,
+    /// Refuse with [`LastAdmin`] if the user is, when written, an active
+    /// admin (active, holding the `admin` role) that the write leaves not an
+    /// active admin (or deletes) while no other active admin exists. The check
+    /// and the write are one atomic step as far as the store can make it (see
+    /// each store's documentation).
+    KeepLastAdmin,
+}
+
+/// A guarded write was refused: it would have left no active admin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LastAdmin;
+
 /// Users (Rocket.Chat's `users` collection, less the tokens).
 ///
 /// Times are passed in by the caller (the core owns the clock); stores never
@@ -106,19 +125,26 @@ pub trait UserStore: Send + Sync {
     async fn insert_user(&self, user: &User) -> StoreResult<()>;
     /// Finds one user.
     async fn find_user(&self, key: &UserKey) -> StoreResult<Option<User>>;
-    /// Whether an active user holding the `admin` role exists other than `except_id`.
-    async fn other_active_admin_exists(&self, except_id: &str) -> StoreResult<bool>;
     /// A page of users sorted by username, and the total count.
     async fn list_users(&self, offset: u64, count: u64) -> StoreResult<(Vec<User>, u64)>;
-    /// Applies a patch and returns the updated user (`None` if there is no such user).
+    /// Applies a patch and returns the updated user (`None` if there is no
+    /// such user); with [`AdminGuard::KeepLastAdmin`], writes nothing and
+    /// answers `Err(LastAdmin)` if the patch would leave no active admin.
     async fn update_user(
         &self,
         id: &str,
         patch: &UserPatch,
         now: Timestamp,
-    ) -> StoreResult<Option<User>>;
-    /// Deletes a user; false if there was none.
-    async fn delete_user(&self, id: &str) -> StoreResult<bool>;
+        guard: AdminGuard,
+    ) -> StoreResult<Result<Option<User>, LastAdmin>>;
+    /// Deletes a user; false if there was none. With
+    /// [`AdminGuard::KeepLastAdmin`], keeps it and answers `Err(LastAdmin)` if
+    /// it is the last active admin.
+    async fn delete_user(
+        &self,
+        id: &str,
+        guard: AdminGuard,
+    ) -> StoreResult<Result<bool, LastAdmin>>;
 }
 
 /// Rocket.Chat login tokens and personal access tokens
@@ -135,6 +161,12 @@ pub trait TokenStore: Send + Sync {
     ) -> StoreResult<Option<(User, LoginToken)>>;
     /// Every login token and PAT of a user (empty if there is no such user).
     async fn tokens_of(&self, user_id: &str) -> StoreResult<Vec<LoginToken>>;
+    /// The user's PAT with this name (reading only that one entry), if any.
+    async fn find_personal_access_token(
+        &self,
+        user_id: &str,
+        name: &str,
+    ) -> StoreResult<Option<PersonalAccessToken>>;
     /// Adds a login token to the user found by `key`, then keeps only the newest
     /// `max` login tokens (by `when`; PATs neither count nor go). Must hold under
     /// concurrent calls for one user. Returns the user's id, `None` if no user.
@@ -220,11 +252,18 @@ pub trait RoleStore: Send + Sync {
 }
 
 /// Persistent state of tokend: every concern, plus readiness.
-/// Implementations: [`MemoryStore`] and [`MongoStore`].
+/// Implementations: [`SqliteStore`] and [`MongoStore`].
 #[async_trait]
 pub trait Store: UserStore + TokenStore + SaymonStore + RoleStore + 'static {
     /// Checks that the store answers (readiness).
     async fn ping(&self) -> StoreResult<()>;
+}
+
+/// Whether writing `before` as `after` (`None`: deleting it) takes away an
+/// active admin: the condition under which [`AdminGuard::KeepLastAdmin`]
+/// looks for another one.
+pub fn removes_active_admin(before: &User, after: Option<&User>) -> bool {
+    before.is_active_admin() && !after.is_some_and(User::is_active_admin)
 }
 
 /// Keeps the newest `max` resume tokens of `tokens` (PATs untouched), the rule

@@ -420,8 +420,9 @@ async fn a_user_written_by_rocket_chat_logs_in_and_keeps_its_fields() {
         ..Default::default()
     };
     app.store
-        .update_user(id, &patch, app.core.now())
+        .update_user(id, &patch, app.core.now(), tokend::store::AdminGuard::Off)
         .await
+        .unwrap()
         .unwrap()
         .unwrap();
 

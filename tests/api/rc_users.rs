@@ -595,6 +595,64 @@ store_tests! {
         assert_eq!(app.me_status(&app.admin).await, 401);
     }
 
+    /// Issue 10 item 8: two admins deactivating each other at once used to
+    /// both succeed (check-then-act in the core), leaving no admin. The guard
+    /// is now part of the store's write: on SQLite one write transaction, on
+    /// MongoDB the admin lease (see `store/mongo/admin_guard.rs`), so this
+    /// holds on both stores; each round races the two routes that deactivate.
+    async fn two_admins_deactivating_each_other_leave_one(kind) {
+        let app = TestApp::start(&kind).await;
+        let admin2 = app.user("admin2", &["admin"]).await;
+        let mut first = app.admin.clone();
+        let mut second = app.login("admin2", USER_PASS).await;
+        let mut ids = (app.admin.user_id.clone(), admin2.id.clone());
+        for round in 0..6 {
+            let off = |creds: &Creds, target: &str| {
+                let (path, body) = if round % 2 == 0 {
+                    ("/api/v1/users.setActiveStatus", json!({ "userId": target, "activeStatus": false }))
+                } else {
+                    ("/api/v1/users.update", json!({ "userId": target, "data": { "active": false } }))
+                };
+                let creds = creds.clone();
+                let app = &app;
+                async move { post(app, path, &creds, body).await }
+            };
+            let ((a, a_body), (b, b_body)) =
+                tokio::join!(off(&first, &ids.1), off(&second, &ids.0));
+            let mut statuses = [a, b];
+            statuses.sort_unstable();
+            assert_eq!(statuses, [200, 400], "round {round}: {a_body} {b_body}");
+            let active_admins = app
+                .store
+                .list_users(0, 100)
+                .await
+                .unwrap()
+                .0
+                .iter()
+                .filter(|u| u.is_active_admin())
+                .count();
+            assert_eq!(active_admins, 1, "round {round}");
+            // The survivor brings the other back for the next round.
+            let (survivor, survivor_creds, gone) = if a == 200 {
+                (ids.0.clone(), first.clone(), ids.1.clone())
+            } else {
+                (ids.1.clone(), second.clone(), ids.0.clone())
+            };
+            let (status, body) = post(
+                &app,
+                "/api/v1/users.setActiveStatus",
+                &survivor_creds,
+                json!({ "userId": gone, "activeStatus": true }),
+            )
+            .await;
+            assert_eq!(status, 200, "{body}");
+            let gone_name = if gone == app.admin.user_id { "admin" } else { "admin2" };
+            let gone_pass = if gone == app.admin.user_id { ADMIN_PASS } else { USER_PASS };
+            let gone_creds = app.login(gone_name, gone_pass).await;
+            (first, second, ids) = (survivor_creds, gone_creds, (survivor, gone));
+        }
+    }
+
     async fn delete_user(kind) {
         let app = TestApp::start(&kind).await;
         let (bob, bob_creds) = plain_user(&app, "bob").await;

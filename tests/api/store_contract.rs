@@ -1,5 +1,5 @@
 //! The contract of the `Store` trait, run against both stores
-//! (`memory::*` and `mongo::*`, see `store_tests!`).
+//! (`sqlite::*` and `mongo::*`, see `store_tests!`).
 
 use crate::common::*;
 use std::collections::BTreeSet;
@@ -331,7 +331,7 @@ store_tests! {
         assert!(page.is_empty() && total == 5);
     }
 
-    async fn other_active_admin_exists_ignores_the_given_user_and_inactive_ones(kind) {
+    async fn the_admin_guard_keeps_the_last_active_admin(kind) {
         let store = open(&kind).await;
         let admin = |name: &str, active: bool| {
             let mut u = user(name);
@@ -339,16 +339,81 @@ store_tests! {
             u.active = active;
             u
         };
+        let guard = AdminGuard::KeepLastAdmin;
+        let t = now();
+        let off = UserPatch { active: Some(false), ..UserPatch::default() };
+        let demote = UserPatch { roles: Some(vec!["user".into()]), ..UserPatch::default() };
         let first = admin("first", true);
         store.insert_user(&first).await.unwrap();
-        inserted(&store, "plain").await;
-        assert!(!store.other_active_admin_exists(&first.id).await.unwrap());
+        let plain = inserted(&store, "plain").await;
         store.insert_user(&admin("sleeping", false)).await.unwrap();
-        assert!(!store.other_active_admin_exists(&first.id).await.unwrap());
+        store.push_login_token(&UserKey::Id(first.id.clone()), &resume(t, "f1"), 50).await.unwrap();
+
+        // The last active admin: neither deactivated, demoted nor deleted;
+        // a refused patch writes nothing of itself (name, token removal).
+        let refused = UserPatch { name: Some("gone".into()), clear_login_tokens: true, ..off.clone() };
+        assert_eq!(store.update_user(&first.id, &refused, t, guard).await.unwrap(), Err(LastAdmin));
+        assert_eq!(store.update_user(&first.id, &demote, t, guard).await.unwrap(), Err(LastAdmin));
+        assert_eq!(store.delete_user(&first.id, guard).await.unwrap(), Err(LastAdmin));
+        let kept = reload(&store, &first.id).await;
+        assert!(kept.is_active_admin());
+        assert_eq!(kept.name, first.name);
+        assert_eq!(resume_hashes(&store, &first.id).await, ["f1".to_string()].into());
+
+        // Guarded writes that leave it an active admin, or touch others, go through.
+        let renamed = UserPatch { name: Some("First".into()), ..UserPatch::default() };
+        let renamed = store.update_user(&first.id, &renamed, t, guard).await.unwrap().unwrap().unwrap();
+        assert_eq!(renamed.name.as_deref(), Some("First"));
+        assert!(!store.update_user(&plain.id, &off, t, guard).await.unwrap().unwrap().unwrap().active);
+        assert!(store.delete_user(&plain.id, guard).await.unwrap().unwrap());
+        assert_eq!(store.update_user("nobody", &off, t, guard).await.unwrap(), Ok(None));
+        assert_eq!(store.delete_user("nobody", guard).await.unwrap(), Ok(false));
+
+        // With another active admin, either may go, but not both.
         let second = admin("second", true);
         store.insert_user(&second).await.unwrap();
-        assert!(store.other_active_admin_exists(&first.id).await.unwrap());
-        assert!(store.other_active_admin_exists(&second.id).await.unwrap());
+        assert!(!store.update_user(&first.id, &off, t, guard).await.unwrap().unwrap().unwrap().active);
+        assert_eq!(store.update_user(&second.id, &off, t, guard).await.unwrap(), Err(LastAdmin));
+        assert_eq!(store.delete_user(&second.id, guard).await.unwrap(), Err(LastAdmin));
+        // An inactive admin does not count, and is no admin to keep.
+        let sleeping = store.find_user(&UserKey::Username("sleeping".into())).await.unwrap().unwrap();
+        assert!(store.delete_user(&sleeping.id, guard).await.unwrap().unwrap());
+
+        // Unguarded, the store writes as asked (the core decides when to guard).
+        assert!(!store.update_user(&second.id, &off, t, AdminGuard::Off).await.unwrap().unwrap().unwrap().active);
+    }
+
+    async fn the_admin_guard_holds_under_concurrent_removals(kind) {
+        let store = open(&kind).await;
+        let mut admins = Vec::new();
+        for i in 0..6 {
+            let mut u = user(&format!("admin{i}"));
+            u.roles = vec!["admin".into()];
+            store.insert_user(&u).await.unwrap();
+            admins.push(u);
+        }
+        let off = UserPatch { active: Some(false), ..UserPatch::default() };
+        let t = now();
+        // Half deactivate, half delete, all at once.
+        let removals = admins.iter().enumerate().map(|(i, u)| {
+            let (store, id, off) = (store.clone(), u.id.clone(), off.clone());
+            tokio::spawn(async move {
+                if i % 2 == 0 {
+                    store.update_user(&id, &off, t, AdminGuard::KeepLastAdmin).await.unwrap().map(|_| ())
+                } else {
+                    store.delete_user(&id, AdminGuard::KeepLastAdmin).await.unwrap().map(|_| ())
+                }
+            })
+        });
+        let mut refused = 0;
+        for removal in removals.collect::<Vec<_>>() {
+            if removal.await.unwrap().is_err() {
+                refused += 1;
+            }
+        }
+        assert_eq!(refused, 1);
+        let (users, _) = store.list_users(0, 100).await.unwrap();
+        assert_eq!(users.iter().filter(|u| u.is_active_admin()).count(), 1);
     }
 
     async fn update_user_patches_only_what_it_names(kind) {
@@ -364,7 +429,7 @@ store_tests! {
             password_bcrypt: Some(PasswordHash("$2b$10$new".into())),
             ..UserPatch::default()
         };
-        let updated = store.update_user(&alice.id, &patch, later).await.unwrap().unwrap();
+        let updated = store.update_user(&alice.id, &patch, later, AdminGuard::Off).await.unwrap().unwrap().unwrap();
         let expected = User {
             name: Some("Alice A.".into()),
             roles: vec!["admin".into(), "user".into()],
@@ -383,9 +448,9 @@ store_tests! {
             emails: Some(Vec::new()),
             ..UserPatch::default()
         };
-        let updated = store.update_user(&alice.id, &back, later).await.unwrap().unwrap();
+        let updated = store.update_user(&alice.id, &back, later, AdminGuard::Off).await.unwrap().unwrap().unwrap();
         assert!(updated.permissions.is_empty() && !updated.require_password_change && updated.emails.is_empty());
-        assert_eq!(store.update_user("no-such-user", &patch, later).await.unwrap(), None);
+        assert_eq!(store.update_user("no-such-user", &patch, later, AdminGuard::Off).await.unwrap(), Ok(None));
     }
 
     async fn update_user_keeps_names_unique(kind) {
@@ -398,18 +463,18 @@ store_tests! {
             emails: Some(vec![Email { address: e.into(), verified: false }]),
             ..UserPatch::default()
         };
-        assert!(matches!(store.update_user(&bob.id, &to_name("ALICE"), t).await, Err(StoreError::Duplicate(UniqueField::Username))));
-        assert!(matches!(store.update_user(&bob.id, &to_email("Alice@example.com"), t).await, Err(StoreError::Duplicate(UniqueField::Email))));
+        assert!(matches!(store.update_user(&bob.id, &to_name("ALICE"), t, AdminGuard::Off).await, Err(StoreError::Duplicate(UniqueField::Username))));
+        assert!(matches!(store.update_user(&bob.id, &to_email("Alice@example.com"), t, AdminGuard::Off).await, Err(StoreError::Duplicate(UniqueField::Email))));
         assert_eq!(reload(&store, &bob.id).await, bob);
         // Changing the case of one's own name is fine.
-        let renamed = store.update_user(&bob.id, &to_name("Bob"), t).await.unwrap().unwrap();
+        let renamed = store.update_user(&bob.id, &to_name("Bob"), t, AdminGuard::Off).await.unwrap().unwrap().unwrap();
         assert_eq!(renamed.username.as_deref(), Some("Bob"));
         // A rename frees the old name and email for others.
-        store.update_user(&alice.id, &to_name("alicia"), t).await.unwrap().unwrap();
-        store.update_user(&alice.id, &to_email("alicia@example.com"), t).await.unwrap().unwrap();
+        store.update_user(&alice.id, &to_name("alicia"), t, AdminGuard::Off).await.unwrap().unwrap().unwrap();
+        store.update_user(&alice.id, &to_email("alicia@example.com"), t, AdminGuard::Off).await.unwrap().unwrap().unwrap();
         let new_alice = inserted(&store, "alice").await;
         assert_eq!(store.find_user(&UserKey::Username("alice".into())).await.unwrap(), Some(new_alice));
-        assert!(matches!(store.update_user(&bob.id, &to_name("alicia"), t).await, Err(StoreError::Duplicate(UniqueField::Username))));
+        assert!(matches!(store.update_user(&bob.id, &to_name("alicia"), t, AdminGuard::Off).await, Err(StoreError::Duplicate(UniqueField::Username))));
     }
 
     async fn clearing_login_tokens_removes_tokens_and_pats(kind) {
@@ -420,7 +485,7 @@ store_tests! {
         store.add_personal_access_token(&alice.id, &pat("ci", "h2")).await.unwrap();
         let patch = UserPatch { clear_login_tokens: true, ..UserPatch::default() };
         let t = now() + Delta::seconds(1);
-        let updated = store.update_user(&alice.id, &patch, t).await.unwrap().unwrap();
+        let updated = store.update_user(&alice.id, &patch, t, AdminGuard::Off).await.unwrap().unwrap().unwrap();
         assert_eq!(updated, User { updated_at: t, ..alice.clone() });
         assert!(tokens(&store, &alice.id).await.is_empty());
         assert_eq!(owner_of(&store, None, "h1").await, None);
@@ -455,11 +520,34 @@ store_tests! {
         assert_eq!(store.remove_login_tokens("nobody", None).await.unwrap(), 0);
     }
 
+    async fn find_personal_access_token_reads_the_named_one(kind) {
+        let store = open(&kind).await;
+        let alice = inserted(&store, "alice").await;
+        let bob = inserted(&store, "bob").await;
+        store.push_login_token(&UserKey::Id(alice.id.clone()), &resume(now(), "a1"), 50).await.unwrap();
+        let ci = PersonalAccessToken { bypass_two_factor: true, ..pat("ci", "a-ci") };
+        store.add_personal_access_token(&alice.id, &ci).await.unwrap();
+        store.add_personal_access_token(&alice.id, &pat("deploy", "a-deploy")).await.unwrap();
+        store.add_personal_access_token(&bob.id, &pat("bobs", "b-pat")).await.unwrap();
+        assert_eq!(store.find_personal_access_token(&alice.id, "ci").await.unwrap(), Some(ci));
+        let deploy = store.find_personal_access_token(&alice.id, "deploy").await.unwrap().unwrap();
+        assert_eq!(deploy.hashed_token, h("a-deploy"));
+        // Names are exact and per user.
+        assert_eq!(store.find_personal_access_token(&alice.id, "CI").await.unwrap(), None);
+        assert_eq!(store.find_personal_access_token(&alice.id, "bobs").await.unwrap(), None);
+        assert_eq!(store.find_personal_access_token(&bob.id, "ci").await.unwrap(), None);
+        assert_eq!(store.find_personal_access_token("nobody", "ci").await.unwrap(), None);
+        // After a replace, the new one.
+        let fresh = pat("ci", "a-ci-2");
+        assert!(store.replace_personal_access_token(&alice.id, &fresh).await.unwrap());
+        assert_eq!(store.find_personal_access_token(&alice.id, "ci").await.unwrap(), Some(fresh));
+    }
+
     async fn delete_user_frees_its_names(kind) {
         let store = open(&kind).await;
         let alice = inserted(&store, "alice").await;
-        assert!(store.delete_user(&alice.id).await.unwrap());
-        assert!(!store.delete_user(&alice.id).await.unwrap());
+        assert!(store.delete_user(&alice.id, AdminGuard::Off).await.unwrap().unwrap());
+        assert!(!store.delete_user(&alice.id, AdminGuard::Off).await.unwrap().unwrap());
         assert_eq!(store.find_user(&UserKey::Id(alice.id.clone())).await.unwrap(), None);
         assert_eq!(store.count_users().await.unwrap(), 0);
         inserted(&store, "ALICE").await;
@@ -472,7 +560,7 @@ store_tests! {
         store.push_login_token(&UserKey::Id(alice.id.clone()), &resume(now(), "a1"), 50).await.unwrap();
         store.add_personal_access_token(&alice.id, &pat("ci", "a-pat")).await.unwrap();
         store.push_login_token(&UserKey::Id(bob.id.clone()), &resume(now(), "b1"), 50).await.unwrap();
-        assert!(store.delete_user(&alice.id).await.unwrap());
+        assert!(store.delete_user(&alice.id, AdminGuard::Off).await.unwrap().unwrap());
         assert_eq!(owner_of(&store, None, "a1").await, None);
         assert_eq!(owner_of(&store, None, "a-pat").await, None);
         assert!(tokens(&store, &alice.id).await.is_empty());

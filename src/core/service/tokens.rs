@@ -160,14 +160,14 @@ impl Core {
         grant: &Granted<perm::CreatePersonalAccessTokens>,
         name: &str,
     ) -> Result<Option<Plaintext>, CoreError> {
-        let current = self.personal_access_tokens(grant).await?;
-        let Some(old) = current.iter().find(|p| p.name == name) else {
+        let user_id = &grant.caller().user.id;
+        let Some(old) = self.store.find_personal_access_token(user_id, name).await? else {
             return Ok(None);
         };
         let (token, pat) = self.new_pat(name, old.bypass_two_factor);
         let replaced = self
             .store
-            .replace_personal_access_token(&grant.caller().user.id, &pat)
+            .replace_personal_access_token(user_id, &pat)
             .await?;
         Ok(replaced.then_some(token))
     }

@@ -12,7 +12,7 @@ use crate::core::permissions::{
     CreatesUsers, DeletesUsers, Granted, ListsUsers, Permission, SetsActiveStatus, USER_ROLE,
 };
 use crate::core::{ids, permissions::ADMIN_ROLE};
-use crate::store::{UniqueField, UserPatch};
+use crate::store::{AdminGuard, LastAdmin, UniqueField, UserPatch};
 
 /// A user to create. Syntax checks of the fields are the dialect's job.
 #[derive(Clone, Default)]
@@ -295,13 +295,6 @@ impl Core {
         Ok(UserPage { users, total })
     }
 
-    /// Whether `user` is an active admin and no other active admin exists:
-    /// deactivating, deleting or demoting it would leave nobody to administer
-    /// tokend, so no operation allows it.
-    async fn is_last_active_admin(&self, user: &User) -> Result<bool, CoreError> {
-        Ok(user.is_active_admin() && !self.store.other_active_admin_exists(&user.id).await?)
-    }
-
     /// Changes a user. Oneself: name, username, email, password. Others, and
     /// roles and `requirePasswordChange` for oneself: `edit-other-user-info`
     /// or `manage-users`; `active`: `edit-other-user-active-status` or
@@ -348,14 +341,19 @@ impl Core {
         let Some(target) = self.lookup(&UserKey::Id(id.to_string())).await? else {
             return Ok(UpdateUser::NoSuchUser);
         };
+        // Deactivating or demoting may leave nobody to administer tokend:
+        // the store refuses it for the last active admin, atomically with
+        // the write.
         let drops_admin = changes.active == Some(false)
             || changes
                 .roles
                 .as_ref()
                 .is_some_and(|r| !r.iter().any(|r| r == ADMIN_ROLE));
-        if drops_admin && self.is_last_active_admin(&target).await? {
-            return Ok(UpdateUser::LastAdmin);
-        }
+        let guard = if drops_admin {
+            AdminGuard::KeepLastAdmin
+        } else {
+            AdminGuard::Off
+        };
         let new_password = match &changes.password {
             // Hashed only once every check has passed: bcrypt is the costly part.
             Some(p) => Some(password::hash_password(p).await?),
@@ -373,11 +371,14 @@ impl Core {
             clear_login_tokens: false,
         };
         let keep = myself.then_some(&by.via);
-        Ok(match self.apply_patch(&target.id, patch, keep).await? {
-            Ok(Some(user)) => UpdateUser::Updated(Box::new(user)),
-            Ok(None) => UpdateUser::NoSuchUser,
-            Err(field) => UpdateUser::Taken(field),
-        })
+        Ok(
+            match self.apply_patch(&target.id, patch, guard, keep).await? {
+                Patched::Updated(user) => UpdateUser::Updated(user),
+                Patched::NoSuchUser => UpdateUser::NoSuchUser,
+                Patched::Taken(field) => UpdateUser::Taken(field),
+                Patched::LastAdmin => UpdateUser::LastAdmin,
+            },
+        )
     }
 
     /// Writes a patch with its consequences: deactivation ends every token
@@ -387,16 +388,19 @@ impl Core {
         &self,
         id: &str,
         mut patch: UserPatch,
+        guard: AdminGuard,
         keep: Option<&Via>,
-    ) -> Result<Result<Option<User>, UniqueField>, CoreError> {
+    ) -> Result<Patched, CoreError> {
         let deactivating = patch.active == Some(false);
         let new_password = patch.password_bcrypt.is_some();
         if deactivating {
             patch.clear_login_tokens = true;
         }
-        let updated = match unique(self.store.update_user(id, &patch, self.now()).await)? {
-            Ok(updated) => updated,
-            Err(field) => return Ok(Err(field)),
+        let written = self.store.update_user(id, &patch, self.now(), guard).await;
+        let updated = match unique(written)? {
+            Ok(Ok(updated)) => updated,
+            Ok(Err(LastAdmin)) => return Ok(Patched::LastAdmin),
+            Err(field) => return Ok(Patched::Taken(field)),
         };
         if updated.is_some() {
             if deactivating {
@@ -411,7 +415,10 @@ impl Core {
                 self.store.delete_sessions_of(id, session).await?;
             }
         }
-        Ok(Ok(updated))
+        Ok(match updated {
+            Some(user) => Patched::Updated(Box::new(user)),
+            None => Patched::NoSuchUser,
+        })
     }
 
     /// Activates or deactivates a user; deactivation ends every token and
@@ -425,18 +432,23 @@ impl Core {
         let Some(target) = self.lookup(&UserKey::Id(id.to_string())).await? else {
             return Ok(SetActive::NoSuchUser);
         };
-        if !active && self.is_last_active_admin(&target).await? {
-            return Ok(SetActive::LastAdmin);
-        }
         let patch = UserPatch {
             active: Some(active),
             ..UserPatch::default()
         };
-        Ok(match self.apply_patch(&target.id, patch, None).await? {
-            Ok(Some(user)) => SetActive::Done(Box::new(user)),
-            // Only `active` changes, so no unique field can clash.
-            Ok(None) | Err(_) => SetActive::NoSuchUser,
-        })
+        let guard = if active {
+            AdminGuard::Off
+        } else {
+            AdminGuard::KeepLastAdmin
+        };
+        Ok(
+            match self.apply_patch(&target.id, patch, guard, None).await? {
+                Patched::Updated(user) => SetActive::Done(user),
+                Patched::LastAdmin => SetActive::LastAdmin,
+                // Only `active` changes, so no unique field can clash.
+                Patched::NoSuchUser | Patched::Taken(_) => SetActive::NoSuchUser,
+            },
+        )
     }
 
     /// Deletes a user and everything that authenticates as it.
@@ -448,10 +460,16 @@ impl Core {
         let Some(target) = self.lookup(key).await? else {
             return Ok(DeleteUser::NoSuchUser);
         };
-        if self.is_last_active_admin(&target).await? {
-            return Ok(DeleteUser::LastAdmin);
-        }
-        let deleted = self.store.delete_user(&target.id).await?;
+        // Deleting the last active admin would leave nobody to administer
+        // tokend: the store refuses it atomically with the delete.
+        let deleted = match self
+            .store
+            .delete_user(&target.id, AdminGuard::KeepLastAdmin)
+            .await?
+        {
+            Ok(deleted) => deleted,
+            Err(LastAdmin) => return Ok(DeleteUser::LastAdmin),
+        };
         // Also when the user was already gone: leave no orphans behind.
         self.end_saymon_credentials(&target.id).await?;
         Ok(if deleted {
@@ -471,10 +489,14 @@ impl Core {
             clear_login_tokens: true,
             ..UserPatch::default()
         };
-        let updated = self.store.update_user(id, &patch, self.now()).await?;
+        let updated = self
+            .store
+            .update_user(id, &patch, self.now(), AdminGuard::Off)
+            .await?;
         Ok(match updated {
-            Some(_) => LogoutUser::Done,
-            None => LogoutUser::NoSuchUser,
+            Ok(Some(_)) => LogoutUser::Done,
+            // Unguarded: `LastAdmin` cannot come back.
+            Ok(None) | Err(LastAdmin) => LogoutUser::NoSuchUser,
         })
     }
 
@@ -483,6 +505,16 @@ impl Core {
         self.store.delete_sessions_of(id, None).await?;
         Ok(())
     }
+}
+
+/// What [`Core::apply_patch`] did.
+enum Patched {
+    Updated(Box<User>),
+    NoSuchUser,
+    /// The username or email address is taken (ignoring case).
+    Taken(UniqueField),
+    /// The store's guard refused: it would leave no active admin.
+    LastAdmin,
 }
 
 /// The email list after a change of the first address.

@@ -30,6 +30,9 @@ pub const API_TOKENS: &str = "tokend_api_tokens";
 pub const SESSIONS: &str = "tokend_sessions";
 /// tokend's claims on lowercase usernames and emails (see `MongoStore::claim`).
 pub const USER_KEYS: &str = "tokend_user_keys";
+/// tokend's lease serialising the writes that may remove an admin (see
+/// `admin_guard`): one document.
+pub const ADMIN_GUARD: &str = "tokend_admin_guard";
 
 /// The paths of a Rocket.Chat user document that tokend reads or writes.
 pub mod user {

@@ -14,6 +14,8 @@
 //!   by the expiry check of every read).
 //! * `tokend_user_keys`: claims on lowercase usernames and emails, which make
 //!   uniqueness ignoring case hold under concurrent writers (see `claims`).
+//! * `tokend_admin_guard`: one lease document serialising the writes that may
+//!   remove the last active admin (see `admin_guard`).
 //!
 //! Without transactions (a standalone mongod has none, nor has the emulator)
 //! every method that must be atomic is one single-document write.
@@ -29,6 +31,7 @@
 //! the whole call); network, timeout and server-selection failures become
 //! [`StoreError::Unavailable`] (503), logged once here with their context.
 
+mod admin_guard;
 mod claims;
 mod codec;
 mod errors;

@@ -2,7 +2,8 @@
 //! `services.resume.loginTokens`.
 //!
 //! What each call reads of the entries: `find_by_token` only the entry it
-//! matched (positional projection), the PAT writes and `remove_login_token`
+//! matched (positional projection), `find_personal_access_token` only the
+//! named PAT (positional projection), the PAT writes and `remove_login_token`
 //! nothing (conditions on the array, `$pull`, positional `$set`). Reading
 //! every entry remains where the answer depends on all of them:
 //! `tokens_of` (all of them, by definition), `push_login_token` (`when` and
@@ -50,6 +51,31 @@ impl TokenStore for MongoStore {
                 .projection(doc! { user::LOGIN_TOKENS: 1 })
                 .await?;
             Ok(found.as_ref().map(login_tokens_of).unwrap_or_default())
+        })
+        .await
+    }
+
+    /// One `find`: `$elemMatch` on the PAT's name and type, projected
+    /// positionally on that one entry (no user fields, no other entry).
+    async fn find_personal_access_token(
+        &self,
+        user_id: &str,
+        name: &str,
+    ) -> StoreResult<Option<PersonalAccessToken>> {
+        self.run("find_personal_access_token", |db| async move {
+            let found = coll(&db, USERS)
+                .find_one(doc! {
+                    user::ID: user_id,
+                    user::LOGIN_TOKENS: { "$elemMatch": pat_named(name) },
+                })
+                .projection(doc! { in_tokens("$"): 1 })
+                .await?;
+            Ok(found.as_ref().and_then(|d| {
+                login_tokens_of(d).into_iter().find_map(|t| match t {
+                    LoginToken::Personal(p) if p.name == name => Some(p),
+                    _ => None,
+                })
+            }))
         })
         .await
     }

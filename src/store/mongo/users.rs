@@ -60,22 +60,6 @@ impl UserStore for MongoStore {
         .await
     }
 
-    async fn other_active_admin_exists(&self, except_id: &str) -> StoreResult<bool> {
-        self.run("other_active_admin_exists", |db| async move {
-            let filter = doc! {
-                user::ID: { "$ne": except_id },
-                user::ACTIVE: true,
-                user::ROLES: crate::core::permissions::ADMIN_ROLE,
-            };
-            let found = coll(&db, USERS)
-                .find_one(filter)
-                .projection(doc! { user::ID: 1 })
-                .await?;
-            Ok(found.is_some())
-        })
-        .await
-    }
-
     /// Two commands: the count and the page (projected, no tokens).
     async fn list_users(&self, offset: u64, count: u64) -> StoreResult<(Vec<User>, u64)> {
         self.run("list_users", |db| async move {
@@ -97,59 +81,114 @@ impl UserStore for MongoStore {
     }
 
     /// One `findAndModify`; a new username or email also costs a uniqueness
-    /// check, its claims, and releasing the claims no longer used.
+    /// check, its claims, and releasing the claims no longer used. Guarded:
+    /// under the admin lease, a read of the user and one of another active
+    /// admin first (see `admin_guard`).
     async fn update_user(
         &self,
         id: &str,
         patch: &UserPatch,
         now: Timestamp,
-    ) -> StoreResult<Option<User>> {
+        guard: AdminGuard,
+    ) -> StoreResult<Result<Option<User>, LastAdmin>> {
         self.run("update_user", |db| async move {
-            let emails = patch.emails.as_deref().unwrap_or_default();
-            let new_keys = unique_keys(patch.username.as_deref(), emails);
-            self.check_unheld(&db, &new_keys, Some(id)).await?;
-            let claimed = self.claim(&db, id, &new_keys, now).await?;
-            let updated = coll(&db, USERS)
-                .find_one_and_update(doc! { user::ID: id }, user_update(patch, now))
-                .projection(user_projection())
-                .return_document(ReturnDocument::After)
-                .await;
-            let user = match updated {
-                Ok(Some(d)) => user_from(&d),
-                Ok(None) => {
-                    self.release(&db, id, &claimed).await;
-                    return Ok(None);
-                }
-                Err(e) => {
-                    let fault = self
-                        .user_write_fault(&db, e, id, patch.username.as_deref(), emails)
-                        .await;
-                    self.release(&db, id, &claimed).await;
-                    return Err(fault);
-                }
-            };
-            if let Some(u) = &user {
-                if patch.username.is_some() || patch.emails.is_some() {
-                    // Free the names this user no longer has.
-                    let kept = unique_keys(u.username.as_deref(), &u.emails);
-                    self.release_all_but(&db, id, Some(&kept)).await;
-                }
+            if guard == AdminGuard::Off {
+                return Ok(Ok(self.patch_user(&db, id, patch, now).await?));
             }
-            Ok(user)
+            self.holding_admin_lease(&db, async {
+                let Some(before) = self.admin_view(&db, id).await? else {
+                    return Ok(Ok(None));
+                };
+                let mut after = before.clone();
+                patch.apply(&mut after, now);
+                if removes_active_admin(&before, Some(&after))
+                    && !self.other_active_admin_exists(&db, id).await?
+                {
+                    return Ok(Err(LastAdmin));
+                }
+                Ok(Ok(self.patch_user(&db, id, patch, now).await?))
+            })
+            .await
         })
         .await
     }
 
-    async fn delete_user(&self, id: &str) -> StoreResult<bool> {
+    /// One `delete`, plus freeing the user's names. Guarded: under the admin
+    /// lease, a read of the user and one of another active admin first.
+    async fn delete_user(
+        &self,
+        id: &str,
+        guard: AdminGuard,
+    ) -> StoreResult<Result<bool, LastAdmin>> {
         self.run("delete_user", |db| async move {
-            let deleted = coll(&db, USERS)
-                .delete_one(doc! { user::ID: id })
-                .await?
-                .deleted_count
-                > 0;
-            self.release_all_but(&db, id, None).await;
-            Ok(deleted)
+            if guard == AdminGuard::Off {
+                return Ok(Ok(self.remove_user(&db, id).await?));
+            }
+            self.holding_admin_lease(&db, async {
+                if let Some(before) = self.admin_view(&db, id).await? {
+                    if removes_active_admin(&before, None)
+                        && !self.other_active_admin_exists(&db, id).await?
+                    {
+                        return Ok(Err(LastAdmin));
+                    }
+                }
+                Ok(Ok(self.remove_user(&db, id).await?))
+            })
+            .await
         })
         .await
+    }
+}
+
+impl MongoStore {
+    /// The patch as one `findAndModify`, with the claims of new names.
+    async fn patch_user(
+        &self,
+        db: &Database,
+        id: &str,
+        patch: &UserPatch,
+        now: Timestamp,
+    ) -> Outcome<Option<User>> {
+        let emails = patch.emails.as_deref().unwrap_or_default();
+        let new_keys = unique_keys(patch.username.as_deref(), emails);
+        self.check_unheld(db, &new_keys, Some(id)).await?;
+        let claimed = self.claim(db, id, &new_keys, now).await?;
+        let updated = coll(db, USERS)
+            .find_one_and_update(doc! { user::ID: id }, user_update(patch, now))
+            .projection(user_projection())
+            .return_document(ReturnDocument::After)
+            .await;
+        let user = match updated {
+            Ok(Some(d)) => user_from(&d),
+            Ok(None) => {
+                self.release(db, id, &claimed).await;
+                return Ok(None);
+            }
+            Err(e) => {
+                let fault = self
+                    .user_write_fault(db, e, id, patch.username.as_deref(), emails)
+                    .await;
+                self.release(db, id, &claimed).await;
+                return Err(fault);
+            }
+        };
+        if let Some(u) = &user {
+            if patch.username.is_some() || patch.emails.is_some() {
+                // Free the names this user no longer has.
+                let kept = unique_keys(u.username.as_deref(), &u.emails);
+                self.release_all_but(db, id, Some(&kept)).await;
+            }
+        }
+        Ok(user)
+    }
+
+    async fn remove_user(&self, db: &Database, id: &str) -> Outcome<bool> {
+        let deleted = coll(db, USERS)
+            .delete_one(doc! { user::ID: id })
+            .await?
+            .deleted_count
+            > 0;
+        self.release_all_but(db, id, None).await;
+        Ok(deleted)
     }
 }
