@@ -273,10 +273,23 @@ impl Core {
         Ok(self.store.find_user(key).await?)
     }
 
-    /// Whether an active user holds the admin role (seeding).
+    /// Whether an active user holds the admin role (seeding). Pages through
+    /// the users, stopping at the first admin: the store has no query for it
+    /// (its last-admin check lives inside its guarded writes), and this runs
+    /// once, at start-up.
     pub(crate) async fn admin_exists(&self) -> Result<bool, CoreError> {
-        // No user has the empty id, so this asks for any active admin.
-        Ok(self.store.other_active_admin_exists("").await?)
+        const PAGE: u64 = 1000;
+        let mut offset = 0;
+        loop {
+            let (users, total) = self.store.list_users(offset, PAGE).await?;
+            if users.iter().any(User::is_active_admin) {
+                return Ok(true);
+            }
+            offset += users.len() as u64;
+            if users.is_empty() || offset >= total {
+                return Ok(false);
+            }
+        }
     }
 
     /// Number of users (seeding).
