@@ -106,6 +106,12 @@ pub struct MeOk {
     pub success: bool,
 }
 
+/// The site origin for absolute URLs in answers (`avatarUrl`).
+fn origin(core: &Core, req: &Request) -> Option<String> {
+    let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
+    core.public_origin(header("host"), header("x-forwarded-proto"))
+}
+
 fn unauthorized() -> RcError {
     RcError::login_failed("Unauthorized", "Unauthorized", None)
 }
@@ -215,7 +221,7 @@ impl SessionApi {
             data: LoginData {
                 user_id: user.id.clone(),
                 auth_token: token.into_exposed(),
-                me: MeView::from(user),
+                me: MeView::from(user).with_avatar(origin(&self.core, req).as_deref()),
             },
             success: true,
         }))
@@ -236,9 +242,9 @@ impl SessionApi {
 
     /// The caller's own user.
     #[oai(path = "/api/v1/me", method = "get", operation_id = "me")]
-    async fn me(&self, auth: RcAuth) -> Json<MeOk> {
+    async fn me(&self, req: &Request, auth: RcAuth) -> Json<MeOk> {
         Json(MeOk {
-            me: MeView::from(&auth.0.user),
+            me: MeView::from(&auth.0.user).with_avatar(origin(&self.core, req).as_deref()),
             success: true,
         })
     }

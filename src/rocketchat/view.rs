@@ -58,6 +58,15 @@ pub struct MeView {
     pub roles: Vec<String>,
     pub active: bool,
     pub status: String,
+    /// Rocket.Chat's connection status; tokend keeps no presence: `offline`.
+    #[oai(rename = "statusConnection")]
+    pub status_connection: String,
+    /// Hours from UTC; tokend keeps none: Rocket.Chat's default, 0.
+    #[oai(rename = "utcOffset")]
+    pub utc_offset: i64,
+    /// `<site>/avatar/<username>`, as Rocket.Chat's `getURL(..., {full: true})`.
+    #[oai(rename = "avatarUrl", skip_serializing_if_is_none)]
+    pub avatar_url: Option<String>,
     #[oai(rename = "requirePasswordChange")]
     pub require_password_change: bool,
     pub settings: SettingsView,
@@ -78,6 +87,9 @@ impl From<&User> for MeView {
             roles: u.roles.clone(),
             active: u.active,
             status: "offline".into(),
+            status_connection: "offline".into(),
+            utc_offset: 0,
+            avatar_url: None,
             require_password_change: u.require_password_change,
             settings: SettingsView {
                 profile: Default::default(),
@@ -90,6 +102,17 @@ impl From<&User> for MeView {
             },
             updated_at: crate::core::clock::iso(&u.updated_at),
         }
+    }
+}
+
+impl MeView {
+    /// With `avatarUrl` under the site's origin (`https://host[:port]`).
+    pub fn with_avatar(mut self, origin: Option<&str>) -> Self {
+        self.avatar_url = match (origin, &self.username) {
+            (Some(origin), Some(name)) => Some(format!("{origin}/avatar/{name}")),
+            _ => None,
+        };
+        self
     }
 }
 

@@ -8,6 +8,20 @@ use serde_json::{json, Value};
 use tokend::config::{Config, Secret};
 use tokend::core::seed::{seed, AdminSeed};
 
+/// `avatarUrl` of `me` for a request to `chat.example.org`.
+async fn me_url(app: &TestApp, proto: Option<&str>) -> Value {
+    let mut req = app
+        .client
+        .get("/api/v1/me")
+        .header("Host", "chat.example.org")
+        .header("X-User-Id", &app.admin.user_id)
+        .header("X-Auth-Token", &app.admin.token);
+    if let Some(p) = proto {
+        req = req.header("X-Forwarded-Proto", p);
+    }
+    status_json(req.send().await).await.1["avatarUrl"].clone()
+}
+
 /// `POST` a form-encoded body, with Rocket.Chat credentials when given.
 async fn post_form(app: &TestApp, path: &str, creds: Option<&Creds>, form: &str) -> (u16, Value) {
     let mut req = app
@@ -317,6 +331,60 @@ store_tests! {
         assert!(matches!(created, tokend::core::service::CreateUser::Created(_)));
         assert_eq!(seed(&core).await.unwrap(), AdminSeed::Created { username: "root".into() });
         assert_eq!(store.count_users().await.unwrap(), 2);
+    }
+
+    // --- me: the fields of Rocket.Chat's schema ---------------------------------------
+
+    /// Rocket.Chat `me` (`GET /api/v1/me`) and `login`'s `data.me` carry the
+    /// fields of Rocket.Chat's 200 schema: `_id`, `name`, `emails`, `status`,
+    /// `statusConnection`, `username`, `utcOffset`, `active`, `roles`,
+    /// `settings.preferences`, `avatarUrl` (absolute, under the site's origin).
+    async fn me_and_login_carry_rocket_chats_schema_fields(kind) {
+        let app = TestApp::start(&kind).await;
+        let check = |me: &Value| {
+            assert!(me["_id"].is_string() && me["name"].is_string() && me["username"] == "admin", "{me}");
+            assert!(me["emails"][0]["address"].is_string() && me["emails"][0]["verified"].is_boolean(), "{me}");
+            assert_eq!(me["status"], "offline");
+            assert_eq!(me["statusConnection"], "offline");
+            assert_eq!(me["utcOffset"], 0);
+            assert!(me["active"].is_boolean() && me["roles"].is_array(), "{me}");
+            assert!(me["settings"]["preferences"].is_object(), "{me}");
+            assert_eq!(me["avatarUrl"], "http://chat.example.org:3000/avatar/admin");
+        };
+        let resp = app.client.get("/api/v1/me")
+            .header("Host", "chat.example.org:3000")
+            .header("X-User-Id", &app.admin.user_id)
+            .header("X-Auth-Token", &app.admin.token)
+            .send().await;
+        let (status, me) = status_json(resp).await;
+        assert_eq!(status, 200, "{me}");
+        assert_eq!(me["success"], true);
+        check(&me);
+        let resp = app.client.post("/api/v1/login")
+            .header("Host", "chat.example.org:3000")
+            .body_json(&json!({"user": "admin", "password": ADMIN_PASS}))
+            .send().await;
+        let (status, body) = status_json(resp).await;
+        assert_eq!(status, 200, "{body}");
+        check(&body["data"]["me"]);
+        // A malformed Host gives no URL at all.
+        let resp = app.client.get("/api/v1/me")
+            .header("Host", "evil.org/x?y")
+            .header("X-User-Id", &app.admin.user_id)
+            .header("X-Auth-Token", &app.admin.token)
+            .send().await;
+        assert!(status_json(resp).await.1.get("avatarUrl").is_none());
+    }
+
+    /// `avatarUrl`'s scheme: `https` with `COOKIE_SECURE`, and
+    /// `X-Forwarded-Proto` only behind a trusted proxy (`TRUST_PROXY`).
+    async fn avatar_url_scheme_follows_the_deployment(kind) {
+        let app = TestApp::start(&kind).await;
+        assert_eq!(me_url(&app, Some("https")).await, "http://chat.example.org/avatar/admin");
+        let app = TestApp::with_config(&kind.fresh(), Config { cookie_secure: true, ..test_config() }).await;
+        assert_eq!(me_url(&app, None).await, "https://chat.example.org/avatar/admin");
+        let app = TestApp::with_config(&kind.fresh(), Config { trust_proxy: true, ..test_config() }).await;
+        assert_eq!(me_url(&app, Some("https")).await, "https://chat.example.org/avatar/admin");
     }
 }
 

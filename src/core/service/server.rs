@@ -34,3 +34,40 @@ impl Core {
         })
     }
 }
+
+impl Core {
+    /// The origin clients reach tokend at (`https://host[:port]`), for
+    /// absolute URLs such as Rocket.Chat's `avatarUrl`: the request's `Host`;
+    /// the scheme from `X-Forwarded-Proto` behind a trusted proxy
+    /// (`TRUST_PROXY`), else `https` when `COOKIE_SECURE` says tokend is
+    /// served over HTTPS, else `http`. `None` for a missing or malformed host.
+    pub fn public_origin(
+        &self,
+        host: Option<&str>,
+        forwarded_proto: Option<&str>,
+    ) -> Option<String> {
+        let host = host?.trim();
+        let plausible = !host.is_empty()
+            && host.len() <= 255
+            && host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-.:[]_".contains(&b));
+        if !plausible {
+            return None;
+        }
+        let forwarded = forwarded_proto
+            .filter(|_| self.config.trust_proxy)
+            .and_then(|p| p.split(',').next())
+            .map(|p| p.trim().to_ascii_lowercase())
+            .filter(|p| p == "http" || p == "https");
+        let scheme = forwarded.unwrap_or_else(|| {
+            if self.config.cookie_secure {
+                "https"
+            } else {
+                "http"
+            }
+            .to_string()
+        });
+        Some(format!("{scheme}://{host}"))
+    }
+}
