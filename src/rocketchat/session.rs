@@ -98,6 +98,33 @@ pub struct LogoutOk {
     pub data: LogoutData,
 }
 
+/// `users.logoutOtherClients`: the token kept, and when it expires.
+#[derive(Object)]
+pub struct LogoutOtherClientsOk {
+    /// The `X-Auth-Token` of the request, which keeps working.
+    pub token: String,
+    /// When it expires (ISO 8601); empty for a personal access token.
+    #[oai(rename = "tokenExpires")]
+    pub token_expires: String,
+    pub success: bool,
+}
+
+crate::redacted_debug!(LogoutOtherClientsOk, token_expires, success);
+
+/// `{"success": true}`
+#[derive(Object, Debug)]
+pub struct SuccessOk {
+    pub success: bool,
+}
+
+/// `users.checkUsernameAvailability`.
+#[derive(Object, Debug)]
+pub struct UsernameAvailableOk {
+    /// Whether the caller could take the username.
+    pub result: bool,
+    pub success: bool,
+}
+
 /// `GET /api/v1/me`: the caller, flat, plus `success`.
 #[derive(Object, Debug)]
 pub struct MeOk {
@@ -238,6 +265,73 @@ impl SessionApi {
     #[oai(path = "/api/v1/logout", method = "get", operation_id = "logout.get")]
     async fn logout_get(&self, auth: RcAuth) -> Result<Json<LogoutOk>, RcError> {
         self.end_session(auth).await
+    }
+
+    /// End every other login token of the caller (Rocket.Chat
+    /// `users.logoutOtherClients`): the one presented keeps working, personal
+    /// access tokens stay. Answers that token and when it expires.
+    #[oai(
+        path = "/api/v1/users.logoutOtherClients",
+        method = "post",
+        operation_id = "users.logoutOtherClients"
+    )]
+    async fn logout_other_clients(
+        &self,
+        req: &Request,
+        auth: RcAuth,
+    ) -> Result<Json<LogoutOtherClientsOk>, RcError> {
+        let expires = self.core.logout_other_clients(&auth.0).await?;
+        let token = req
+            .headers()
+            .get("x-auth-token")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .trim()
+            .to_string();
+        Ok(Json(LogoutOtherClientsOk {
+            token,
+            token_expires: expires
+                .map(|t| crate::core::clock::iso(&t))
+                .unwrap_or_default(),
+            success: true,
+        }))
+    }
+
+    /// End every other login token of the caller (Rocket.Chat
+    /// `users.removeOtherTokens`); personal access tokens stay.
+    #[oai(
+        path = "/api/v1/users.removeOtherTokens",
+        method = "post",
+        operation_id = "users.removeOtherTokens"
+    )]
+    async fn remove_other_tokens(&self, auth: RcAuth) -> Result<Json<SuccessOk>, RcError> {
+        self.core.logout_other_clients(&auth.0).await?;
+        Ok(Json(SuccessOk { success: true }))
+    }
+
+    /// Whether the caller could take a username (Rocket.Chat
+    /// `users.checkUsernameAvailability`): its own yes, another user's (any
+    /// case) or an invalid one no. Without `username`: 400 `invalid-params`.
+    #[oai(
+        path = "/api/v1/users.checkUsernameAvailability",
+        method = "get",
+        operation_id = "users.checkUsernameAvailability"
+    )]
+    async fn check_username_availability(
+        &self,
+        auth: RcAuth,
+        username: poem_openapi::param::Query<Option<String>>,
+    ) -> Result<Json<UsernameAvailableOk>, RcError> {
+        let Some(name) = username.0.filter(|n| !n.is_empty()) else {
+            return Err(RcError::invalid_params(
+                "must have required property 'username'",
+            ));
+        };
+        let result = self.core.username_available(&auth.0, &name).await?;
+        Ok(Json(UsernameAvailableOk {
+            result,
+            success: true,
+        }))
     }
 
     /// The caller's own user.

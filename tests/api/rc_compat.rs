@@ -386,6 +386,77 @@ store_tests! {
         let app = TestApp::with_config(&kind.fresh(), Config { trust_proxy: true, ..test_config() }).await;
         assert_eq!(me_url(&app, Some("https")).await, "https://chat.example.org/avatar/admin");
     }
+
+    // --- token lifecycle ----------------------------------------------------------------
+
+    /// Rocket.Chat `users.logoutOtherClients`: every other login token of the
+    /// caller ends, the one presented and the PATs keep working; answers
+    /// `{token, tokenExpires, success}`.
+    async fn logout_other_clients_keeps_the_presented_token(kind) {
+        let app = TestApp::start(&kind).await;
+        app.user("bob", &[]).await;
+        let phone = app.login("bob", USER_PASS).await;
+        let laptop = app.login("bob", USER_PASS).await;
+        let (status, body) = status_json(
+            app.rc_post("/api/v1/users.generatePersonalAccessToken", &laptop, json!({"tokenName": "ci"})).await,
+        ).await;
+        assert_eq!(status, 200, "{body}");
+        let pat = Creds { user_id: laptop.user_id.clone(), token: body["token"].as_str().unwrap().into() };
+        let (status, body) = status_json(
+            app.rc_post("/api/v1/users.logoutOtherClients", &laptop, json!({})).await,
+        ).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["success"], true);
+        assert_eq!(body["token"], laptop.token.as_str());
+        let expires = body["tokenExpires"].as_str().unwrap();
+        let expires = chrono::DateTime::parse_from_rfc3339(expires).expect("ISO 8601");
+        let days = (expires.with_timezone(&chrono::Utc) - app.core.now()).num_days();
+        assert!((89..=90).contains(&days), "{days} days");
+        assert_eq!(app.me_status(&laptop).await, 200);
+        assert_eq!(app.me_status(&pat).await, 200);
+        assert_eq!(app.me_status(&phone).await, 401, "the other client is out");
+        // Called with the PAT: no login token left to keep, no expiry.
+        app.login("bob", USER_PASS).await;
+        let (status, body) = status_json(
+            app.rc_post("/api/v1/users.logoutOtherClients", &pat, json!({})).await,
+        ).await;
+        assert_eq!((status, body["tokenExpires"].as_str()), (200, Some("")), "{body}");
+        assert_eq!(app.me_status(&laptop).await, 401);
+        assert_eq!(app.me_status(&pat).await, 200);
+    }
+
+    /// Rocket.Chat `users.removeOtherTokens`: `{"success":true}`, the other
+    /// login tokens end.
+    async fn remove_other_tokens_ends_the_other_logins(kind) {
+        let app = TestApp::start(&kind).await;
+        app.user("bob", &[]).await;
+        let old = app.login("bob", USER_PASS).await;
+        let current = app.login("bob", USER_PASS).await;
+        let (status, body) = post_form(&app, "/api/v1/users.removeOtherTokens", Some(&current), "").await;
+        assert_eq!((status, body), (200, json!({"success": true})));
+        assert_eq!(app.me_status(&current).await, 200);
+        assert_eq!(app.me_status(&old).await, 401);
+    }
+
+    /// Rocket.Chat `users.checkUsernameAvailability`: `{result, success}`;
+    /// one's own name is available to oneself, another user's (any case) and
+    /// an invalid one are not; no `username`: 400.
+    async fn check_username_availability(kind) {
+        let app = TestApp::start(&kind).await;
+        app.user("bob", &[]).await;
+        let bob = app.login("bob", USER_PASS).await;
+        for (name, result) in [("free-name", true), ("bob", true), ("ADMIN", false), ("no spaces", false)] {
+            let path = format!("/api/v1/users.checkUsernameAvailability?username={}", enc(name));
+            let (status, body) = get(&app, &path, &bob).await;
+            assert_eq!((status, body), (200, json!({"result": result, "success": true})), "{name}");
+        }
+        let (status, body) = get(&app, "/api/v1/users.checkUsernameAvailability", &bob).await;
+        assert_eq!((status, body["errorType"].as_str()), (400, Some("invalid-params")), "{body}");
+        let (status, _) = status_json(
+            app.client.get("/api/v1/users.checkUsernameAvailability?username=x").send().await,
+        ).await;
+        assert_eq!(status, 401);
+    }
 }
 
 /// The OpenAPI document states both media types on every Rocket.Chat

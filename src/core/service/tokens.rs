@@ -4,7 +4,7 @@
 use super::Core;
 use crate::core::credential::{issue, Caller, Plaintext, TokenKind, Via};
 use crate::core::error::CoreError;
-use crate::core::model::{LoginToken, PersonalAccessToken, ResumeToken, UserKey};
+use crate::core::model::{LoginToken, PersonalAccessToken, ResumeToken, Timestamp, UserKey};
 use crate::core::permissions::{perm, Granted, Permission};
 use crate::core::token::secret_matches;
 use crate::store::PatInsert;
@@ -104,6 +104,53 @@ impl Core {
             Via::ApiToken { .. } | Via::Password => {}
         }
         Ok(())
+    }
+
+    /// Rocket.Chat's `users.logoutOtherClients` and `users.removeOtherTokens`:
+    /// every login token of the caller ends but the one it presents;
+    /// personal access tokens stay. Answers when the kept login token
+    /// expires (`None` when the caller used a PAT or no login token).
+    pub async fn logout_other_clients(
+        &self,
+        caller: &Caller,
+    ) -> Result<Option<Timestamp>, CoreError> {
+        let keep = match &caller.via {
+            Via::LoginToken(h) | Via::PersonalAccessToken(h) => Some(h),
+            _ => None,
+        };
+        self.store
+            .remove_login_tokens(&caller.user.id, keep)
+            .await?;
+        let Via::LoginToken(hash) = &caller.via else {
+            return Ok(None);
+        };
+        Ok(
+            match self
+                .store
+                .find_by_token(Some(&caller.user.id), hash)
+                .await?
+            {
+                Some((_, LoginToken::Resume(r))) => Some(self.login_token_expiry(r.when)),
+                _ => None,
+            },
+        )
+    }
+
+    /// Rocket.Chat's `users.checkUsernameAvailability`: whether the caller
+    /// could take this username: its own is available to it; another user's
+    /// (ignoring case), or one that is no valid username, is not.
+    pub async fn username_available(&self, by: &Caller, name: &str) -> Result<bool, CoreError> {
+        if by.user.username.as_deref() == Some(name) {
+            return Ok(true);
+        }
+        if !crate::core::validate::is_valid_username(name) {
+            return Ok(false);
+        }
+        Ok(self
+            .store
+            .find_user(&UserKey::Username(name.to_string()))
+            .await?
+            .is_none())
     }
 
     // --- personal access tokens -------------------------------------------------
