@@ -11,7 +11,9 @@ use mongodb::{Collection, Database};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeSet;
-use tokend::store::{StoreError, UniqueField, UserKey};
+use tokend::core::credential::TokenHash;
+use tokend::core::model::UserKey;
+use tokend::store::{StoreError, UniqueField};
 
 const RC_ALPHABET: &str = "23456789ABCDEFGHJKLMNPQRSTWXYZabcdefghijkmnopqrstuvwxyz";
 
@@ -101,12 +103,16 @@ async fn user_documents_have_rocket_chats_layout() {
     let alice = app.user("alice", &[]).await;
     let minted = create_token(&app, "alice").await;
     let logged_in = app.login("alice", USER_PASS).await;
-    let pat = app
-        .core
-        .create_pat(&alice.id, "ci", false)
-        .await
-        .unwrap()
-        .unwrap();
+    let resp = app
+        .rc_post(
+            "/api/v1/users.generatePersonalAccessToken",
+            &logged_in,
+            json!({ "tokenName": "ci", "bypassTwoFactor": false }),
+        )
+        .await;
+    let (status, body) = status_json(resp).await;
+    assert_eq!(status, 200, "{body}");
+    let pat = body["token"].as_str().unwrap().to_string();
 
     let d = raw_user(&db, &alice.id).await;
     assert_eq!(
@@ -231,7 +237,7 @@ async fn indexes_are_created_idempotently() {
         return;
     };
     // A second start on the same database changes nothing and fails nothing.
-    let again = tokend::store::MongoStore::connect(&url, app.core.config.store_timeout)
+    let again = tokend::store::MongoStore::connect(&url, app.core.config().store_timeout)
         .await
         .unwrap();
     again.ensure_indexes().await.unwrap();
@@ -288,9 +294,9 @@ async fn saymon_data_lives_in_tokends_collections_hashed() {
     let t = app.core.now();
     let token = tokend::core::model::ApiToken {
         user_id: "someUser".into(),
-        hashed_token: rc_hash("api-token"),
+        hashed_token: TokenHash::from_stored(rc_hash("api-token")),
         created_at: t,
-        last_part: "oken".into(),
+        hint: "oken".into(),
     };
     app.store.set_api_token(&token).await.unwrap();
     let d: Document = db
@@ -305,7 +311,7 @@ async fn saymon_data_lives_in_tokends_collections_hashed() {
         "createdAt": BsonDate::from_millis(t.timestamp_millis()), "lastTokenPart": "oken" }
     );
     let session = tokend::core::model::Session {
-        hashed_id: rc_hash("session-id"),
+        hashed_id: TokenHash::from_stored(rc_hash("session-id")),
         user_id: "someUser".into(),
         created_at: t,
         last_seen_at: t,
@@ -413,7 +419,11 @@ async fn a_user_written_by_rocket_chat_logs_in_and_keeps_its_fields() {
         name: Some("Renamed".into()),
         ..Default::default()
     };
-    app.core.update_user(id, patch).await.unwrap().unwrap();
+    app.store
+        .update_user(id, &patch, app.core.now())
+        .await
+        .unwrap()
+        .unwrap();
 
     let after = raw_user(&db, id).await;
     for field in [
@@ -455,7 +465,8 @@ async fn sparse_rocket_chat_users_work_and_keep_their_names() {
         .await
         .unwrap()
         .unwrap();
-    assert!(bot.emails.is_empty() && bot.login_tokens.is_empty());
+    assert!(bot.emails.is_empty());
+    assert!(app.store.tokens_of(&bot.id).await.unwrap().is_empty());
     let minted = create_token(&app, "rocket.cat").await;
     assert_eq!(minted.user_id, "rocket.cat");
     let (status, body) = status_json(app.rc_get("/api/v1/me", &minted).await).await;

@@ -1,12 +1,20 @@
 //! Documents ⇄ domain types, in Rocket.Chat's field names.
 //!
+//! Every path of a user document is named once, in [`user`] (and the fields
+//! of its array entries in [`email`] and [`entry`]); the decoder, the
+//! projections, the new-user document, the update builder, the filters and
+//! the indexes all use those names. User fields are encoded in one place,
+//! [`UserValue::encode`], shared by [`user_doc`] (insert) and [`user_update`]
+//! (a [`UserPatch`] as `$set`/`$unset`), so the two cannot disagree.
+//!
 //! Writing produces exactly the layout Rocket.Chat writes. Reading is lenient:
 //! documents written by Rocket.Chat itself may lack fields, carry extra ones,
 //! hold token entries of kinds tokend does not know (skipped, never rewritten),
 //! or store dates as numbers (legacy Meteor `when`).
 
+use crate::core::credential::TokenHash;
 use crate::core::model::*;
-use crate::store::{UniqueField, UserKey};
+use crate::store::{UniqueField, UserPatch};
 use chrono::DateTime;
 use mongodb::bson::{doc, Bson, DateTime as BsonDate, Document, Regex};
 
@@ -23,19 +31,95 @@ pub const SESSIONS: &str = "tokend_sessions";
 /// tokend's claims on lowercase usernames and emails (see `MongoStore::claim`).
 pub const USER_KEYS: &str = "tokend_user_keys";
 
-/// `services.resume.loginTokens`
-pub const LOGIN_TOKENS: &str = "services.resume.loginTokens";
-/// The `type` of a personal access token entry.
-pub const PAT_TYPE: &str = "personalAccessToken";
+/// The paths of a Rocket.Chat user document that tokend reads or writes.
+pub mod user {
+    pub const ID: &str = "_id";
+    pub const CREATED_AT: &str = "createdAt";
+    pub const UPDATED_AT: &str = "_updatedAt";
+    pub const KIND: &str = "type";
+    pub const USERNAME: &str = "username";
+    pub const NAME: &str = "name";
+    /// `[{address, verified}]` (see [`super::email`]).
+    pub const EMAILS: &str = "emails";
+    /// The address of any `emails` entry (filters, index).
+    pub const EMAIL_ADDRESS: &str = "emails.address";
+    pub const ROLES: &str = "roles";
+    /// tokend's user-level permissions (not Rocket.Chat's).
+    pub const PERMISSIONS: &str = "permissions";
+    pub const ACTIVE: &str = "active";
+    pub const REQUIRE_PASSWORD_CHANGE: &str = "requirePasswordChange";
+    /// Unset together with [`REQUIRE_PASSWORD_CHANGE`], as Rocket.Chat does.
+    pub const REQUIRE_PASSWORD_CHANGE_REASON: &str = "requirePasswordChangeReason";
+    /// bcrypt of the SHA-256 hex of the password.
+    pub const PASSWORD: &str = "services.password.bcrypt";
+    /// Login tokens and personal access tokens (see [`super::entry`]).
+    pub const LOGIN_TOKENS: &str = "services.resume.loginTokens";
+    /// The hash of any `loginTokens` entry (Rocket.Chat's lookup, index).
+    pub const TOKEN_HASH: &str = "services.resume.loginTokens.hashedToken";
+}
 
-/// The fields tokend reads from a user document (a plain projection, so the
-/// many other fields of a Rocket.Chat user never travel).
+/// The fields of an `emails` entry.
+pub mod email {
+    pub const ADDRESS: &str = "address";
+    pub const VERIFIED: &str = "verified";
+}
+
+/// The fields of a `loginTokens` entry.
+pub mod entry {
+    pub const HASHED_TOKEN: &str = "hashedToken";
+    /// Login tokens only.
+    pub const WHEN: &str = "when";
+    /// [`PAT_TYPE`] for personal access tokens; absent on login tokens.
+    pub const TYPE: &str = "type";
+    pub const PAT_TYPE: &str = "personalAccessToken";
+    pub const CREATED_AT: &str = "createdAt";
+    pub const LAST_TOKEN_PART: &str = "lastTokenPart";
+    pub const NAME: &str = "name";
+    pub const BYPASS_TWO_FACTOR: &str = "bypassTwoFactor";
+}
+
+/// Every user field [`user_from`] decodes: the projection of every user read,
+/// so the many other fields of a Rocket.Chat user, and its tokens, never travel.
+pub const USER_FIELDS: &[&str] = &[
+    user::ID,
+    user::CREATED_AT,
+    user::UPDATED_AT,
+    user::KIND,
+    user::USERNAME,
+    user::NAME,
+    user::EMAILS,
+    user::ROLES,
+    user::PERMISSIONS,
+    user::ACTIVE,
+    user::REQUIRE_PASSWORD_CHANGE,
+    user::PASSWORD,
+];
+
+/// A path inside the entries of `loginTokens` (`services.resume.loginTokens.<field>`).
+pub fn in_tokens(field: &str) -> String {
+    format!("{}.{field}", user::LOGIN_TOKENS)
+}
+
+/// An inclusion projection of `fields`.
+pub fn projection(fields: &[&str]) -> Document {
+    fields
+        .iter()
+        .map(|f| (f.to_string(), Bson::Int32(1)))
+        .collect()
+}
+
+/// The user fields tokend decodes, without `services.resume`.
 pub fn user_projection() -> Document {
-    doc! {
-        "_id": 1, "createdAt": 1, "_updatedAt": 1, "type": 1, "username": 1, "name": 1,
-        "emails": 1, "roles": 1, "permissions": 1, "active": 1, "requirePasswordChange": 1,
-        "services.password.bcrypt": 1, LOGIN_TOKENS: 1,
-    }
+    projection(USER_FIELDS)
+}
+
+/// The user fields plus, by MongoDB's positional projection, only the one
+/// `loginTokens` entry the query's condition on the array matched (the
+/// filter must name `services.resume.loginTokens.hashedToken`).
+pub fn user_and_matched_token_projection() -> Document {
+    let mut p = user_projection();
+    p.insert(in_tokens("$"), 1);
+    p
 }
 
 /// A BSON date for a timestamp (millisecond precision, as stored).
@@ -56,22 +140,40 @@ pub fn timestamp(value: Option<&Bson>) -> Option<Timestamp> {
     DateTime::from_timestamp_millis(millis)
 }
 
-fn string(d: &Document, key: &str) -> Option<String> {
-    match d.get(key) {
-        Some(Bson::String(s)) => Some(s.clone()),
-        _ => None,
+/// The value at a dotted path, through subdocuments (not arrays).
+pub fn at<'a>(d: &'a Document, path: &str) -> Option<&'a Bson> {
+    let mut parts = path.split('.');
+    let mut value = d.get(parts.next()?)?;
+    for part in parts {
+        value = value.as_document()?.get(part)?;
+    }
+    Some(value)
+}
+
+/// Sets the value at a dotted path, creating the subdocuments on the way.
+fn put(d: &mut Document, path: &str, value: Bson) {
+    let Some((head, rest)) = path.split_once('.') else {
+        d.insert(path, value);
+        return;
+    };
+    if !matches!(d.get(head), Some(Bson::Document(_))) {
+        d.insert(head, Document::new());
+    }
+    if let Some(Bson::Document(sub)) = d.get_mut(head) {
+        put(sub, rest, value);
     }
 }
 
-fn boolean(d: &Document, key: &str) -> Option<bool> {
-    match d.get(key) {
-        Some(Bson::Boolean(b)) => Some(*b),
-        _ => None,
-    }
+fn string(value: Option<&Bson>) -> Option<String> {
+    value.and_then(Bson::as_str).map(str::to_string)
 }
 
-fn strings(d: &Document, key: &str) -> Vec<String> {
-    match d.get(key) {
+fn boolean(value: Option<&Bson>) -> Option<bool> {
+    value.and_then(Bson::as_bool)
+}
+
+fn strings(value: Option<&Bson>) -> Vec<String> {
+    match value {
         Some(Bson::Array(items)) => items
             .iter()
             .filter_map(|b| b.as_str().map(str::to_string))
@@ -80,8 +182,12 @@ fn strings(d: &Document, key: &str) -> Vec<String> {
     }
 }
 
-fn sub<'a>(d: &'a Document, key: &str) -> Option<&'a Document> {
-    d.get_document(key).ok()
+fn documents(value: Option<&Bson>) -> impl Iterator<Item = &Document> {
+    let items = match value {
+        Some(Bson::Array(items)) => items.as_slice(),
+        _ => &[],
+    };
+    items.iter().filter_map(Bson::as_document)
 }
 
 /// The document's `_id` as a string (an ObjectId as its hex form).
@@ -94,136 +200,239 @@ pub fn id_of(d: &Document) -> Option<String> {
 }
 
 /// The `emails` array of a user document.
-pub fn emails_bson(emails: &[Email]) -> Bson {
+fn emails_bson(emails: &[Email]) -> Bson {
     Bson::Array(
         emails
             .iter()
-            .map(|e| Bson::Document(doc! { "address": &e.address, "verified": e.verified }))
+            .map(|e| {
+                Bson::Document(doc! { email::ADDRESS: &e.address, email::VERIFIED: e.verified })
+            })
             .collect(),
     )
 }
 
-/// A new user document, as Rocket.Chat lays it out.
+/// A value of a user field, as tokend writes it.
+enum UserValue<'a> {
+    UpdatedAt(Timestamp),
+    Username(&'a str),
+    Name(&'a str),
+    Emails(&'a [Email]),
+    Roles(&'a [String]),
+    Permissions(&'a [String]),
+    Active(bool),
+    RequirePasswordChange(bool),
+    Password(&'a PasswordHash),
+    /// An empty `loginTokens` list.
+    NoTokens,
+}
+
+impl UserValue<'_> {
+    /// The paths this value writes: `Some` to set, `None` for "absent" (left
+    /// out of a new document, `$unset` by an update). Meteor leaves empty
+    /// `emails` out rather than writing an empty array; tokend does the
+    /// same for its `permissions`; `requirePasswordChange: false` is
+    /// Rocket.Chat's `unsetRequirePasswordChange`.
+    fn encode(&self) -> Vec<(&'static str, Option<Bson>)> {
+        let present = |path, value: Bson| vec![(path, Some(value))];
+        let unless_empty = |path, list: &[String]| {
+            vec![(path, (!list.is_empty()).then(|| Bson::from(list.to_vec())))]
+        };
+        match *self {
+            UserValue::UpdatedAt(t) => present(user::UPDATED_AT, date(t)),
+            UserValue::Username(v) => present(user::USERNAME, v.into()),
+            UserValue::Name(v) => present(user::NAME, v.into()),
+            UserValue::Emails(v) => vec![(user::EMAILS, (!v.is_empty()).then(|| emails_bson(v)))],
+            UserValue::Roles(v) => present(user::ROLES, v.to_vec().into()),
+            UserValue::Permissions(v) => unless_empty(user::PERMISSIONS, v),
+            UserValue::Active(v) => present(user::ACTIVE, v.into()),
+            UserValue::RequirePasswordChange(true) => {
+                present(user::REQUIRE_PASSWORD_CHANGE, true.into())
+            }
+            UserValue::RequirePasswordChange(false) => vec![
+                (user::REQUIRE_PASSWORD_CHANGE, None),
+                (user::REQUIRE_PASSWORD_CHANGE_REASON, None),
+            ],
+            UserValue::Password(v) => present(user::PASSWORD, v.0.as_str().into()),
+            UserValue::NoTokens => present(user::LOGIN_TOKENS, Bson::Array(Vec::new())),
+        }
+    }
+}
+
+/// A new user document, as Rocket.Chat lays it out (with an empty token list).
 pub fn user_doc(u: &User) -> Document {
     let mut d = doc! {
-        "_id": &u.id,
-        "createdAt": date(u.created_at),
-        "_updatedAt": date(u.updated_at),
-        "type": &u.kind,
+        user::ID: &u.id,
+        user::CREATED_AT: date(u.created_at),
+        user::KIND: &u.kind,
     };
-    if let Some(name) = &u.username {
-        d.insert("username", name);
+    let mut values = vec![UserValue::UpdatedAt(u.updated_at)];
+    values.extend(u.username.as_deref().map(UserValue::Username));
+    values.extend(u.name.as_deref().map(UserValue::Name));
+    values.extend([
+        UserValue::Emails(&u.emails),
+        UserValue::Roles(&u.roles),
+        UserValue::Permissions(&u.permissions),
+        UserValue::Active(u.active),
+        UserValue::RequirePasswordChange(u.require_password_change),
+    ]);
+    values.extend(u.password_bcrypt.as_ref().map(UserValue::Password));
+    values.push(UserValue::NoTokens);
+    for (path, value) in values.iter().flat_map(UserValue::encode) {
+        if let Some(value) = value {
+            put(&mut d, path, value);
+        }
     }
-    if let Some(name) = &u.name {
-        d.insert("name", name);
-    }
-    // Meteor leaves `emails` out rather than writing an empty array.
-    if !u.emails.is_empty() {
-        d.insert("emails", emails_bson(&u.emails));
-    }
-    d.insert("roles", u.roles.clone());
-    if !u.permissions.is_empty() {
-        d.insert("permissions", u.permissions.clone());
-    }
-    d.insert("active", u.active);
-    if u.require_password_change {
-        d.insert("requirePasswordChange", true);
-    }
-    let mut services = Document::new();
-    if let Some(hash) = &u.password_bcrypt {
-        services.insert("password", doc! { "bcrypt": hash });
-    }
-    let tokens: Vec<Bson> = u
-        .login_tokens
-        .iter()
-        .map(|t| Bson::Document(token_doc(t)))
-        .collect();
-    services.insert("resume", doc! { "loginTokens": tokens });
-    d.insert("services", services);
     d
+}
+
+/// The update document for a patch: `$set`/`$unset` of exactly the fields it
+/// names (targeted: every other field of the document survives), and `_updatedAt`.
+pub fn user_update(patch: &UserPatch, now: Timestamp) -> Document {
+    let mut values = vec![UserValue::UpdatedAt(now)];
+    values.extend(patch.username.as_deref().map(UserValue::Username));
+    values.extend(patch.name.as_deref().map(UserValue::Name));
+    values.extend(patch.emails.as_deref().map(UserValue::Emails));
+    values.extend(patch.roles.as_deref().map(UserValue::Roles));
+    values.extend(patch.permissions.as_deref().map(UserValue::Permissions));
+    values.extend(patch.active.map(UserValue::Active));
+    values.extend(
+        patch
+            .require_password_change
+            .map(UserValue::RequirePasswordChange),
+    );
+    values.extend(patch.password_bcrypt.as_ref().map(UserValue::Password));
+    if patch.clear_login_tokens {
+        values.push(UserValue::NoTokens);
+    }
+    let (mut set, mut unset) = (Document::new(), Document::new());
+    for (path, value) in values.iter().flat_map(UserValue::encode) {
+        match value {
+            Some(value) => set.insert(path, value),
+            None => unset.insert(path, ""),
+        };
+    }
+    let mut update = doc! { "$set": set };
+    if !unset.is_empty() {
+        update.insert("$unset", unset);
+    }
+    update
 }
 
 /// A user from a stored document; `None` without a usable `_id`.
 pub fn user_from(d: &Document) -> Option<User> {
     let id = id_of(d)?;
-    let created_at = timestamp(d.get("createdAt")).unwrap_or_default();
-    let password_bcrypt = sub(d, "services")
-        .and_then(|s| sub(s, "password"))
-        .and_then(|p| string(p, "bcrypt"));
-    let emails = match d.get("emails") {
-        Some(Bson::Array(items)) => items
-            .iter()
-            .filter_map(|b| b.as_document())
-            .filter_map(|e| {
-                Some(Email {
-                    address: string(e, "address")?,
-                    verified: boolean(e, "verified").unwrap_or(false),
-                })
+    let created_at = timestamp(at(d, user::CREATED_AT)).unwrap_or_default();
+    let emails = documents(at(d, user::EMAILS))
+        .filter_map(|e| {
+            Some(Email {
+                address: string(e.get(email::ADDRESS))?,
+                verified: boolean(e.get(email::VERIFIED)).unwrap_or(false),
             })
-            .collect(),
-        _ => Vec::new(),
-    };
+        })
+        .collect();
     Some(User {
         id,
         created_at,
-        updated_at: timestamp(d.get("_updatedAt")).unwrap_or(created_at),
-        kind: string(d, "type").unwrap_or_else(|| "user".into()),
-        username: string(d, "username"),
-        name: string(d, "name"),
+        updated_at: timestamp(at(d, user::UPDATED_AT)).unwrap_or(created_at),
+        kind: string(at(d, user::KIND)).unwrap_or_else(|| "user".into()),
+        username: string(at(d, user::USERNAME)),
+        name: string(at(d, user::NAME)),
         emails,
-        roles: strings(d, "roles"),
-        permissions: strings(d, "permissions"),
+        roles: strings(at(d, user::ROLES)),
+        permissions: strings(at(d, user::PERMISSIONS)),
         // Rocket.Chat refuses logins unless `active` is true; so does tokend.
-        active: boolean(d, "active").unwrap_or(false),
-        require_password_change: boolean(d, "requirePasswordChange").unwrap_or(false),
-        password_bcrypt,
-        login_tokens: login_tokens_of(d),
+        active: boolean(at(d, user::ACTIVE)).unwrap_or(false),
+        require_password_change: boolean(at(d, user::REQUIRE_PASSWORD_CHANGE)).unwrap_or(false),
+        password_bcrypt: string(at(d, user::PASSWORD)).map(PasswordHash),
     })
 }
 
-/// The known entries of `services.resume` `{loginTokens: [...]}`.
-pub fn tokens_from(resume: &Document) -> Vec<LoginToken> {
-    match resume.get("loginTokens") {
-        Some(Bson::Array(items)) => items
-            .iter()
-            .filter_map(|b| b.as_document())
-            .filter_map(token_from)
-            .collect(),
-        _ => Vec::new(),
-    }
-}
-
-/// The `services.resume.loginTokens` entries of a document projected on them.
+/// The known entries of `services.resume.loginTokens` of a user document
+/// (projected on them, or positionally on one of them).
 pub fn login_tokens_of(d: &Document) -> Vec<LoginToken> {
-    sub(d, "services")
-        .and_then(|s| sub(s, "resume"))
-        .map(tokens_from)
-        .unwrap_or_default()
+    documents(at(d, user::LOGIN_TOKENS))
+        .filter_map(token_from)
+        .collect()
 }
 
 /// One `loginTokens` entry; `None` for entries tokend does not know (legacy
 /// unhashed `{token}` entries, other types), which it leaves alone.
 pub fn token_from(d: &Document) -> Option<LoginToken> {
-    let hashed_token = string(d, "hashedToken")?;
-    if string(d, "type").as_deref() == Some(PAT_TYPE) {
+    let hashed_token = TokenHash::from_stored(string(d.get(entry::HASHED_TOKEN))?);
+    if string(d.get(entry::TYPE)).as_deref() == Some(entry::PAT_TYPE) {
         return Some(LoginToken::Personal(PersonalAccessToken {
             hashed_token,
-            created_at: timestamp(d.get("createdAt")).unwrap_or_default(),
-            last_token_part: string(d, "lastTokenPart").unwrap_or_default(),
-            name: string(d, "name")?,
-            bypass_two_factor: boolean(d, "bypassTwoFactor").unwrap_or(false),
+            created_at: timestamp(d.get(entry::CREATED_AT)).unwrap_or_default(),
+            last_token_part: string(d.get(entry::LAST_TOKEN_PART)).unwrap_or_default(),
+            name: string(d.get(entry::NAME))?,
+            bypass_two_factor: boolean(d.get(entry::BYPASS_TWO_FACTOR)).unwrap_or(false),
         }));
     }
     Some(LoginToken::Resume(ResumeToken {
-        when: timestamp(d.get("when"))?,
+        when: timestamp(d.get(entry::WHEN))?,
         hashed_token,
     }))
+}
+
+/// Whether a `loginTokens` entry (or its projection on `type`) is a PAT.
+fn is_pat(d: &Document) -> bool {
+    d.get_str(entry::TYPE).ok() == Some(entry::PAT_TYPE)
+}
+
+/// The entries the cap's `$pull` may remove: every entry with a `when` that
+/// is not a PAT (Rocket.Chat's rule). [`cap_projection`] reads just enough
+/// of each entry to find them.
+pub fn cap_counted_whens(d: &Document) -> Vec<Timestamp> {
+    documents(at(d, user::LOGIN_TOKENS))
+        .filter(|e| !is_pat(e))
+        .filter_map(|e| timestamp(e.get(entry::WHEN)))
+        .collect()
+}
+
+/// What the cap reads of a user after a push: `when` and `type` of each
+/// entry, not the hashes nor the PATs' other fields.
+pub fn cap_projection() -> Document {
+    doc! { user::ID: 1, in_tokens(entry::WHEN): 1, in_tokens(entry::TYPE): 1 }
+}
+
+/// The `$pull` condition matching the cap's victims: entries older than `cutoff`, not PATs.
+pub fn cap_victims(cutoff: Timestamp) -> Document {
+    doc! {
+        entry::WHEN: { "$lt": date(cutoff) },
+        entry::TYPE: { "$ne": entry::PAT_TYPE },
+    }
+}
+
+/// The `$pull` condition of `remove_login_tokens`: every entry but PATs and
+/// `keep` (Rocket.Chat's `removeNonPATLoginTokensExcept`).
+pub fn non_pat_entries_except(keep: Option<&TokenHash>) -> Document {
+    let mut cond = doc! { entry::TYPE: { "$ne": entry::PAT_TYPE } };
+    if let Some(keep) = keep {
+        cond.insert(entry::HASHED_TOKEN, doc! { "$ne": keep.as_str() });
+    }
+    cond
+}
+
+/// What `remove_login_tokens` reads to count: `type` and hash of each entry.
+pub fn removal_projection() -> Document {
+    doc! { user::ID: 1, in_tokens(entry::TYPE): 1, in_tokens(entry::HASHED_TOKEN): 1 }
+}
+
+/// How many entries of `d` (projected by [`removal_projection`]) match
+/// [`non_pat_entries_except`]`(keep)`.
+pub fn count_non_pat_except(d: &Document, keep: Option<&TokenHash>) -> u64 {
+    documents(at(d, user::LOGIN_TOKENS))
+        .filter(|e| !is_pat(e))
+        .filter(|e| keep.is_none_or(|k| e.get_str(entry::HASHED_TOKEN).ok() != Some(k.as_str())))
+        .count() as u64
 }
 
 /// A `loginTokens` entry, exactly as Meteor / Rocket.Chat write it.
 pub fn token_doc(t: &LoginToken) -> Document {
     match t {
-        LoginToken::Resume(r) => doc! { "when": date(r.when), "hashedToken": &r.hashed_token },
+        LoginToken::Resume(r) => {
+            doc! { entry::WHEN: date(r.when), entry::HASHED_TOKEN: r.hashed_token.as_str() }
+        }
         LoginToken::Personal(p) => pat_doc(p),
     }
 }
@@ -231,13 +440,18 @@ pub fn token_doc(t: &LoginToken) -> Document {
 /// A personal access token entry.
 pub fn pat_doc(p: &PersonalAccessToken) -> Document {
     doc! {
-        "hashedToken": &p.hashed_token,
-        "type": PAT_TYPE,
-        "createdAt": date(p.created_at),
-        "lastTokenPart": &p.last_token_part,
-        "name": &p.name,
-        "bypassTwoFactor": p.bypass_two_factor,
+        entry::HASHED_TOKEN: p.hashed_token.as_str(),
+        entry::TYPE: entry::PAT_TYPE,
+        entry::CREATED_AT: date(p.created_at),
+        entry::LAST_TOKEN_PART: &p.last_token_part,
+        entry::NAME: &p.name,
+        entry::BYPASS_TWO_FACTOR: p.bypass_two_factor,
     }
+}
+
+/// An `$elemMatch` on the PAT named `name`.
+pub fn pat_named(name: &str) -> Document {
+    doc! { entry::TYPE: entry::PAT_TYPE, entry::NAME: name }
 }
 
 /// A role document (`rocketchat_roles`).
@@ -256,28 +470,28 @@ pub fn role_doc(r: &Role) -> Document {
 pub fn role_from(d: &Document) -> Option<Role> {
     let id = id_of(d)?;
     Some(Role {
-        name: string(d, "name").unwrap_or_else(|| id.clone()),
-        scope: string(d, "scope").unwrap_or_else(|| "Users".into()),
-        description: string(d, "description").unwrap_or_default(),
-        protected: boolean(d, "protected").unwrap_or(false),
+        name: string(d.get("name")).unwrap_or_else(|| id.clone()),
+        scope: string(d.get("scope")).unwrap_or_else(|| "Users".into()),
+        description: string(d.get("description")).unwrap_or_default(),
+        protected: boolean(d.get("protected")).unwrap_or(false),
         id,
     })
 }
 
 /// A permission from `rocketchat_permissions`.
-pub fn permission_from(d: &Document) -> Option<Permission> {
-    Some(Permission {
+pub fn permission_from(d: &Document) -> Option<PermissionEntry> {
+    Some(PermissionEntry {
         id: id_of(d)?,
-        roles: strings(d, "roles"),
+        roles: strings(d.get("roles")),
     })
 }
 
 /// The fields of an API token document besides `_id` (the user id).
 pub fn api_token_fields(t: &ApiToken) -> Document {
     doc! {
-        "hashedToken": &t.hashed_token,
+        "hashedToken": t.hashed_token.as_str(),
         "createdAt": date(t.created_at),
-        "lastTokenPart": &t.last_part,
+        "lastTokenPart": &t.hint,
     }
 }
 
@@ -285,16 +499,16 @@ pub fn api_token_fields(t: &ApiToken) -> Document {
 pub fn api_token_from(d: &Document) -> Option<ApiToken> {
     Some(ApiToken {
         user_id: id_of(d)?,
-        hashed_token: string(d, "hashedToken")?,
+        hashed_token: TokenHash::from_stored(string(d.get("hashedToken"))?),
         created_at: timestamp(d.get("createdAt")).unwrap_or_default(),
-        last_part: string(d, "lastTokenPart").unwrap_or_default(),
+        hint: string(d.get("lastTokenPart")).unwrap_or_default(),
     })
 }
 
 /// A session document (`tokend_sessions`).
 pub fn session_doc(s: &Session) -> Document {
     doc! {
-        "_id": &s.hashed_id,
+        "_id": s.hashed_id.as_str(),
         "userId": &s.user_id,
         "createdAt": date(s.created_at),
         "lastSeenAt": date(s.last_seen_at),
@@ -306,8 +520,8 @@ pub fn session_doc(s: &Session) -> Document {
 /// A session from `tokend_sessions`.
 pub fn session_from(d: &Document) -> Option<Session> {
     Some(Session {
-        hashed_id: id_of(d)?,
-        user_id: string(d, "userId")?,
+        hashed_id: TokenHash::from_stored(id_of(d)?),
+        user_id: string(d.get("userId"))?,
         created_at: timestamp(d.get("createdAt"))?,
         last_seen_at: timestamp(d.get("lastSeenAt"))?,
         expires_at: timestamp(d.get("expiresAt"))?,
@@ -345,6 +559,20 @@ pub fn exact_ignoring_case(value: &str) -> Option<Bson> {
         pattern,
         options: "i".into(),
     }))
+}
+
+/// The filter finding the user `key` names; `None` when nothing can match.
+pub fn key_filter(key: &UserKey) -> Option<Document> {
+    match key {
+        UserKey::Id(id) => Some(doc! { user::ID: id }),
+        UserKey::Username(name) => exact_ignoring_case(name).map(|re| doc! { user::USERNAME: re }),
+        UserKey::Email(address) => {
+            exact_ignoring_case(address).map(|re| doc! { user::EMAIL_ADDRESS: re })
+        }
+        UserKey::Login(login) => exact_ignoring_case(login).map(|re| {
+            doc! { "$or": [ { user::USERNAME: re.clone() }, { user::EMAIL_ADDRESS: re } ] }
+        }),
+    }
 }
 
 /// A key tokend claims for a user so that no two users share it ignoring case.
@@ -387,8 +615,8 @@ impl UniqueKey {
     /// The user field this key is about.
     pub fn path(&self) -> &'static str {
         match self.field {
-            UniqueField::Email => "emails.address",
-            _ => "username",
+            UniqueField::Email => user::EMAIL_ADDRESS,
+            _ => user::USERNAME,
         }
     }
 }
@@ -421,6 +649,11 @@ pub fn holders_filter(keys: &[UniqueKey]) -> Option<Document> {
     }
 }
 
+/// What a uniqueness check reads of a holder.
+pub fn names_projection() -> Document {
+    projection(&[user::USERNAME, user::EMAILS])
+}
+
 /// Which of `keys` the user document `d` holds (ignoring case).
 pub fn held_key<'a>(d: &Document, keys: &'a [UniqueKey]) -> Option<&'a UniqueKey> {
     let user = user_from(d)?;
@@ -430,6 +663,38 @@ pub fn held_key<'a>(d: &Document, keys: &'a [UniqueKey]) -> Option<&'a UniqueKey
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn alice() -> User {
+        let now = crate::core::clock::truncate_ms(chrono::Utc::now());
+        User {
+            id: "Ab3456789abcdefgh".into(),
+            created_at: now,
+            updated_at: now,
+            kind: "user".into(),
+            username: Some("alice".into()),
+            name: Some("Alice".into()),
+            emails: vec![Email {
+                address: "alice@example.com".into(),
+                verified: true,
+            }],
+            roles: vec!["user".into()],
+            permissions: vec!["manage-users".into()],
+            active: true,
+            require_password_change: true,
+            password_bcrypt: Some(PasswordHash("$2b$10$x".into())),
+        }
+    }
+
+    /// Every dotted path of a document, through subdocuments.
+    fn paths(d: &Document, prefix: &str, out: &mut Vec<String>) {
+        for (k, v) in d {
+            let path = format!("{prefix}{k}");
+            match v {
+                Bson::Document(sub) => paths(sub, &format!("{path}."), out),
+                _ => out.push(path),
+            }
+        }
+    }
 
     #[test]
     fn regex_escapes_every_metacharacter() {
@@ -448,56 +713,128 @@ mod tests {
 
     #[test]
     fn user_documents_round_trip() {
+        let user = alice();
+        let d = user_doc(&user);
+        assert_eq!(user_from(&d), Some(user));
+        assert_eq!(
+            d.get_document("services").unwrap(),
+            &doc! { "password": { "bcrypt": "$2b$10$x" }, "resume": { "loginTokens": [] } }
+        );
+    }
+
+    #[test]
+    fn the_projection_covers_every_field_written() {
+        let mut written = Vec::new();
+        paths(&user_doc(&alice()), "", &mut written);
+        for path in written {
+            assert!(
+                path == user::LOGIN_TOKENS || USER_FIELDS.contains(&path.as_str()),
+                "{path} is written but not read back"
+            );
+        }
+        assert_eq!(
+            user::EMAIL_ADDRESS,
+            format!("{}.{}", user::EMAILS, email::ADDRESS)
+        );
+        assert_eq!(user::TOKEN_HASH, in_tokens(entry::HASHED_TOKEN));
+    }
+
+    #[test]
+    fn user_reads_never_carry_every_token() {
+        let plain = user_projection();
+        assert!(
+            plain.keys().all(|k| !k.starts_with("services.resume")),
+            "{plain}"
+        );
+        let with_token = user_and_matched_token_projection();
+        let resume: Vec<&String> = with_token
+            .keys()
+            .filter(|k| k.starts_with("services.resume"))
+            .collect();
+        assert_eq!(resume, ["services.resume.loginTokens.$"]);
+    }
+
+    #[test]
+    fn patches_set_and_unset_only_what_they_name() {
         let now = crate::core::clock::truncate_ms(chrono::Utc::now());
-        let user = User {
-            id: "Ab3456789abcdefgh".into(),
-            created_at: now,
-            updated_at: now,
-            kind: "user".into(),
-            username: Some("alice".into()),
-            name: Some("Alice".into()),
-            emails: vec![Email {
-                address: "alice@example.com".into(),
-                verified: true,
-            }],
-            roles: vec!["user".into()],
-            permissions: vec!["manage-users".into()],
-            active: true,
-            require_password_change: true,
-            password_bcrypt: Some("$2b$10$x".into()),
-            login_tokens: vec![
-                LoginToken::Resume(ResumeToken {
-                    when: now,
-                    hashed_token: "h1".into(),
-                }),
-                LoginToken::Personal(PersonalAccessToken {
-                    hashed_token: "h2".into(),
-                    created_at: now,
-                    last_token_part: "abcdef".into(),
-                    name: "ci".into(),
-                    bypass_two_factor: false,
-                }),
-            ],
+        let patch = UserPatch {
+            name: Some("A".into()),
+            emails: Some(Vec::new()),
+            require_password_change: Some(false),
+            password_bcrypt: Some(PasswordHash("h".into())),
+            clear_login_tokens: true,
+            ..Default::default()
         };
-        assert_eq!(user_from(&user_doc(&user)), Some(user));
+        assert_eq!(
+            user_update(&patch, now),
+            doc! {
+                "$set": {
+                    "_updatedAt": date(now),
+                    "name": "A",
+                    "services.password.bcrypt": "h",
+                    "services.resume.loginTokens": [],
+                },
+                "$unset": { "emails": "", "requirePasswordChange": "", "requirePasswordChangeReason": "" },
+            }
+        );
+        assert_eq!(
+            user_update(&UserPatch::default(), now),
+            doc! { "$set": { "_updatedAt": date(now) } }
+        );
+        // Applied to a document, an update and a fresh document agree.
+        let mut user = alice();
+        patch.apply(&mut user, now);
+        let fresh = user_doc(&user);
+        let update = user_update(&patch, now);
+        let set = update.get_document("$set").unwrap();
+        for (path, value) in set {
+            assert_eq!(at(&fresh, path), Some(value), "{path}");
+        }
+        for path in update.get_document("$unset").unwrap().keys() {
+            assert_eq!(at(&fresh, path), None, "{path}");
+        }
     }
 
     #[test]
     fn unknown_token_entries_are_skipped() {
-        let d = doc! { "loginTokens": [
+        let d = doc! { "services": { "resume": { "loginTokens": [
             { "token": "legacy-unhashed", "when": BsonDate::from_millis(1) },
             { "hashedToken": "h", "when": 5_i64 },
             { "hashedToken": "x", "type": "somethingElse" },
-        ] };
-        let tokens = tokens_from(&d);
+        ] } } };
+        let tokens = login_tokens_of(&d);
         assert_eq!(tokens.len(), 1);
-        assert_eq!(tokens[0].hashed_token(), "h");
+        assert_eq!(tokens[0].hashed_token().as_str(), "h");
+    }
+
+    #[test]
+    fn the_cap_and_removal_counts_read_projected_entries() {
+        // As `cap_projection` and `removal_projection` return them.
+        let d = doc! { "_id": "u", "services": { "resume": { "loginTokens": [
+            { "when": BsonDate::from_millis(1) },
+            { "type": "personalAccessToken" },
+            { "when": 7_i64 },
+        ] } } };
+        assert_eq!(cap_counted_whens(&d).len(), 2);
+        let d = doc! { "_id": "u", "services": { "resume": { "loginTokens": [
+            { "hashedToken": "a" },
+            { "type": "personalAccessToken", "hashedToken": "p" },
+            { "hashedToken": "b" },
+            {},
+        ] } } };
+        assert_eq!(count_non_pat_except(&d, None), 3);
+        assert_eq!(
+            count_non_pat_except(&d, Some(&TokenHash::from_stored("a"))),
+            2
+        );
     }
 
     #[test]
     fn sparse_rocket_chat_documents_read() {
-        let u = user_from(&doc! { "_id": "rocket.cat", "username": "rocket.cat" }).unwrap();
-        assert!(u.emails.is_empty() && u.login_tokens.is_empty() && !u.active);
+        let d = doc! { "_id": "rocket.cat", "username": "rocket.cat" };
+        let u = user_from(&d).unwrap();
+        assert!(u.emails.is_empty() && !u.active && u.password_bcrypt.is_none());
+        assert!(login_tokens_of(&d).is_empty());
         assert_eq!(u.kind, "user");
     }
 }

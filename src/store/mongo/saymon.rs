@@ -1,0 +1,133 @@
+//! [`SaymonStore`]: SAYMON API tokens (`tokend_api_tokens`, `_id` = user id)
+//! and sessions (`tokend_sessions`, `_id` = hash of the session id).
+
+use super::*;
+
+#[async_trait]
+impl SaymonStore for MongoStore {
+    /// One upsert (two when a concurrent upsert of the same user wins the insert).
+    async fn set_api_token(&self, token: &ApiToken) -> StoreResult<()> {
+        self.run("set_api_token", |db| async move {
+            let tokens = coll(&db, API_TOKENS);
+            let upsert = || {
+                tokens
+                    .update_one(
+                        doc! { "_id": &token.user_id },
+                        doc! { "$set": api_token_fields(token) },
+                    )
+                    .upsert(true)
+            };
+            match upsert().await {
+                Ok(_) => {}
+                // Two upserts of one `_id` may race on the insert: the loser retries as an update.
+                Err(e) if matches!(classify(&e), Failure::Duplicate(_)) => {
+                    upsert().await?;
+                }
+                Err(e) => return Err(e.into()),
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn api_token_of(&self, user_id: &str) -> StoreResult<Option<ApiToken>> {
+        self.run("api_token_of", |db| async move {
+            let found = coll(&db, API_TOKENS)
+                .find_one(doc! { "_id": user_id })
+                .await?;
+            Ok(found.as_ref().and_then(api_token_from))
+        })
+        .await
+    }
+
+    async fn api_tokens_of(&self, user_ids: &[String]) -> StoreResult<Vec<ApiToken>> {
+        if user_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.run("api_tokens_of", |db| async move {
+            let cursor = coll(&db, API_TOKENS)
+                .find(doc! { "_id": { "$in": user_ids } })
+                .await?;
+            collect(cursor, api_token_from).await
+        })
+        .await
+    }
+
+    async fn find_api_token(&self, hashed_token: &TokenHash) -> StoreResult<Option<ApiToken>> {
+        self.run("find_api_token", |db| async move {
+            let found = coll(&db, API_TOKENS)
+                .find_one(doc! { "hashedToken": hashed_token.as_str() })
+                .await?;
+            Ok(found.as_ref().and_then(api_token_from))
+        })
+        .await
+    }
+
+    async fn delete_api_token(&self, user_id: &str) -> StoreResult<bool> {
+        self.run("delete_api_token", |db| async move {
+            let result = coll(&db, API_TOKENS)
+                .delete_one(doc! { "_id": user_id })
+                .await?;
+            Ok(result.deleted_count > 0)
+        })
+        .await
+    }
+
+    async fn insert_session(&self, session: &Session) -> StoreResult<()> {
+        self.run("insert_session", |db| async move {
+            coll(&db, SESSIONS).insert_one(session_doc(session)).await?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// One `findAndModify`, filtered on both expiries.
+    async fn touch_session(
+        &self,
+        hashed_id: &TokenHash,
+        now: Timestamp,
+        new_expires_at: Timestamp,
+    ) -> StoreResult<Option<Session>> {
+        self.run("touch_session", |db| async move {
+            let found = coll(&db, SESSIONS)
+                .find_one_and_update(
+                    doc! {
+                        "_id": hashed_id.as_str(),
+                        "expiresAt": { "$gt": date(now) },
+                        "absoluteExpiresAt": { "$gt": date(now) },
+                    },
+                    doc! { "$set": { "lastSeenAt": date(now), "expiresAt": date(new_expires_at) } },
+                )
+                .return_document(ReturnDocument::After)
+                .await?;
+            Ok(found.as_ref().and_then(session_from))
+        })
+        .await
+    }
+
+    async fn delete_session(&self, hashed_id: &TokenHash) -> StoreResult<bool> {
+        self.run("delete_session", |db| async move {
+            let result = coll(&db, SESSIONS)
+                .delete_one(doc! { "_id": hashed_id.as_str() })
+                .await?;
+            Ok(result.deleted_count > 0)
+        })
+        .await
+    }
+
+    async fn delete_sessions_of(
+        &self,
+        user_id: &str,
+        keep: Option<&TokenHash>,
+    ) -> StoreResult<u64> {
+        self.run("delete_sessions_of", |db| async move {
+            let mut filter = doc! { "userId": user_id };
+            if let Some(keep) = keep {
+                filter.insert("_id", doc! { "$ne": keep.as_str() });
+            }
+            let result = coll(&db, SESSIONS).delete_many(filter).await?;
+            Ok(result.deleted_count)
+        })
+        .await
+    }
+}
