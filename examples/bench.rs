@@ -1,8 +1,8 @@
-//! Load benchmark: starts tokend in-process on a loopback port (embedded store,
-//! or MongoDB when `MONGO_URL` is set) and drives it over keep-alive HTTP/1.1
-//! connections, reporting throughput and latency per route, and each route's
-//! throughput as a ratio to `/healthz` in the same run (these machines are
-//! noisy: compare ratios, not absolute figures).
+//! Load benchmark: starts tokend in-process on a loopback port (SQLite in a
+//! fresh temporary file, or MongoDB when `MONGO_URL` is set) and drives it
+//! over keep-alive HTTP/1.1 connections, reporting throughput and latency per
+//! route, and each route's throughput as a ratio to `/healthz` in the same run
+//! (these machines are noisy: compare ratios, not absolute figures).
 //!
 //! ```sh
 //! cargo run --release --example bench -- --connections 16 --seconds 5
@@ -216,7 +216,13 @@ fn arg(name: &str, default: u64) -> u64 {
 async fn main() {
     let connections = arg("--connections", 16) as usize;
     let duration = Duration::from_secs(arg("--seconds", 5));
+    // A fresh file each run, on the real disk: durable writes included.
+    let database = std::env::temp_dir().join(format!(
+        "tokend-bench-{}.db",
+        tokend::core::ids::new_user_id()
+    ));
     let config = Config {
+        database_path: database.to_string_lossy().into_owned(),
         bind_ip: [127, 0, 0, 1].into(),
         port: 0,
         mongo_url: std::env::var("MONGO_URL")
@@ -237,7 +243,7 @@ async fn main() {
     let store_name = if config.mongo_url.is_some() {
         "mongodb"
     } else {
-        "embedded"
+        "sqlite"
     };
     let app = Application::build(config).await.expect("start");
     let addr = app.local_addr();
@@ -351,5 +357,10 @@ async fn main() {
         .await;
         let base = *baseline.get_or_insert(report.throughput().max(1.0));
         report.print(base);
+    }
+    for suffix in ["", "-wal", "-shm"] {
+        let mut file = database.clone().into_os_string();
+        file.push(suffix);
+        let _ = std::fs::remove_file(file);
     }
 }

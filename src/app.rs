@@ -4,7 +4,7 @@ use crate::config::Config;
 use crate::core::seed::{self, AdminSeed};
 use crate::core::{Clock, Core, SystemClock};
 use crate::http::{limit_body, log_requests, shape_errors};
-use crate::store::{MemoryStore, MongoStore, Store, StoreError};
+use crate::store::{sqlite, MongoStore, SqliteStore, Store, StoreError};
 use crate::{ops, rocketchat, saymon};
 use poem::endpoint::BoxEndpoint;
 use poem::listener::{Acceptor, Listener, TcpAcceptor, TcpListener};
@@ -69,7 +69,7 @@ fn spec_document() -> serde_json::Value {
 fn spec_core() -> Arc<Core> {
     Arc::new(Core::new(
         Arc::new(Config::default()),
-        Arc::new(MemoryStore::new()),
+        Arc::new(SqliteStore::open(sqlite::MEMORY).expect("an in-memory SQLite store")),
         Arc::new(SystemClock),
     ))
 }
@@ -150,11 +150,20 @@ pub enum StartError {
 pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, StartError> {
     match &config.mongo_url {
         None => {
-            tracing::warn!(
-                "MONGO_URL is not set: using the embedded in-memory store. NOTHING IS PERSISTED; \
-                 every user and token is lost when tokend stops"
-            );
-            Ok(Arc::new(MemoryStore::new()))
+            let path = config.database_path.clone();
+            if path == sqlite::MEMORY {
+                tracing::warn!(
+                    "DATABASE_PATH is :memory:: using a throwaway SQLite store. NOTHING IS \
+                     PERSISTED; every user and token is lost when tokend stops"
+                );
+            } else {
+                tracing::info!(%path, "MONGO_URL is not set: using the SQLite store");
+            }
+            // Opening migrates the schema and syncs the file: off the runtime.
+            let store = tokio::task::spawn_blocking(move || SqliteStore::open(&path))
+                .await
+                .map_err(|e| StartError::Store(e.to_string()))??;
+            Ok(Arc::new(store))
         }
         // No I/O here: with MongoDB down tokend still starts, answers 503
         // within STORE_TIMEOUT_SECONDS and recovers when it comes back.

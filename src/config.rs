@@ -57,8 +57,11 @@ pub struct Config {
     pub bind_ip: IpAddr,
     /// `PORT`
     pub port: u16,
-    /// `MONGO_URL`; `None`: the embedded store.
+    /// `MONGO_URL`; `None`: the embedded SQLite store.
     pub mongo_url: Option<Secret>,
+    /// `DATABASE_PATH`: the SQLite store's file when `MONGO_URL` is unset
+    /// (`:memory:`: a throwaway store).
+    pub database_path: String,
     /// `STORE_TIMEOUT_SECONDS`: bound on any store call before answering 503.
     pub store_timeout: Duration,
     /// `LOG_FORMAT`
@@ -104,6 +107,7 @@ impl Default for Config {
             bind_ip: IpAddr::from([0, 0, 0, 0]),
             port: 3000,
             mongo_url: None,
+            database_path: crate::store::sqlite::DEFAULT_PATH.to_string(),
             store_timeout: Duration::from_secs(5),
             log_format: LogFormat::Pretty,
             admin_username: None,
@@ -286,6 +290,10 @@ impl Config {
             bind_ip: env.parse("BIND_IP", d.bind_ip, "an IP address", |_| true)?,
             port: env.parse("PORT", d.port, "a port number (0-65535)", |_| true)?,
             mongo_url: mongo_url.map(Secret),
+            database_path: env
+                .get("DATABASE_PATH")
+                .map(|p| p.trim().to_string())
+                .unwrap_or(d.database_path),
             store_timeout: env.duration("STORE_TIMEOUT_SECONDS", 1, d.store_timeout)?,
             log_format,
             admin_username,
@@ -424,6 +432,17 @@ mod tests {
                 .to_string()
                 .starts_with(&format!("invalid configuration: {var}:")));
         }
+    }
+
+    #[test]
+    fn database_path_defaults_to_the_data_folder() {
+        assert_eq!(cfg(&[]).unwrap().database_path, "data/tokend.db");
+        let c = cfg(&[("DATABASE_PATH", " /var/lib/tokend/tokend.db ")]).unwrap();
+        assert_eq!(c.database_path, "/var/lib/tokend/tokend.db");
+        assert_eq!(
+            cfg(&[("DATABASE_PATH", ":memory:")]).unwrap().database_path,
+            ":memory:"
+        );
     }
 
     #[test]

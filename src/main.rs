@@ -1,6 +1,8 @@
-//! `tokend`: run the service, or print its OpenAPI document.
+//! `tokend`: run the service, print its OpenAPI document, or back up its
+//! SQLite store.
 
 use clap::{Parser, Subcommand};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use tokend::app::{self, Application};
 use tokend::config::Config;
@@ -25,6 +27,12 @@ enum Command {
         #[arg(long)]
         yaml: bool,
     },
+    /// Write a consistent copy of the SQLite store (DATABASE_PATH) to PATH,
+    /// safe while the server runs.
+    Backup {
+        /// Where to write the copy (replaced if it exists).
+        path: PathBuf,
+    },
 }
 
 #[tokio::main]
@@ -45,6 +53,36 @@ async fn main() -> ExitCode {
                 }
             );
             ExitCode::SUCCESS
+        }
+        Command::Backup { path } => {
+            let config = match Config::from_env() {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("tokend: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            if config.mongo_url.is_some() {
+                eprintln!(
+                    "tokend: MONGO_URL is set, so the data is in MongoDB: back it up with \
+                     MongoDB's own tools (mongodump)"
+                );
+                return ExitCode::from(2);
+            }
+            match tokend::store::sqlite::backup(&config.database_path, &path) {
+                Ok(()) => {
+                    eprintln!(
+                        "tokend: backed up {} to {}",
+                        config.database_path,
+                        path.display()
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("tokend: backup failed: {e}");
+                    ExitCode::from(1)
+                }
+            }
         }
         Command::Serve => {
             let config = match Config::from_env() {

@@ -56,7 +56,7 @@ async fn request_logs_carry_no_secret() {
     let mut cfg = test_config();
     cfg.create_tokens_secret = Some(tokend::config::Secret("the-shared-secret".into()));
     let secrets: Vec<String> = async {
-        let app = TestApp::with_config(&StoreKind::Memory, cfg).await;
+        let app = TestApp::with_config(&StoreKind::Sqlite, cfg).await;
         let bob = app.user("bob", &[]).await;
         // Rocket.Chat: mint with the secret, use the token, fail a login.
         let resp = app

@@ -9,16 +9,16 @@
 //! personal access tokens, [`SaymonStore`] SAYMON API tokens and sessions,
 //! [`RoleStore`] roles and permissions; [`Store`] is all four plus readiness.
 
-pub mod memory;
 pub mod mongo;
+pub mod sqlite;
 
 use crate::core::credential::TokenHash;
 pub use crate::core::model::UniqueField;
 use crate::core::model::*;
 use async_trait::async_trait;
 
-pub use memory::MemoryStore;
 pub use mongo::MongoStore;
+pub use sqlite::SqliteStore;
 
 /// Result of a store call.
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -220,7 +220,7 @@ pub trait RoleStore: Send + Sync {
 }
 
 /// Persistent state of tokend: every concern, plus readiness.
-/// Implementations: [`MemoryStore`] and [`MongoStore`].
+/// Implementations: [`SqliteStore`] and [`MongoStore`].
 #[async_trait]
 pub trait Store: UserStore + TokenStore + SaymonStore + RoleStore + 'static {
     /// Checks that the store answers (readiness).

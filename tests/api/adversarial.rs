@@ -108,6 +108,7 @@ fn run_binary(vars: &[(&str, &str)], dotenv: Option<&str>) -> (i32, String) {
         .env_clear()
         .env("BIND_IP", "127.0.0.1")
         .env("PORT", "0")
+        .env("DATABASE_PATH", ":memory:")
         .envs(vars.iter().copied())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -519,7 +520,7 @@ fn config_durations_validated_at_startup() {
 async fn config_durations_at_the_bound_serve_requests() {
     let max = tokend::config::MAX_DURATION;
     let app = TestApp::with_config(
-        &StoreKind::Memory,
+        &StoreKind::Sqlite,
         config(|c| {
             c.rate_limit.window = max;
             c.login_block.user_block = max;

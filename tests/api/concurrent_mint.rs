@@ -75,7 +75,7 @@ store_tests! {
         assert_eq!(working.len(), CAP);
         assert_eq!(working, kept);
         let store = match kind {
-            StoreKind::Memory => "embedded store",
+            StoreKind::Sqlite | StoreKind::SqliteAt(_) => "SQLite",
             StoreKind::Mongo(_) => "MongoDB",
         };
         println!(

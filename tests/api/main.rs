@@ -17,4 +17,6 @@ mod rc_users;
 mod saymon;
 mod secrets;
 mod service;
+mod sqlite_crash;
+mod sqlite_restart;
 mod store_contract;

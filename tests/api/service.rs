@@ -52,7 +52,7 @@ fn rocketchat_headers_are_one_requirement_not_alternatives() {
 
 #[tokio::test]
 async fn served_documents_and_swagger_ui() {
-    let app = TestApp::start(&StoreKind::Memory).await;
+    let app = TestApp::start(&StoreKind::Sqlite).await;
     let served = json(app.client.get("/openapi.json").send().await).await;
     let code: Value = serde_json::from_str(&tokend::app::openapi_json()).unwrap();
     assert_eq!(served, code);
@@ -67,7 +67,7 @@ async fn served_documents_and_swagger_ui() {
 
 #[tokio::test]
 async fn every_response_carries_the_security_headers() {
-    let app = TestApp::start(&StoreKind::Memory).await;
+    let app = TestApp::start(&StoreKind::Sqlite).await;
     for resp in [
         app.rc_get("/api/v1/me", &app.admin).await,
         app.client.get("/api/v1/me").send().await,
@@ -136,7 +136,7 @@ fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serves_on_a_real_port_and_shuts_down_gracefully() {
     let config = test_config();
-    let store = StoreKind::Memory.open(&config).await;
+    let store = StoreKind::Sqlite.open(&config).await;
     let core = tokend::app::core_with(config, store, Arc::new(tokend::core::SystemClock));
     let app = tokend::app::Application::bind(core, "127.0.0.1:0".parse().unwrap())
         .await

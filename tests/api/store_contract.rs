@@ -1,5 +1,5 @@
 //! The contract of the `Store` trait, run against both stores
-//! (`memory::*` and `mongo::*`, see `store_tests!`).
+//! (`sqlite::*` and `mongo::*`, see `store_tests!`).
 
 use crate::common::*;
 use std::collections::BTreeSet;

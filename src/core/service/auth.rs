@@ -314,7 +314,7 @@ mod tests {
     use crate::config::Config;
     use crate::core::clock::SystemClock;
     use crate::core::model::ResumeToken;
-    use crate::store::MemoryStore;
+    use crate::store::{sqlite, SqliteStore};
     use std::sync::Arc;
 
     #[test]
@@ -336,7 +336,7 @@ mod tests {
         };
         let core = Core::new(
             Arc::new(config),
-            Arc::new(MemoryStore::new()),
+            Arc::new(SqliteStore::open(sqlite::MEMORY).unwrap()),
             Arc::new(SystemClock),
         );
         let now = core.now();

@@ -1,7 +1,7 @@
 //! Shared test harness: a tokend over either store, driven through the real
 //! router with poem's `TestClient`, and a clock the tests move.
 //!
-//! `store_tests!` turns each test into two: `memory::name` and `mongo::name`.
+//! `store_tests!` turns each test into two: `sqlite::name` and `mongo::name`.
 //! The MongoDB variant needs `MONGO_URL` (`.ci/run` starts the emulator and
 //! sets it); without it the variant is skipped, except under `CI=true`, where
 //! a missing `MONGO_URL` fails the test instead of hiding the suite.
@@ -17,7 +17,7 @@ use std::time::Duration;
 use tokend::config::{Config, Secret};
 use tokend::core::service::NewUser;
 use tokend::core::{Core, ManualClock, User};
-use tokend::store::{MemoryStore, MongoStore, Store};
+use tokend::store::{MongoStore, SqliteStore, Store};
 
 /// Password of the seeded admin in every test app.
 pub const ADMIN_PASS: &str = "admin-pass-123";
@@ -31,7 +31,11 @@ pub const USER_PASS: &str = "user-pass-123";
 /// Which store a test runs on.
 #[derive(Debug, Clone)]
 pub enum StoreKind {
-    Memory,
+    /// SQLite in a temporary file of its own, removed with the store: the
+    /// configuration tokend runs with (WAL, the writer thread, read connections).
+    Sqlite,
+    /// SQLite in this file (kept): for tests that reopen a store.
+    SqliteAt(std::path::PathBuf),
     /// A MongoDB URI including a database name of this test's own.
     Mongo(String),
 }
@@ -40,7 +44,7 @@ impl StoreKind {
     /// The same kind of store, empty: for MongoDB a new database.
     pub fn fresh(&self) -> StoreKind {
         match self {
-            StoreKind::Memory => StoreKind::Memory,
+            StoreKind::Sqlite | StoreKind::SqliteAt(_) => StoreKind::Sqlite,
             StoreKind::Mongo(url) => StoreKind::Mongo(fresh_database(url)),
         }
     }
@@ -59,7 +63,10 @@ impl StoreKind {
     /// Opens the store.
     pub async fn open(&self, config: &Config) -> Arc<dyn Store> {
         match self {
-            StoreKind::Memory => Arc::new(MemoryStore::new()),
+            StoreKind::Sqlite => Arc::new(SqliteStore::open_temporary().expect("SQLite store")),
+            StoreKind::SqliteAt(path) => Arc::new(
+                SqliteStore::open(path.to_str().expect("UTF-8 path")).expect("SQLite store"),
+            ),
             StoreKind::Mongo(url) => open_mongo(url, config).await,
         }
     }
@@ -85,18 +92,18 @@ pub async fn open_mongo_store(url: &str, config: &Config) -> MongoStore {
     store
 }
 
-/// Defines each test once per store: `memory::name` and `mongo::name`.
+/// Defines each test once per store: `sqlite::name` and `mongo::name`.
 #[macro_export]
 macro_rules! store_tests {
     ($( $(#[$meta:meta])* async fn $name:ident($kind:ident) $body:block )*) => {
-        mod memory {
+        mod sqlite {
             #[allow(unused_imports)]
             use super::*;
             $(
                 $(#[$meta])*
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
-                    let $kind = $crate::common::StoreKind::Memory;
+                    let $kind = $crate::common::StoreKind::Sqlite;
                     $body
                 }
             )*

@@ -1,0 +1,538 @@
+//! The embedded SQLite store: the default when `MONGO_URL` is unset.
+//!
+//! * **Durable when acknowledged.** The file is in WAL mode with
+//!   `synchronous=FULL`: a write's future resolves only after the
+//!   transaction holding it has committed and the WAL is synced.
+//! * **Group commit.** One writer thread owns the write connection. It takes
+//!   every write job waiting in its queue (up to [`MAX_BATCH`]), runs each in
+//!   its own savepoint inside ONE transaction, commits once (one fsync), then
+//!   answers each job. A job that fails rolls back only its savepoint.
+//!   Because there is one writer, every write method (the login-token cap,
+//!   unique PAT names, session touch) is one serialized transaction.
+//! * **Reads** run on the blocking pool over a few read connections, each
+//!   read in one transaction (a consistent snapshot), never on the runtime's
+//!   threads. A `:memory:` store has one connection, shared by both.
+//! * **Schema** in versioned migrations ([`rusqlite_migration`], the version in
+//!   `PRAGMA user_version`); a file from a newer schema is refused.
+//!
+//! The code is split like the traits: [`users`], [`tokens`], [`saymon`],
+//! [`roles`].
+
+mod roles;
+mod saymon;
+mod tokens;
+mod users;
+
+#[cfg(test)]
+mod tests;
+
+use super::{Store, StoreError, StoreResult, UniqueField};
+use crate::core::model::Timestamp;
+use async_trait::async_trait;
+use rusqlite::backup::StepResult;
+use rusqlite::{Connection, ErrorCode, OpenFlags};
+use rusqlite_migration::{Migrations, M};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc, Mutex, MutexGuard, TryLockError};
+use std::thread::JoinHandle;
+use std::time::Duration;
+use tokio::sync::{oneshot, Semaphore};
+
+/// `DATABASE_PATH` when unset.
+pub const DEFAULT_PATH: &str = "data/tokend.db";
+/// The path of a throwaway store that lives in memory.
+pub const MEMORY: &str = ":memory:";
+/// Most write jobs committed in one transaction.
+pub const MAX_BATCH: usize = 512;
+
+/// Read connections of a file store.
+const READERS: usize = 4;
+/// How long a connection waits for a lock held by another process (a backup).
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The schema, one migration per version. Append only: never edit a
+/// migration that has shipped.
+const MIGRATIONS: &[M<'static>] = &[M::up(include_str!("schema_v1.sql"))];
+
+/// The schema version this build writes.
+pub fn schema_version() -> usize {
+    MIGRATIONS.len()
+}
+
+type Conn = Arc<Mutex<Connection>>;
+
+/// The SQLite implementation of [`Store`].
+pub struct SqliteStore {
+    /// The writer's queue; `None` only while dropping.
+    jobs: Option<mpsc::Sender<Box<dyn Job>>>,
+    writer: Option<JoinHandle<()>>,
+    readers: Arc<Vec<Conn>>,
+    read_slots: Arc<Semaphore>,
+    counters: Arc<Counters>,
+    /// Files to remove when the store is dropped (a temporary store).
+    remove_on_drop: Option<PathBuf>,
+}
+
+/// What the writer has done since the store was opened.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct WriteStats {
+    /// Transactions committed.
+    pub commits: u64,
+    /// Write jobs answered.
+    pub writes: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    commits: AtomicU64,
+    writes: AtomicU64,
+}
+
+impl SqliteStore {
+    /// Opens (creating it and its folder when missing) the store at `path`,
+    /// migrating it to the current schema; `:memory:` opens a throwaway store.
+    /// Refuses a file written by a newer schema version.
+    pub fn open(path: &str) -> StoreResult<Self> {
+        if path == MEMORY {
+            let conn = Connection::open_in_memory().map_err(|e| open_error(path, e))?;
+            return Self::start(path, conn, Vec::new(), None);
+        }
+        let file = Path::new(path);
+        if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                StoreError::Unavailable(format!("cannot create {}: {e}", dir.display()))
+            })?;
+        }
+        let writer = Connection::open(file).map_err(|e| open_error(path, e))?;
+        let wal: String = writer
+            .pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))
+            .map_err(|e| open_error(path, e))?;
+        if !wal.eq_ignore_ascii_case("wal") {
+            return Err(StoreError::Unavailable(format!(
+                "{path}: cannot switch to WAL mode (journal mode is {wal})"
+            )));
+        }
+        Self::start(path, writer, vec![file.to_path_buf(); READERS], None)
+    }
+
+    /// A store in a new file under the system's temporary folder, removed
+    /// when the store is dropped: the real configuration, for tests.
+    pub fn open_temporary() -> StoreResult<Self> {
+        let path = std::env::temp_dir().join(format!(
+            "tokend-{}-{}.db",
+            std::process::id(),
+            crate::core::ids::new_user_id()
+        ));
+        let mut store = Self::open(&path.to_string_lossy())?;
+        store.remove_on_drop = Some(path);
+        Ok(store)
+    }
+
+    fn start(
+        path: &str,
+        mut writer: Connection,
+        reader_files: Vec<PathBuf>,
+        remove_on_drop: Option<PathBuf>,
+    ) -> StoreResult<Self> {
+        configure(&writer).map_err(|e| open_error(path, e))?;
+        migrate(&mut writer, path)?;
+        let writer = Arc::new(Mutex::new(writer));
+        let readers: Vec<Conn> = if reader_files.is_empty() {
+            vec![writer.clone()]
+        } else {
+            reader_files
+                .iter()
+                .map(|f| open_reader(f).map_err(|e| open_error(path, e)))
+                .collect::<StoreResult<Vec<Conn>>>()?
+        };
+        let counters = Arc::new(Counters::default());
+        let (jobs, queue) = mpsc::channel::<Box<dyn Job>>();
+        let writer = {
+            let counters = counters.clone();
+            std::thread::Builder::new()
+                .name("tokend-sqlite-writer".into())
+                .spawn(move || write_loop(&writer, &queue, &counters))
+                .map_err(|e| StoreError::Unavailable(format!("cannot start the writer: {e}")))?
+        };
+        Ok(Self {
+            jobs: Some(jobs),
+            writer: Some(writer),
+            read_slots: Arc::new(Semaphore::new(readers.len())),
+            readers: Arc::new(readers),
+            counters,
+            remove_on_drop,
+        })
+    }
+
+    /// Commits and write jobs so far.
+    pub fn write_stats(&self) -> WriteStats {
+        WriteStats {
+            commits: self.counters.commits.load(Ordering::Acquire),
+            writes: self.counters.writes.load(Ordering::Acquire),
+        }
+    }
+
+    /// Queues a write job; its answer comes after the commit that holds it.
+    fn submit<T, F>(&self, f: F) -> StoreResult<oneshot::Receiver<StoreResult<T>>>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel();
+        let job = Box::new(WriteJob {
+            f: Some(f),
+            out: None,
+            reply,
+        });
+        self.jobs
+            .as_ref()
+            .and_then(|jobs| jobs.send(job).ok())
+            .ok_or_else(writer_gone)?;
+        Ok(answer)
+    }
+
+    /// Runs `f` in the writer's next transaction; resolves once it is durable.
+    async fn write<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+    {
+        self.submit(f)?.await.map_err(|_| writer_gone())?
+    }
+
+    /// Runs `f` in one read transaction on a read connection, off the runtime.
+    async fn read<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+    {
+        let permit = self
+            .read_slots
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| writer_gone())?;
+        let readers = self.readers.clone();
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            // A permit per connection: one is free, unless the writer holds
+            // the only connection of a `:memory:` store.
+            let mut conn = readers
+                .iter()
+                .find_map(|c| match c.try_lock() {
+                    Ok(guard) => Some(guard),
+                    Err(TryLockError::Poisoned(p)) => Some(p.into_inner()),
+                    Err(TryLockError::WouldBlock) => None,
+                })
+                .unwrap_or_else(|| lock(&readers[0]));
+            let tx = conn.transaction()?;
+            f(&tx)
+        })
+        .await
+        .map_err(|e| StoreError::Internal(format!("a store read failed: {e}")))?
+    }
+}
+
+impl Drop for SqliteStore {
+    fn drop(&mut self) {
+        // Closing the queue stops the writer once it has answered every job.
+        drop(self.jobs.take());
+        if let Some(writer) = self.writer.take() {
+            let _ = writer.join();
+        }
+        if let Some(path) = self.remove_on_drop.take() {
+            for suffix in ["", "-wal", "-shm"] {
+                let mut file = path.clone().into_os_string();
+                file.push(suffix);
+                let _ = std::fs::remove_file(file);
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn ping(&self) -> StoreResult<()> {
+        self.read(|c| Ok(c.query_row("SELECT 1", [], |_| Ok(()))?))
+            .await
+    }
+}
+
+/// Writes a consistent copy of the store at `source` to `dest` with SQLite's
+/// online backup (safe while tokend runs on `source`). The copy is written
+/// beside `dest` and renamed over it once complete and synced.
+pub fn backup(source: &str, dest: &Path) -> StoreResult<()> {
+    if source == MEMORY {
+        return Err(StoreError::Internal(
+            "DATABASE_PATH is :memory:: there is no file to back up".into(),
+        ));
+    }
+    if !Path::new(source).exists() {
+        return Err(StoreError::Unavailable(format!("{source} does not exist")));
+    }
+    let from = Connection::open_with_flags(source, OpenFlags::SQLITE_OPEN_READ_WRITE)
+        .map_err(|e| open_error(source, e))?;
+    from.busy_timeout(BUSY_TIMEOUT)?;
+    let found = user_version(&from)?;
+    if found > schema_version() {
+        return Err(newer_schema(source, found));
+    }
+    let mut partial = dest.as_os_str().to_owned();
+    partial.push(".partial");
+    let partial = PathBuf::from(partial);
+    let _ = std::fs::remove_file(&partial);
+    {
+        let mut to =
+            Connection::open(&partial).map_err(|e| open_error(&partial.to_string_lossy(), e))?;
+        to.pragma_update(None, "synchronous", "FULL")?;
+        let copy = rusqlite::backup::Backup::new(&from, &mut to)?;
+        // All pages in one step: one read transaction, so one consistent
+        // snapshot; in WAL mode it does not hold up tokend's writer.
+        loop {
+            match copy.step(-1)? {
+                StepResult::Done => break,
+                StepResult::More => continue,
+                _ => std::thread::sleep(Duration::from_millis(50)),
+            }
+        }
+    }
+    std::fs::File::open(&partial)
+        .and_then(|f| f.sync_all())
+        .and_then(|()| std::fs::rename(&partial, dest))
+        .map_err(|e| StoreError::Unavailable(format!("writing {}: {e}", dest.display())))?;
+    if let Some(dir) = dest.parent().filter(|d| !d.as_os_str().is_empty()) {
+        let _ = std::fs::File::open(dir).and_then(|d| d.sync_all());
+    }
+    Ok(())
+}
+
+fn configure(conn: &Connection) -> rusqlite::Result<()> {
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.pragma_update(None, "foreign_keys", true)?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(())
+}
+
+fn open_reader(file: &Path) -> rusqlite::Result<Conn> {
+    let conn = Connection::open_with_flags(
+        file,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    configure(&conn)?;
+    conn.pragma_update(None, "query_only", true)?;
+    Ok(Arc::new(Mutex::new(conn)))
+}
+
+fn user_version(conn: &Connection) -> StoreResult<usize> {
+    let v: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    Ok(usize::try_from(v).unwrap_or(usize::MAX))
+}
+
+fn newer_schema(path: &str, found: usize) -> StoreError {
+    StoreError::Internal(format!(
+        "{path} was written by a newer tokend (store schema version {found}; this build \
+         knows versions up to {}): refusing to open it. Run that newer tokend, or restore \
+         a backup made by this version",
+        schema_version()
+    ))
+}
+
+fn migrate(conn: &mut Connection, path: &str) -> StoreResult<()> {
+    let found = user_version(conn)?;
+    if found > schema_version() {
+        return Err(newer_schema(path, found));
+    }
+    Migrations::from_slice(MIGRATIONS)
+        .to_latest(conn)
+        .map_err(|e| StoreError::Internal(format!("{path}: migrating the schema: {e}")))
+}
+
+fn open_error(path: &str, e: rusqlite::Error) -> StoreError {
+    match StoreError::from(e) {
+        StoreError::Unavailable(m) => StoreError::Unavailable(format!("{path}: {m}")),
+        StoreError::Internal(m) => StoreError::Internal(format!("{path}: {m}")),
+        other => other,
+    }
+}
+
+fn writer_gone() -> StoreError {
+    StoreError::Unavailable("the SQLite store is closed".into())
+}
+
+fn lock(conn: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
+    // Every job runs in a savepoint and every batch ends in COMMIT or
+    // ROLLBACK, so a panic cannot leave a half-written transaction behind.
+    conn.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A queued write: runs inside a batch's transaction, answered after it.
+trait Job: Send {
+    fn run(&mut self, conn: &Connection);
+    /// Sends the job's outcome, or `commit`'s error if the batch was lost.
+    fn answer(self: Box<Self>, commit: StoreResult<()>);
+}
+
+struct WriteJob<T, F> {
+    f: Option<F>,
+    out: Option<StoreResult<T>>,
+    reply: oneshot::Sender<StoreResult<T>>,
+}
+
+impl<T, F> Job for WriteJob<T, F>
+where
+    T: Send + 'static,
+    F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+{
+    fn run(&mut self, conn: &Connection) {
+        if let Some(f) = self.f.take() {
+            self.out = Some(in_savepoint(conn, f));
+        }
+    }
+
+    fn answer(self: Box<Self>, commit: StoreResult<()>) {
+        let out = match commit {
+            Ok(()) => self
+                .out
+                .unwrap_or_else(|| Err(StoreError::Internal("a write never ran".into()))),
+            Err(e) => Err(e),
+        };
+        // The caller may have given up waiting; the write stands regardless.
+        let _ = self.reply.send(out);
+    }
+}
+
+/// Runs `f` in a savepoint, rolled back if `f` fails or panics.
+fn in_savepoint<T>(
+    conn: &Connection,
+    f: impl FnOnce(&Connection) -> StoreResult<T>,
+) -> StoreResult<T> {
+    conn.execute_batch("SAVEPOINT job")?;
+    let out = catch_unwind(AssertUnwindSafe(|| f(conn)))
+        .unwrap_or_else(|_| Err(StoreError::Internal("a store write panicked".into())));
+    // A failed statement may have ended the whole transaction already;
+    // `run_batch` notices that.
+    if !conn.is_autocommit() {
+        if out.is_err() {
+            conn.execute_batch("ROLLBACK TO job")?;
+        }
+        conn.execute_batch("RELEASE job")?;
+    }
+    out
+}
+
+fn write_loop(conn: &Mutex<Connection>, queue: &mpsc::Receiver<Box<dyn Job>>, counters: &Counters) {
+    while let Ok(first) = queue.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match queue.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let conn = lock(conn);
+        run_batch(&conn, batch, counters);
+    }
+}
+
+/// Runs a batch of jobs in one transaction, commits once, answers each.
+fn run_batch(conn: &Connection, batch: Vec<Box<dyn Job>>, counters: &Counters) {
+    let answer = |jobs: Vec<Box<dyn Job>>, outcome: StoreResult<()>| {
+        counters
+            .writes
+            .fetch_add(jobs.len() as u64, Ordering::AcqRel);
+        for job in jobs {
+            job.answer(outcome.clone());
+        }
+    };
+    let mut queue = batch.into_iter();
+    let mut done: Vec<Box<dyn Job>> = Vec::new();
+    if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+        answer(queue.collect(), Err(e.into()));
+        return;
+    }
+    while let Some(mut job) = queue.next() {
+        job.run(conn);
+        done.push(job);
+        if conn.is_autocommit() {
+            // SQLite rolled the whole transaction back (an I/O error, a full
+            // disk): nothing this batch wrote so far stands.
+            answer(
+                std::mem::take(&mut done),
+                Err(StoreError::Unavailable(
+                    "the write was rolled back by SQLite".into(),
+                )),
+            );
+            if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+                answer(queue.collect(), Err(e.into()));
+                return;
+            }
+        }
+    }
+    let commit = conn.execute_batch("COMMIT").map_err(StoreError::from);
+    if commit.is_err() && !conn.is_autocommit() {
+        let _ = conn.execute_batch("ROLLBACK");
+    }
+    if commit.is_ok() {
+        counters.commits.fetch_add(1, Ordering::AcqRel);
+    }
+    answer(done, commit);
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        let rusqlite::Error::SqliteFailure(failure, message) = &e else {
+            return StoreError::Internal(e.to_string());
+        };
+        match failure.code {
+            ErrorCode::ConstraintViolation => {
+                let message = message.as_deref().unwrap_or_default();
+                if !message.starts_with("UNIQUE constraint failed")
+                    && !message.starts_with("PRIMARY KEY constraint failed")
+                {
+                    StoreError::Internal(e.to_string())
+                } else if message.contains("users.username_lower") {
+                    StoreError::Duplicate(UniqueField::Username)
+                } else if message.contains("user_emails.address_lower") {
+                    StoreError::Duplicate(UniqueField::Email)
+                } else {
+                    StoreError::Duplicate(UniqueField::Other)
+                }
+            }
+            ErrorCode::DatabaseBusy
+            | ErrorCode::DatabaseLocked
+            | ErrorCode::SystemIoFailure
+            | ErrorCode::DiskFull
+            | ErrorCode::CannotOpen
+            | ErrorCode::ReadOnly
+            | ErrorCode::PermissionDenied
+            | ErrorCode::OutOfMemory => StoreError::Unavailable(e.to_string()),
+            _ => StoreError::Internal(e.to_string()),
+        }
+    }
+}
+
+/// A time as stored: milliseconds since the epoch.
+fn ms(t: Timestamp) -> i64 {
+    t.timestamp_millis()
+}
+
+/// A stored time read back (column `idx` of a row).
+fn time(idx: usize, v: i64) -> rusqlite::Result<Timestamp> {
+    chrono::DateTime::from_timestamp_millis(v)
+        .ok_or(rusqlite::Error::IntegralValueOutOfRange(idx, v))
+}
+
+/// A list of strings as stored (a JSON array).
+fn to_json(items: &[String]) -> String {
+    serde_json::to_string(items).unwrap_or_else(|_| "[]".into())
+}
+
+/// A stored JSON array of strings (column `idx`).
+fn from_json(idx: usize, text: &str) -> rusqlite::Result<Vec<String>> {
+    serde_json::from_str(text).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(idx, rusqlite::types::Type::Text, Box::new(e))
+    })
+}

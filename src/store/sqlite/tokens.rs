@@ -1,0 +1,251 @@
+//! Rocket.Chat login tokens and personal access tokens: the `login_tokens`
+//! table, one row per token, keyed by its hash.
+
+use super::users::{resolve, user_by_id};
+use super::{ms, time, SqliteStore};
+use crate::core::credential::TokenHash;
+use crate::core::model::{LoginToken, PersonalAccessToken, ResumeToken, User, UserKey};
+use crate::store::{PatInsert, StoreResult, TokenStore};
+use async_trait::async_trait;
+use rusqlite::{params, Connection, OptionalExtension, Row};
+
+const RESUME: &str = "resume";
+const PERSONAL: &str = "personal";
+
+const TOKEN_COLUMNS: &str =
+    "hash, kind, created_at, name, last_token_part, bypass_two_factor, user_id";
+
+/// A token from a row of [`TOKEN_COLUMNS`], and its owner's id.
+fn token_row(row: &Row<'_>) -> rusqlite::Result<(LoginToken, String)> {
+    let hashed_token = TokenHash::from_stored(row.get::<_, String>(0)?);
+    let kind: String = row.get(1)?;
+    let created_at = time(2, row.get(2)?)?;
+    let token = if kind == PERSONAL {
+        LoginToken::Personal(PersonalAccessToken {
+            hashed_token,
+            created_at,
+            name: row.get(3)?,
+            last_token_part: row.get::<_, Option<String>>(4)?.unwrap_or_default(),
+            bypass_two_factor: row.get::<_, Option<bool>>(5)?.unwrap_or(false),
+        })
+    } else {
+        LoginToken::Resume(ResumeToken {
+            when: created_at,
+            hashed_token,
+        })
+    };
+    Ok((token, row.get(6)?))
+}
+
+fn insert_token(conn: &Connection, user_id: &str, token: &LoginToken) -> StoreResult<()> {
+    let mut stmt = conn.prepare_cached(
+        "INSERT INTO login_tokens \
+         (hash, user_id, kind, created_at, name, last_token_part, bypass_two_factor) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?;
+    match token {
+        LoginToken::Resume(r) => stmt.execute(params![
+            r.hashed_token.as_str(),
+            user_id,
+            RESUME,
+            ms(r.when),
+            None::<String>,
+            None::<String>,
+            None::<bool>
+        ])?,
+        LoginToken::Personal(p) => stmt.execute(params![
+            p.hashed_token.as_str(),
+            user_id,
+            PERSONAL,
+            ms(p.created_at),
+            p.name,
+            p.last_token_part,
+            p.bypass_two_factor
+        ])?,
+    };
+    Ok(())
+}
+
+fn find(
+    conn: &Connection,
+    user_id: Option<&str>,
+    hash: &TokenHash,
+) -> StoreResult<Option<(User, LoginToken)>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {TOKEN_COLUMNS} FROM login_tokens WHERE hash = ?1"
+    ))?;
+    let Some((token, owner)) = stmt.query_row([hash.as_str()], token_row).optional()? else {
+        return Ok(None);
+    };
+    if user_id.is_some_and(|id| id != owner) {
+        return Ok(None);
+    }
+    Ok(user_by_id(conn, &owner)?.map(|user| (user, token)))
+}
+
+/// Adds a login token, then drops the user's login tokens older than the
+/// `max`-th newest (the rule of [`crate::store::resume_cutoff`]), all in
+/// the caller's transaction. The cutoff is read through the index on
+/// `(user_id, kind, created_at)`, newest first.
+fn push(
+    conn: &Connection,
+    key: &UserKey,
+    token: &ResumeToken,
+    max: usize,
+) -> StoreResult<Option<String>> {
+    let Some(id) = resolve(conn, key)? else {
+        return Ok(None);
+    };
+    insert_token(conn, &id, &LoginToken::Resume(token.clone()))?;
+    let newest_kept = i64::try_from(max.saturating_sub(1)).unwrap_or(i64::MAX);
+    conn.prepare_cached(
+        "DELETE FROM login_tokens WHERE user_id = ?1 AND kind = 'resume' AND created_at < (\
+           SELECT created_at FROM login_tokens WHERE user_id = ?1 AND kind = 'resume' \
+           ORDER BY created_at DESC LIMIT 1 OFFSET ?2)",
+    )?
+    .execute(params![id, newest_kept])?;
+    Ok(Some(id))
+}
+
+fn user_exists(conn: &Connection, id: &str) -> StoreResult<bool> {
+    let mut stmt = conn.prepare_cached("SELECT EXISTS (SELECT 1 FROM users WHERE id = ?1)")?;
+    Ok(stmt.query_row([id], |r| r.get(0))?)
+}
+
+fn add_pat(conn: &Connection, user_id: &str, pat: &PersonalAccessToken) -> StoreResult<PatInsert> {
+    if !user_exists(conn, user_id)? {
+        return Ok(PatInsert::NoSuchUser);
+    }
+    let mut taken = conn.prepare_cached(
+        "SELECT EXISTS (SELECT 1 FROM login_tokens \
+         WHERE user_id = ?1 AND kind = 'personal' AND name = ?2)",
+    )?;
+    if taken.query_row(params![user_id, pat.name], |r| r.get(0))? {
+        return Ok(PatInsert::NameTaken);
+    }
+    insert_token(conn, user_id, &LoginToken::Personal(pat.clone()))?;
+    Ok(PatInsert::Inserted)
+}
+
+#[async_trait]
+impl TokenStore for SqliteStore {
+    async fn find_by_token(
+        &self,
+        user_id: Option<&str>,
+        hashed_token: &TokenHash,
+    ) -> StoreResult<Option<(User, LoginToken)>> {
+        let user_id = user_id.map(str::to_string);
+        let hash = hashed_token.clone();
+        self.read(move |c| find(c, user_id.as_deref(), &hash)).await
+    }
+
+    async fn tokens_of(&self, user_id: &str) -> StoreResult<Vec<LoginToken>> {
+        let user_id = user_id.to_string();
+        self.read(move |c| {
+            // Oldest insertion first, as MongoDB keeps the array.
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT {TOKEN_COLUMNS} FROM login_tokens WHERE user_id = ?1 ORDER BY rowid"
+            ))?;
+            let rows = stmt.query_map([user_id], token_row)?;
+            Ok(rows
+                .map(|r| r.map(|(token, _)| token))
+                .collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+
+    async fn push_login_token(
+        &self,
+        key: &UserKey,
+        token: &ResumeToken,
+        max: usize,
+    ) -> StoreResult<Option<String>> {
+        let (key, token) = (key.clone(), token.clone());
+        self.write(move |c| push(c, &key, &token, max)).await
+    }
+
+    async fn remove_login_tokens(
+        &self,
+        user_id: &str,
+        keep: Option<&TokenHash>,
+    ) -> StoreResult<u64> {
+        let user_id = user_id.to_string();
+        let keep = keep.map(|h| h.as_str().to_string());
+        self.write(move |c| {
+            let n = c
+                .prepare_cached(
+                    "DELETE FROM login_tokens \
+                     WHERE user_id = ?1 AND kind = 'resume' AND hash IS NOT ?2",
+                )?
+                .execute(params![user_id, keep])?;
+            Ok(n as u64)
+        })
+        .await
+    }
+
+    async fn remove_login_token(
+        &self,
+        user_id: &str,
+        hashed_token: &TokenHash,
+    ) -> StoreResult<bool> {
+        let user_id = user_id.to_string();
+        let hash = hashed_token.clone();
+        self.write(move |c| {
+            let n = c
+                .prepare_cached("DELETE FROM login_tokens WHERE hash = ?1 AND user_id = ?2")?
+                .execute(params![hash.as_str(), user_id])?;
+            Ok(n > 0)
+        })
+        .await
+    }
+
+    async fn add_personal_access_token(
+        &self,
+        user_id: &str,
+        pat: &PersonalAccessToken,
+    ) -> StoreResult<PatInsert> {
+        let (user_id, pat) = (user_id.to_string(), pat.clone());
+        self.write(move |c| add_pat(c, &user_id, &pat)).await
+    }
+
+    async fn replace_personal_access_token(
+        &self,
+        user_id: &str,
+        pat: &PersonalAccessToken,
+    ) -> StoreResult<bool> {
+        let (user_id, pat) = (user_id.to_string(), pat.clone());
+        // In place: the row keeps its position among the user's tokens.
+        self.write(move |c| {
+            let n = c
+                .prepare_cached(
+                    "UPDATE login_tokens SET hash = ?3, created_at = ?4, last_token_part = ?5, \
+                     bypass_two_factor = ?6 \
+                     WHERE user_id = ?1 AND kind = 'personal' AND name = ?2",
+                )?
+                .execute(params![
+                    user_id,
+                    pat.name,
+                    pat.hashed_token.as_str(),
+                    ms(pat.created_at),
+                    pat.last_token_part,
+                    pat.bypass_two_factor
+                ])?;
+            Ok(n > 0)
+        })
+        .await
+    }
+
+    async fn remove_personal_access_token(&self, user_id: &str, name: &str) -> StoreResult<bool> {
+        let (user_id, name) = (user_id.to_string(), name.to_string());
+        self.write(move |c| {
+            let n = c
+                .prepare_cached(
+                    "DELETE FROM login_tokens \
+                     WHERE user_id = ?1 AND kind = 'personal' AND name = ?2",
+                )?
+                .execute(params![user_id, name])?;
+            Ok(n > 0)
+        })
+        .await
+    }
+}

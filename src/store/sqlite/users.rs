@@ -1,0 +1,241 @@
+//! Users: the `users` table and each user's `user_emails`.
+
+use super::{from_json, ms, time, to_json, SqliteStore};
+use crate::core::model::{Email, PasswordHash, Timestamp, User, UserKey};
+use crate::store::{StoreResult, UserPatch, UserStore};
+use async_trait::async_trait;
+use rusqlite::{params, Connection, OptionalExtension, Row};
+
+const USER_COLUMNS: &str = "id, created_at, updated_at, type, username, name, roles, \
+                            permissions, active, require_password_change, password_bcrypt";
+
+/// A user from a row of [`USER_COLUMNS`], without its emails.
+fn user_row(row: &Row<'_>) -> rusqlite::Result<User> {
+    Ok(User {
+        id: row.get(0)?,
+        created_at: time(1, row.get(1)?)?,
+        updated_at: time(2, row.get(2)?)?,
+        kind: row.get(3)?,
+        username: row.get(4)?,
+        name: row.get(5)?,
+        emails: Vec::new(),
+        roles: from_json(6, &row.get::<_, String>(6)?)?,
+        permissions: from_json(7, &row.get::<_, String>(7)?)?,
+        active: row.get(8)?,
+        require_password_change: row.get(9)?,
+        password_bcrypt: row.get::<_, Option<String>>(10)?.map(PasswordHash),
+    })
+}
+
+fn emails_of(conn: &Connection, id: &str) -> StoreResult<Vec<Email>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT address, verified FROM user_emails WHERE user_id = ?1 ORDER BY position",
+    )?;
+    let rows = stmt.query_map([id], |r| {
+        Ok(Email {
+            address: r.get(0)?,
+            verified: r.get(1)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// The user with this id, emails included.
+pub(super) fn user_by_id(conn: &Connection, id: &str) -> StoreResult<Option<User>> {
+    let mut stmt =
+        conn.prepare_cached(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?1"))?;
+    let Some(mut user) = stmt.query_row([id], user_row).optional()? else {
+        return Ok(None);
+    };
+    user.emails = emails_of(conn, id)?;
+    Ok(Some(user))
+}
+
+fn id_by_username(conn: &Connection, lower: &str) -> StoreResult<Option<String>> {
+    let mut stmt = conn.prepare_cached("SELECT id FROM users WHERE username_lower = ?1")?;
+    Ok(stmt.query_row([lower], |r| r.get(0)).optional()?)
+}
+
+fn id_by_email(conn: &Connection, lower: &str) -> StoreResult<Option<String>> {
+    let mut stmt =
+        conn.prepare_cached("SELECT user_id FROM user_emails WHERE address_lower = ?1")?;
+    Ok(stmt.query_row([lower], |r| r.get(0)).optional()?)
+}
+
+/// The id of the user a key names (index lookups; names ignoring case).
+pub(super) fn resolve(conn: &Connection, key: &UserKey) -> StoreResult<Option<String>> {
+    match key {
+        UserKey::Id(id) => {
+            let mut stmt = conn.prepare_cached("SELECT id FROM users WHERE id = ?1")?;
+            Ok(stmt.query_row([id], |r| r.get(0)).optional()?)
+        }
+        UserKey::Username(name) => id_by_username(conn, &name.to_lowercase()),
+        UserKey::Email(addr) => id_by_email(conn, &addr.to_lowercase()),
+        UserKey::Login(login) => {
+            let lower = login.to_lowercase();
+            match id_by_username(conn, &lower)? {
+                Some(id) => Ok(Some(id)),
+                None => id_by_email(conn, &lower),
+            }
+        }
+    }
+}
+
+fn write_emails(conn: &Connection, id: &str, emails: &[Email]) -> StoreResult<()> {
+    conn.prepare_cached("DELETE FROM user_emails WHERE user_id = ?1")?
+        .execute([id])?;
+    let mut insert = conn.prepare_cached(
+        "INSERT INTO user_emails (user_id, position, address, address_lower, verified) \
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?;
+    for (position, e) in emails.iter().enumerate() {
+        insert.execute(params![
+            id,
+            position as i64,
+            e.address,
+            e.address.to_lowercase(),
+            e.verified
+        ])?;
+    }
+    Ok(())
+}
+
+fn insert(conn: &Connection, user: &User) -> StoreResult<()> {
+    conn.prepare_cached(
+        "INSERT INTO users (id, created_at, updated_at, type, username, username_lower, name, \
+         roles, permissions, active, require_password_change, password_bcrypt) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+    )?
+    .execute(params![
+        user.id,
+        ms(user.created_at),
+        ms(user.updated_at),
+        user.kind,
+        user.username,
+        user.username.as_ref().map(|u| u.to_lowercase()),
+        user.name,
+        to_json(&user.roles),
+        to_json(&user.permissions),
+        user.active,
+        user.require_password_change,
+        user.password_bcrypt.as_ref().map(|p| p.0.as_str()),
+    ])?;
+    write_emails(conn, &user.id, &user.emails)
+}
+
+fn update(
+    conn: &Connection,
+    id: &str,
+    patch: &UserPatch,
+    now: Timestamp,
+) -> StoreResult<Option<User>> {
+    let Some(mut user) = user_by_id(conn, id)? else {
+        return Ok(None);
+    };
+    patch.apply(&mut user, now);
+    conn.prepare_cached(
+        "UPDATE users SET updated_at = ?2, username = ?3, username_lower = ?4, name = ?5, \
+         roles = ?6, permissions = ?7, active = ?8, require_password_change = ?9, \
+         password_bcrypt = ?10 WHERE id = ?1",
+    )?
+    .execute(params![
+        id,
+        ms(user.updated_at),
+        user.username,
+        user.username.as_ref().map(|u| u.to_lowercase()),
+        user.name,
+        to_json(&user.roles),
+        to_json(&user.permissions),
+        user.active,
+        user.require_password_change,
+        user.password_bcrypt.as_ref().map(|p| p.0.as_str()),
+    ])?;
+    if patch.emails.is_some() {
+        write_emails(conn, id, &user.emails)?;
+    }
+    if patch.clear_login_tokens {
+        conn.prepare_cached("DELETE FROM login_tokens WHERE user_id = ?1")?
+            .execute([id])?;
+    }
+    Ok(Some(user))
+}
+
+#[async_trait]
+impl UserStore for SqliteStore {
+    async fn count_users(&self) -> StoreResult<u64> {
+        self.read(|c| {
+            let n: i64 = c.query_row("SELECT COUNT(*) FROM users", [], |r| r.get(0))?;
+            Ok(n as u64)
+        })
+        .await
+    }
+
+    async fn insert_user(&self, user: &User) -> StoreResult<()> {
+        let user = user.clone();
+        self.write(move |c| insert(c, &user)).await
+    }
+
+    async fn find_user(&self, key: &UserKey) -> StoreResult<Option<User>> {
+        let key = key.clone();
+        self.read(move |c| match resolve(c, &key)? {
+            Some(id) => user_by_id(c, &id),
+            None => Ok(None),
+        })
+        .await
+    }
+
+    async fn other_active_admin_exists(&self, except_id: &str) -> StoreResult<bool> {
+        let except_id = except_id.to_string();
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT EXISTS (SELECT 1 FROM users, json_each(users.roles) AS role \
+                 WHERE users.id <> ?1 AND users.active AND role.value = ?2)",
+            )?;
+            Ok(stmt.query_row(
+                params![except_id, crate::core::permissions::ADMIN_ROLE],
+                |r| r.get(0),
+            )?)
+        })
+        .await
+    }
+
+    async fn list_users(&self, offset: u64, count: u64) -> StoreResult<(Vec<User>, u64)> {
+        let offset = i64::try_from(offset).unwrap_or(i64::MAX);
+        let count = i64::try_from(count).unwrap_or(i64::MAX);
+        self.read(move |c| {
+            let total: i64 = c.query_row("SELECT COUNT(*) FROM users", [], |r| r.get(0))?;
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT {USER_COLUMNS} FROM users ORDER BY username, id LIMIT ?1 OFFSET ?2"
+            ))?;
+            let mut page = stmt
+                .query_map([count, offset], user_row)?
+                .collect::<Result<Vec<User>, _>>()?;
+            for user in &mut page {
+                user.emails = emails_of(c, &user.id)?;
+            }
+            Ok((page, total as u64))
+        })
+        .await
+    }
+
+    async fn update_user(
+        &self,
+        id: &str,
+        patch: &UserPatch,
+        now: Timestamp,
+    ) -> StoreResult<Option<User>> {
+        let (id, patch) = (id.to_string(), patch.clone());
+        self.write(move |c| update(c, &id, &patch, now)).await
+    }
+
+    async fn delete_user(&self, id: &str) -> StoreResult<bool> {
+        let id = id.to_string();
+        // Emails and tokens go with the user (ON DELETE CASCADE).
+        self.write(move |c| {
+            Ok(c.prepare_cached("DELETE FROM users WHERE id = ?1")?
+                .execute([id])?
+                > 0)
+        })
+        .await
+    }
+}
