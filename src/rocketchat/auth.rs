@@ -51,7 +51,7 @@ async fn check_rc_auth(req: &Request, token: ApiKey) -> poem::Result<Caller> {
     };
     let caller = match core.authenticate(credential).await.map_err(RcError::from)? {
         Authenticated::Caller(caller) => *caller,
-        Authenticated::Rejected | Authenticated::Blocked(_) => {
+        Authenticated::Rejected | Authenticated::Blocked(_) | Authenticated::Busy(_) => {
             return Err(RcError::not_logged_in().into())
         }
     };
