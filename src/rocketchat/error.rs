@@ -85,6 +85,17 @@ fn failure(
     })
 }
 
+/// The rate limiter's 429 body, as Rocket.Chat words it.
+fn slow_down(seconds: impl std::fmt::Display) -> Json<Failure> {
+    failure(
+        format!(
+            "Error, too many requests. Please slow down. You must wait {seconds} seconds before trying this endpoint again. [error-too-many-requests]"
+        ),
+        None,
+        None,
+    )
+}
+
 impl RcError {
     /// 400 for a thrown `Meteor.Error(code, reason, details)`.
     pub fn thrown(code: &str, reason: &str, details: Option<serde_json::Value>) -> Self {
@@ -142,13 +153,7 @@ impl RcError {
         let wait = (limited.reset_at - now).num_milliseconds().max(0);
         let seconds = (wait + 999) / 1000;
         RcError::TooManyRequests(
-            failure(
-                format!(
-                    "Error, too many requests. Please slow down. You must wait {seconds} seconds before trying this endpoint again. [error-too-many-requests]"
-                ),
-                None,
-                None,
-            ),
+            slow_down(seconds),
             Some(limited.limit),
             Some(0),
             Some(limited.reset_at.timestamp_millis()),
@@ -160,19 +165,7 @@ impl RcError {
     /// rate limiter's words.
     pub fn too_busy(retry_after: std::time::Duration) -> Self {
         let seconds = retry_after.as_secs().max(1);
-        RcError::TooManyRequests(
-            failure(
-                format!(
-                    "Error, too many requests. Please slow down. You must wait {seconds} seconds before trying this endpoint again. [error-too-many-requests]"
-                ),
-                None,
-                None,
-            ),
-            None,
-            None,
-            None,
-            seconds,
-        )
+        RcError::TooManyRequests(slow_down(seconds), None, None, None, seconds)
     }
 
     /// 503 when the store is unreachable.
