@@ -92,6 +92,11 @@ pub struct Config {
     pub rate_limit: RateLimitConfig,
     /// `TRUST_PROXY`: take the client address from `X-Forwarded-For`.
     pub trust_proxy: bool,
+    /// `TRUSTED_PROXY_HOPS`: how many proxies in front of tokend append to
+    /// `X-Forwarded-For`; the client address is that many entries from the right.
+    pub trusted_proxy_hops: usize,
+    /// `PASSWORD_CHECKS_MAX`: bcrypt computations at once (default: one per core).
+    pub password_checks_max: usize,
     /// `SAYMON_SESSION_IDLE_MINUTES`
     pub saymon_session_idle: Duration,
     /// `SAYMON_SESSION_MAX_HOURS`
@@ -141,6 +146,8 @@ impl Default for Config {
                 window: Duration::from_secs(60),
             },
             trust_proxy: false,
+            trusted_proxy_hops: 1,
+            password_checks_max: default_password_checks(),
             saymon_session_idle: Duration::from_secs(60 * 60),
             saymon_session_max: Duration::from_secs(24 * 60 * 60),
             cookie_secure: false,
@@ -155,6 +162,15 @@ const DAY: u64 = 24 * HOUR;
 
 fn days(n: u64) -> Duration {
     Duration::from_secs(n * DAY)
+}
+
+/// The longest duration any variable may give: far enough for any real
+/// setting, near enough that "now + it" stays on the clock's calendar.
+pub const MAX_DURATION: Duration = Duration::from_secs(1000 * 365 * DAY);
+
+/// One bcrypt computation per core.
+fn default_password_checks() -> usize {
+    std::thread::available_parallelism().map_or(2, usize::from)
 }
 
 struct Env<F>(F);
@@ -202,9 +218,13 @@ impl<F: Fn(&str) -> Option<String>> Env<F> {
         let n = self.positive(var, default.as_secs() / unit)?;
         n.checked_mul(unit)
             .map(Duration::from_secs)
+            .filter(|d| *d <= MAX_DURATION)
             .ok_or_else(|| ConfigError {
                 var,
-                message: format!("{n} is too large"),
+                message: format!(
+                    "{n} is too large (at most {})",
+                    MAX_DURATION.as_secs() / unit
+                ),
             })
     }
 
@@ -331,8 +351,8 @@ impl Config {
             permissions_cache: Duration::from_secs(env.parse(
                 "PERMISSIONS_CACHE_SECONDS",
                 d.permissions_cache.as_secs(),
-                "a number of seconds",
-                |_| true,
+                "a number of seconds (at most 1000 years)",
+                |s| *s <= MAX_DURATION.as_secs(),
             )?),
             login_block: LoginBlockConfig {
                 enabled: env.flag("LOGIN_BLOCK_ENABLED", d.login_block.enabled)?,
@@ -352,6 +372,18 @@ impl Config {
                 window: env.duration("RATE_LIMIT_WINDOW_SECONDS", 1, d.rate_limit.window)?,
             },
             trust_proxy: env.flag("TRUST_PROXY", d.trust_proxy)?,
+            trusted_proxy_hops: env.parse(
+                "TRUSTED_PROXY_HOPS",
+                d.trusted_proxy_hops,
+                "a number of proxies from 1 to 32",
+                |n| (1..=32).contains(n),
+            )?,
+            password_checks_max: env.parse(
+                "PASSWORD_CHECKS_MAX",
+                d.password_checks_max,
+                "a number of concurrent checks from 1 to 1024",
+                |n| (1..=1024).contains(n),
+            )?,
             saymon_session_idle: env.duration(
                 "SAYMON_SESSION_IDLE_MINUTES",
                 MINUTE,
@@ -435,6 +467,12 @@ mod tests {
             ("COOKIE_SECURE", "maybe"),
             ("LOGIN_EXPIRATION_DAYS", "300000000000000"),
             ("SAYMON_SESSION_MAX_HOURS", "18446744073709551615"),
+            // Past what the clock can represent (they panicked on requests).
+            ("RATE_LIMIT_WINDOW_SECONDS", "9000000000000"),
+            ("LOGIN_BLOCK_USER_MINUTES", "200000000000"),
+            ("PERMISSIONS_CACHE_SECONDS", "9000000000000"),
+            ("TRUSTED_PROXY_HOPS", "0"),
+            ("PASSWORD_CHECKS_MAX", "0"),
             ("ADMIN_EMAIL_VERIFIED", "maybe"),
             ("RC_COMPAT_VERSION", "seven"),
             ("RC_COMPAT_VERSION", "7.10"),

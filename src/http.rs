@@ -116,14 +116,108 @@ async fn shape_with<E: DialectError>(
     }
 }
 
-/// What a client may read of a framework error: never a server error's details.
+/// What a client may read of a framework error: never a server error's
+/// details, and never a value it submitted: a parse error names the
+/// parameter (or the body) and the type expected, nothing of what was found
+/// (poem-openapi would say `found ["SuperSecretValue"]`). The one place a
+/// framework message is produced for both dialects' `DialectError::framework`.
 fn public_message(err: &poem::Error) -> String {
+    use poem_openapi::error::{
+        ParseMultipartError, ParseParamError, ParsePathError, ParseRequestPayloadError,
+    };
     if err.status().is_server_error() {
         tracing::error!(error = %err, "request failed");
-        "Internal server error".to_string()
+        return "Internal server error".to_string();
+    }
+    if let Some(e) = err.downcast_ref::<ParseParamError>() {
+        format!(
+            "failed to parse parameter `{}`: {}",
+            e.name,
+            describe_parse_failure(&e.reason)
+        )
+    } else if let Some(e) = err.downcast_ref::<ParsePathError>() {
+        format!(
+            "failed to parse path `{}`: {}",
+            e.name,
+            describe_parse_failure(&e.reason)
+        )
+    } else if let Some(e) = err.downcast_ref::<ParseRequestPayloadError>() {
+        format!(
+            "parse request payload error: {}",
+            describe_parse_failure(&e.reason)
+        )
+    } else if err.downcast_ref::<ParseMultipartError>().is_some() {
+        "parse multipart error".to_string()
     } else {
         err.to_string()
     }
+}
+
+/// A type name as poem-openapi prints it (`string`, `integer(uint64)`,
+/// `LoginBody`, `[string]`), and nothing that could be a submitted value.
+fn type_name(s: &str) -> Option<&str> {
+    let ok = !s.is_empty()
+        && s.len() <= 64
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_()<>[], .:".contains(c));
+    ok.then_some(s)
+}
+
+/// The text of `s` up to the next `"`, when `s` starts with `prefix`.
+fn quoted_after<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
+    s.strip_prefix(prefix)?
+        .split('"')
+        .next()
+        .and_then(type_name)
+}
+
+/// A poem-openapi or serde_json parse failure, retold with the expected
+/// type and where it occurred only.
+fn describe_parse_failure(reason: &str) -> String {
+    // The outer types poem-openapi appends: ` (occurred while parsing "T")`.
+    let mut rest = reason.trim_end();
+    let mut within = Vec::new();
+    while let Some(head) = rest.strip_suffix("\")") {
+        let Some((head, ty)) = head.rsplit_once(" (occurred while parsing \"") else {
+            break;
+        };
+        match type_name(ty) {
+            Some(ty) => within.push(ty),
+            None => break,
+        }
+        rest = head.trim_end();
+    }
+    // Stripped from the outside in: innermost first.
+    within.reverse();
+    let what = if let Some(ty) = quoted_after(rest, "Expected input type \"") {
+        format!("expected type \"{ty}\"")
+    } else if let Some(ty) = quoted_after(rest, "Type \"") {
+        format!("a value of type \"{ty}\" is required")
+    } else if let Some(ty) = quoted_after(rest, "failed to parse \"") {
+        format!("not a valid \"{ty}\"")
+    } else if is_json_syntax_error(rest) {
+        // serde_json's syntax errors say what and where, never the input.
+        format!("invalid JSON ({rest})")
+    } else {
+        "invalid value".to_string()
+    };
+    match within.as_slice() {
+        [] => what,
+        types => format!("{what} (in \"{}\")", types.join("\" in \"")),
+    }
+}
+
+/// Whether `s` reads like a serde_json syntax error: a fixed text ending
+/// in ` at line N column M`, without quotes.
+fn is_json_syntax_error(s: &str) -> bool {
+    let Some((head, column)) = s.rsplit_once(" column ") else {
+        return false;
+    };
+    let Some((text, line)) = head.rsplit_once(" at line ") else {
+        return false;
+    };
+    let digits = |d: &str| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit());
+    digits(line) && digits(column) && !text.contains('"') && text.len() <= 80
 }
 
 /// The body for a request no route took (unknown path, wrong method): the
@@ -148,15 +242,28 @@ pub fn core_of<E: DialectError>(req: &Request) -> Result<Arc<Core>, E> {
     })
 }
 
+/// Every line of a header, in order (unreadable ones skipped).
+fn header_lines<'a>(req: &'a Request, name: &str) -> Vec<&'a str> {
+    req.headers()
+        .get_all(name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect()
+}
+
 /// The client's address, as the core decides it (the socket peer, or the
 /// forwarded address with `TRUST_PROXY`).
 pub fn client_ip(core: &Core, req: &Request) -> Option<IpAddr> {
     let peer = req.remote_addr().as_socket_addr().map(|a| a.ip());
-    let forwarded = req
-        .headers()
-        .get("x-forwarded-for")
-        .and_then(|v| v.to_str().ok());
-    core.client_address(peer, forwarded)
+    core.client_address(peer, &header_lines(req, "x-forwarded-for"))
+}
+
+/// Whether a cookie set in answer to `req` gets `Secure`, as the core
+/// decides it (`COOKIE_SECURE`, a TLS connection, or a trusted proxy's
+/// `X-Forwarded-Proto: https`).
+pub fn cookie_secure(core: &Core, req: &Request) -> bool {
+    let direct = *req.scheme() == poem::http::uri::Scheme::HTTPS;
+    core.cookie_secure(direct, &header_lines(req, "x-forwarded-proto"))
 }
 
 /// Middleware: turns framework errors (not already shaped by a handler) into
@@ -239,4 +346,38 @@ pub async fn log_requests<E: Endpoint>(next: E, mut req: Request) -> poem::Resul
         resp.headers_mut().insert("x-request-id", v);
     }
     Ok(resp)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::describe_parse_failure;
+
+    #[test]
+    fn parse_failures_never_repeat_the_value() {
+        for (reason, expected) in [
+            (
+                r#"Expected input type "string", found ["SuperSecretValue"]. (occurred while parsing "LoginBody")"#,
+                r#"expected type "string" (in "LoginBody")"#,
+            ),
+            (
+                r#"failed to parse "integer(uint64)": invalid digit found in string"#,
+                r#"not a valid "integer(uint64)""#,
+            ),
+            (
+                r#"Type "string" expects an input value. (occurred while parsing "A") (occurred while parsing "B")"#,
+                r#"a value of type "string" is required (in "A" in "B")"#,
+            ),
+            (
+                "expected `,` or `}` at line 1 column 12",
+                "invalid JSON (expected `,` or `}` at line 1 column 12)",
+            ),
+            (r#"unknown variant "SuperSecretValue""#, "invalid value"),
+            (
+                r#"Expected input type "SuperSecret Value!", found 1."#,
+                "invalid value",
+            ),
+        ] {
+            assert_eq!(describe_parse_failure(reason), expected, "{reason}");
+        }
+    }
 }

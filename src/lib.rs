@@ -24,6 +24,7 @@ macro_rules! redacted_debug {
 pub mod app;
 pub mod config;
 pub mod core;
+pub mod envfile;
 pub mod http;
 pub mod ops;
 pub mod rocketchat;

@@ -38,11 +38,9 @@ enum Command {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Err(e) = dotenvy::dotenv() {
-        if !e.not_found() {
-            eprintln!("tokend: cannot read .env: {e}");
-            return ExitCode::from(2);
-        }
+    if let Err(e) = tokend::envfile::load() {
+        eprintln!("tokend: {e}");
+        return ExitCode::from(2);
     }
     match cli.command.unwrap_or(Command::Serve) {
         Command::Openapi { yaml } => {

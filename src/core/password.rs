@@ -1,11 +1,14 @@
 //! Passwords as Meteor's `accounts-password` stores them: bcrypt (cost 10) of
 //! the lowercase SHA-256 hex of the password. Hashing runs on the blocking
-//! pool so it never stalls the async runtime.
+//! pool so it never stalls the async runtime, and [`Bcrypt`] bounds how many
+//! run at once (about one per core): a flood of password logins cannot take
+//! the CPU from requests that authenticate by token.
 
 use super::error::CoreError;
 use super::model::PasswordHash;
 use super::token::sha256_hex;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// Meteor's default bcrypt cost.
 pub const BCRYPT_COST: u32 = 10;
@@ -42,7 +45,8 @@ async fn blocking<T: Send + 'static>(
         .map_err(|e| CoreError::Internal(format!("password task failed: {e}")))
 }
 
-/// Hashes a new password for storage in `services.password.bcrypt`.
+/// Hashes a new password for storage in `services.password.bcrypt`
+/// (unbounded: the core goes through [`Bcrypt`]).
 pub async fn hash_password(plain: &str) -> Result<PasswordHash, CoreError> {
     let digest = sha256_hex(plain);
     blocking(move || bcrypt::hash(digest, BCRYPT_COST))
@@ -62,7 +66,80 @@ fn decoy_hash() -> &'static str {
 
 /// Checks a password against a stored bcrypt hash. With no hash (unknown user,
 /// or a user without a password) it still does the work of one check and fails.
+/// Unbounded: the core goes through [`Bcrypt`].
 pub async fn verify_password(
+    input: &PasswordInput,
+    stored: Option<&PasswordHash>,
+) -> Result<bool, CoreError> {
+    let slot = Arc::new(Semaphore::new(1))
+        .try_acquire_owned()
+        .map_err(|e| CoreError::Internal(format!("password slot: {e}")))?;
+    verify_in_slot(slot, input, stored).await
+}
+
+/// The bound on concurrent bcrypt work. A password check that finds every
+/// slot taken is refused at once ([`Checked::Busy`]) rather than queued, so
+/// the excess costs nothing; hashing a new password (an authorised
+/// operation) waits for a slot.
+pub struct Bcrypt {
+    slots: Arc<Semaphore>,
+}
+
+/// Outcome of [`Bcrypt::verify`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Checked {
+    Match,
+    Mismatch,
+    /// Every slot is taken: the password was not checked.
+    Busy,
+}
+
+impl Bcrypt {
+    /// At most `concurrency` bcrypt computations at once (at least one).
+    pub fn new(concurrency: usize) -> Self {
+        Self {
+            slots: Arc::new(Semaphore::new(concurrency.max(1))),
+        }
+    }
+
+    /// Checks a password if a slot is free. The slot is held by the blocking
+    /// task itself, so it stays taken until bcrypt ends even if the request
+    /// is dropped.
+    pub async fn verify(
+        &self,
+        input: &PasswordInput,
+        stored: Option<&PasswordHash>,
+    ) -> Result<Checked, CoreError> {
+        let Ok(slot) = self.slots.clone().try_acquire_owned() else {
+            return Ok(Checked::Busy);
+        };
+        Ok(match verify_in_slot(slot, input, stored).await? {
+            true => Checked::Match,
+            false => Checked::Mismatch,
+        })
+    }
+
+    /// Hashes a new password, waiting for a slot.
+    pub async fn hash(&self, plain: &str) -> Result<PasswordHash, CoreError> {
+        let slot = self
+            .slots
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|e| CoreError::Internal(format!("password slots closed: {e}")))?;
+        let digest = sha256_hex(plain);
+        blocking(move || {
+            let _slot = slot;
+            bcrypt::hash(digest, BCRYPT_COST)
+        })
+        .await?
+        .map(PasswordHash)
+        .map_err(|e| CoreError::Internal(format!("bcrypt failed: {e}")))
+    }
+}
+
+async fn verify_in_slot(
+    slot: OwnedSemaphorePermit,
     input: &PasswordInput,
     stored: Option<&PasswordHash>,
 ) -> Result<bool, CoreError> {
@@ -72,6 +149,7 @@ pub async fn verify_password(
         None => (String::new(), false),
     };
     blocking(move || {
+        let _slot = slot;
         let hash = if real { hash } else { decoy_hash().to_string() };
         // A malformed stored hash counts as a mismatch, not a server error.
         real & bcrypt::verify(digest, &hash).unwrap_or(false)
@@ -137,6 +215,24 @@ mod tests {
                 work.await.unwrap();
             }
         });
+    }
+
+    #[tokio::test]
+    async fn a_check_beyond_the_bound_is_refused_at_once() {
+        let gate = Bcrypt::new(1);
+        let hash = hash_password("pw").await.unwrap();
+        let input = PasswordInput::Plain("pw".into());
+        let (first, second) = tokio::join!(
+            gate.verify(&input, Some(&hash)),
+            gate.verify(&input, Some(&hash))
+        );
+        assert_eq!(first.unwrap(), Checked::Match);
+        assert_eq!(second.unwrap(), Checked::Busy);
+        // The slot is free again.
+        assert_eq!(
+            gate.verify(&input, Some(&hash)).await.unwrap(),
+            Checked::Match
+        );
     }
 
     #[tokio::test]

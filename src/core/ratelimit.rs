@@ -42,18 +42,24 @@ impl RateLimiter {
     /// Callers check [`RateLimiter::is_enabled`] first.
     pub fn hit(&self, ip: IpAddr, route: &str, now: Timestamp) -> Result<(), Limited> {
         let window = chrono::Duration::from_std(self.cfg.window).unwrap_or(chrono::Duration::MAX);
+        // Never past the calendar's end (configuration keeps it far from it).
+        let end = |start: Timestamp| {
+            start
+                .checked_add_signed(window)
+                .unwrap_or(chrono::DateTime::<chrono::Utc>::MAX_UTC)
+        };
         let mut map = self.windows.lock().unwrap_or_else(|e| e.into_inner());
         if map.len() >= MAX_KEYS {
-            map.retain(|_, (start, _)| *start + window > now);
+            map.retain(|_, (start, _)| end(*start) > now);
         }
         let entry = map.entry((ip, route.to_string())).or_insert((now, 0));
-        if entry.0 + window <= now {
+        if end(entry.0) <= now {
             *entry = (now, 0);
         }
         if entry.1 >= self.cfg.calls {
             return Err(Limited {
                 limit: self.cfg.calls,
-                reset_at: entry.0 + window,
+                reset_at: end(entry.0),
             });
         }
         entry.1 += 1;

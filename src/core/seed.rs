@@ -62,6 +62,9 @@ async fn seed_admin(core: &Core) -> Result<AdminSeed, CoreError> {
         password: Some(password.clone()),
         roles: vec![ADMIN_ROLE.into(), USER_ROLE.into()],
         active: true,
+        // A generated password was printed once: the admin must choose its
+        // own (as Rocket.Chat marks such accounts).
+        require_password_change: generated,
         kind: "user".into(),
         ..NewUser::default()
     };

@@ -6,6 +6,15 @@ pub fn nonblank(v: Option<&str>) -> Option<&str> {
     v.map(str::trim).filter(|s| !s.is_empty())
 }
 
+/// The largest `offset` or `count` of a page of users: a store's skip and
+/// limit are signed 64-bit numbers (MongoDB), so anything beyond is refused.
+pub const MAX_PAGE_NUMBER: u64 = i64::MAX as u64;
+
+/// Whether a page offset or count can be served.
+pub fn is_page_number(n: u64) -> bool {
+    n <= MAX_PAGE_NUMBER
+}
+
 /// Rocket.Chat's default username rule (`UTF8_Names_Validation` = `[0-9a-zA-Z-_.]+`),
 /// at most 64 characters.
 pub fn is_valid_username(name: &str) -> bool {

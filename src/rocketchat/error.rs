@@ -46,19 +46,23 @@ pub enum RcError {
     /// The caller lacks a permission the route requires.
     #[oai(status = 403)]
     Forbidden(Json<Failure>),
-    /// Too many requests.
+    /// Too many requests: over the rate limit (with `X-RateLimit-*`), or
+    /// too many password checks at once (`login` only).
     #[oai(status = 429)]
     TooManyRequests(
         Json<Failure>,
         /// Calls allowed per window.
         #[oai(header = "X-RateLimit-Limit")]
-        u32,
+        Option<u32>,
         /// Calls left in this window (0).
         #[oai(header = "X-RateLimit-Remaining")]
-        u32,
+        Option<u32>,
         /// When the window ends, in milliseconds since the epoch.
         #[oai(header = "X-RateLimit-Reset")]
-        i64,
+        Option<i64>,
+        /// Seconds to wait before trying again.
+        #[oai(header = "Retry-After")]
+        u64,
     ),
     /// Internal error.
     #[oai(status = 500)]
@@ -79,6 +83,17 @@ fn failure(
         error_type: error_type.map(str::to_string),
         details,
     })
+}
+
+/// The rate limiter's 429 body, as Rocket.Chat words it.
+fn slow_down(seconds: impl std::fmt::Display) -> Json<Failure> {
+    failure(
+        format!(
+            "Error, too many requests. Please slow down. You must wait {seconds} seconds before trying this endpoint again. [error-too-many-requests]"
+        ),
+        None,
+        None,
+    )
 }
 
 impl RcError {
@@ -138,17 +153,19 @@ impl RcError {
         let wait = (limited.reset_at - now).num_milliseconds().max(0);
         let seconds = (wait + 999) / 1000;
         RcError::TooManyRequests(
-            failure(
-                format!(
-                    "Error, too many requests. Please slow down. You must wait {seconds} seconds before trying this endpoint again. [error-too-many-requests]"
-                ),
-                None,
-                None,
-            ),
-            limited.limit,
-            0,
-            limited.reset_at.timestamp_millis(),
+            slow_down(seconds),
+            Some(limited.limit),
+            Some(0),
+            Some(limited.reset_at.timestamp_millis()),
+            u64::try_from(seconds).unwrap_or(0),
         )
+    }
+
+    /// 429 of `login` while every password-check slot is taken, in the
+    /// rate limiter's words.
+    pub fn too_busy(retry_after: std::time::Duration) -> Self {
+        let seconds = retry_after.as_secs().max(1);
+        RcError::TooManyRequests(slow_down(seconds), None, None, None, seconds)
     }
 
     /// 503 when the store is unreachable.

@@ -241,6 +241,7 @@ impl SessionApi {
             Login::Ok { caller, token } => (caller, token),
             Login::Rejected => return Err(unauthorized()),
             Login::Blocked(b) => return Err(blocked(b)),
+            Login::Busy(b) => return Err(RcError::too_busy(b.retry_after)),
         };
         let user = &caller.user;
         Ok(Json(LoginOk {

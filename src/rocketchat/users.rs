@@ -15,7 +15,7 @@ use crate::core::service::{
     CreateUser, DeleteUser, Denied, EmailChange, LogoutUser, NewUser, ReadUser, SetActive,
     UpdateUser, UserChanges,
 };
-use crate::core::validate::nonblank;
+use crate::core::validate::{self, nonblank};
 use crate::core::validate::{is_plausible_email, is_valid_username};
 use crate::core::{ids, perm, Caller, Core, Granted, Perm, UniqueField, UserKey};
 use crate::http::{ApiTags, DialectError};
@@ -429,11 +429,19 @@ impl UsersApi {
             .grant(&auth.0, RcError::forbidden_unauthorized())
             .await?;
         let caller = grant.caller();
-        let count = match count.0.unwrap_or(DEFAULT_COUNT) {
+        let (count, offset) = (count.0.unwrap_or(DEFAULT_COUNT), offset.0.unwrap_or(0));
+        for (name, n) in [("count", count), ("offset", offset)] {
+            if !validate::is_page_number(n) {
+                return Err(RcError::invalid_params(&format!(
+                    "The parameter \"{name}\" must be at most {}",
+                    validate::MAX_PAGE_NUMBER
+                )));
+            }
+        }
+        let count = match count {
             0 => MAX_COUNT,
             n => n.min(MAX_COUNT),
         };
-        let offset = offset.0.unwrap_or(0);
         let listing = self.core.browse_users(&grant, offset, count).await?;
         let users: Vec<UserView> = listing
             .page

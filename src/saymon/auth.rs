@@ -10,13 +10,15 @@
 //! Rules: a request is authenticated when any credential it carries is valid
 //! (the cheap ones are tried first: `sid`, `api-token`, then Basic). When
 //! none is, the 401 describes the first one present in the order Basic,
-//! `sid`, `api-token`; with none at all it is "Not logged in.". Failed-login
-//! blocking applies to Basic as to any password login, and answers 429.
+//! `sid`, `api-token`; with none at all it is "Not logged in.". Basic is a
+//! password login like any other: failed-login blocking, the password-login
+//! rate limit and the bound on concurrent password checks apply, each
+//! answering 429 with `Retry-After`.
 
 use super::error::SaymonError;
 use crate::core::credential::PasswordAttempt;
 use crate::core::password::PasswordInput;
-use crate::core::service::{Authenticated, Blocked};
+use crate::core::service::{Authenticated, Blocked, Busy, RateLimit};
 use crate::core::{perm, Caller, Core, Credential, Granted, Plaintext, UserKey};
 use crate::http::client_ip;
 use base64::{engine::general_purpose::STANDARD, Engine};
@@ -132,23 +134,36 @@ pub fn blocked_error(blocked: Blocked) -> SaymonError {
     SaymonError::too_many_login_failures(blocked.retry_after.as_secs())
 }
 
-/// The password credential for a login (username or email) and password;
-/// `None` for a blank login.
-pub fn password_credential(
+/// The 429 while every password-check slot is taken.
+pub fn busy_error(busy: Busy) -> SaymonError {
+    SaymonError::too_many_requests(busy.retry_after.as_secs())
+}
+
+/// The password credential for a login (username or email) and password,
+/// counted against the password-login rate limit (429 over it); `None` for
+/// a blank login.
+pub async fn password_credential(
     req: &Request,
     core: &Core,
     login: &str,
     password: &str,
-) -> Option<Credential> {
+) -> Result<Option<Credential>, SaymonError> {
     let login = login.trim();
     if login.is_empty() {
-        return None;
+        return Ok(None);
     }
-    Some(Credential::Password(PasswordAttempt {
+    let ip = client_ip(core, req);
+    if let RateLimit::Limited(limited) = core.rate_limit_password_login(ip).await? {
+        let wait = (limited.reset_at - core.now()).num_seconds().max(1);
+        return Err(SaymonError::too_many_requests(
+            u64::try_from(wait).unwrap_or(1),
+        ));
+    }
+    Ok(Some(Credential::Password(PasswordAttempt {
         user: UserKey::Login(login.to_string()),
         password: PasswordInput::Plain(password.to_string()),
-        ip: client_ip(core, req),
-    }))
+        ip,
+    })))
 }
 
 /// The caller a credential authenticates; `None` when it is refused.
@@ -157,6 +172,7 @@ async fn caller_of(core: &Core, credential: Credential) -> Result<Option<Caller>
         Authenticated::Caller(caller) => Ok(Some(*caller)),
         Authenticated::Rejected => Ok(None),
         Authenticated::Blocked(b) => Err(blocked_error(b)),
+        Authenticated::Busy(b) => Err(busy_error(b)),
     }
 }
 
@@ -179,7 +195,7 @@ pub async fn authenticate(core: &Core, req: &Request) -> Result<Caller, SaymonEr
     }
     if let Some(basic) = &presented.basic {
         if let Some((login, password)) = basic {
-            if let Some(credential) = password_credential(req, core, login, password) {
+            if let Some(credential) = password_credential(req, core, login, password).await? {
                 if let Some(caller) = caller_of(core, credential).await? {
                     return Ok(caller);
                 }

@@ -43,7 +43,9 @@ pub enum SaymonError {
     /// No item has the given id.
     #[oai(status = 404)]
     NotFound(Json<ErrorBody>),
-    /// Too many failed logins for this login or address; retry after the given seconds.
+    /// Too many failed logins for this login or address, too many password
+    /// logins from this address, or too many password checks at once; retry
+    /// after the given seconds.
     #[oai(status = 429)]
     TooManyRequests(Json<ErrorBody>, #[oai(header = "Retry-After")] u64),
     /// Internal error.
@@ -134,6 +136,15 @@ impl SaymonError {
                 "Too many failed login attempts. Try again later.",
             ),
             retry_after,
+        )
+    }
+
+    /// 429 over the password-login rate limit, or while every
+    /// password-check slot is taken; `retry_after` in seconds (at least 1).
+    pub fn too_many_requests(retry_after: u64) -> Self {
+        SaymonError::TooManyRequests(
+            body("TooManyRequests", "Too many requests. Try again later."),
+            retry_after.max(1),
         )
     }
 

@@ -6,7 +6,7 @@
 //! both are checked (and the idle window moved) on every request through
 //! the core (`Core::authenticate` with a session credential).
 
-use super::auth::{blocked_error, password_credential, SidAuth, SID_COOKIE};
+use super::auth::{blocked_error, busy_error, password_credential, SidAuth, SID_COOKIE};
 use super::error::SaymonError;
 use crate::core::service::OpenSession;
 use crate::core::validate::nonblank;
@@ -21,8 +21,8 @@ pub struct SessionApi {
     pub core: Arc<Core>,
 }
 
-fn cookie_attributes(core: &Core) -> &'static str {
-    if core.cookie_secure() {
+fn cookie_attributes(core: &Core, req: &Request) -> &'static str {
+    if crate::http::cookie_secure(core, req) {
         "Path=/; HttpOnly; SameSite=Lax; Secure"
     } else {
         "Path=/; HttpOnly; SameSite=Lax"
@@ -30,13 +30,13 @@ fn cookie_attributes(core: &Core) -> &'static str {
 }
 
 /// `Set-Cookie` value carrying a new session id.
-pub fn set_sid_cookie(core: &Core, sid: &str) -> String {
-    format!("{SID_COOKIE}={sid}; {}", cookie_attributes(core))
+pub fn set_sid_cookie(core: &Core, req: &Request, sid: &str) -> String {
+    format!("{SID_COOKIE}={sid}; {}", cookie_attributes(core, req))
 }
 
 /// `Set-Cookie` value removing the session cookie.
-pub fn clear_sid_cookie(core: &Core) -> String {
-    format!("{SID_COOKIE}=; Max-Age=0; {}", cookie_attributes(core))
+pub fn clear_sid_cookie(core: &Core, req: &Request) -> String {
+    format!("{SID_COOKIE}=; Max-Age=0; {}", cookie_attributes(core, req))
 }
 
 /// Body of `POST /node/api/users/session`: `login` (or email) and `password`,
@@ -60,7 +60,9 @@ crate::redacted_debug!(SessionRequest, login);
 #[derive(ApiResponse)]
 pub enum SessionCreated {
     /// The session id as a JSON string; the same id is set as the `sid` cookie
-    /// (`Path=/; HttpOnly; SameSite=Lax`, plus `Secure` when `COOKIE_SECURE`).
+    /// (`Path=/; HttpOnly; SameSite=Lax`, plus `Secure` when the request came
+    /// over HTTPS, directly or via a trusted proxy's `X-Forwarded-Proto`, or
+    /// with `COOKIE_SECURE`).
     #[oai(status = 200)]
     Ok(Json<String>, #[oai(header = "Set-Cookie")] String),
 }
@@ -85,7 +87,8 @@ impl SessionApi {
     /// address) or `{"auth-token": ...}`. Answers the session id as a JSON
     /// string and sets it as the `sid` cookie. Wrong login or password: 401
     /// `InvalidCredentials`; unknown API token: 401 "Invalid API token.";
-    /// too many failed logins: 429.
+    /// too many failed logins, password logins or password checks at once: 429
+    /// with `Retry-After`.
     #[oai(
         path = "/node/api/users/session",
         method = "post",
@@ -109,17 +112,18 @@ impl SessionApi {
                     .as_deref()
                     .filter(|p| !p.is_empty())
                     .ok_or_else(|| SaymonError::missing("password"))?;
-                let credential = password_credential(req, &self.core, login, password);
+                let credential = password_credential(req, &self.core, login, password).await?;
                 (credential, SaymonError::invalid_credentials)
             };
         let credential = credential.ok_or_else(refused)?;
         match self.core.open_session(credential).await? {
             OpenSession::Opened { sid, .. } => {
-                let cookie = set_sid_cookie(&self.core, sid.expose());
+                let cookie = set_sid_cookie(&self.core, req, sid.expose());
                 Ok(SessionCreated::Ok(Json(sid.into_exposed()), cookie))
             }
             OpenSession::Rejected => Err(refused()),
             OpenSession::Blocked(b) => Err(blocked_error(b)),
+            OpenSession::Busy(b) => Err(busy_error(b)),
         }
     }
 
@@ -131,8 +135,8 @@ impl SessionApi {
         method = "delete",
         operation_id = "saymon.session.delete"
     )]
-    async fn delete(&self, auth: SidAuth) -> Result<SessionEnded, SaymonError> {
+    async fn delete(&self, req: &Request, auth: SidAuth) -> Result<SessionEnded, SaymonError> {
         self.core.logout(&auth.0).await?;
-        Ok(SessionEnded::Ok(clear_sid_cookie(&self.core)))
+        Ok(SessionEnded::Ok(clear_sid_cookie(&self.core, req)))
     }
 }

@@ -6,6 +6,7 @@
 #[macro_use]
 mod common;
 
+mod adversarial;
 mod concurrent_mint;
 mod mongo_faults;
 mod mongo_layout;

@@ -5,10 +5,10 @@ use super::Core;
 use crate::core::credential::{Caller, Credential, PasswordAttempt, Plaintext, TokenHash, Via};
 use crate::core::error::CoreError;
 use crate::core::model::{LoginToken, Timestamp, User, UserKey};
-use crate::core::password;
+use crate::core::password::Checked;
 use crate::core::permissions::Permission;
 use crate::core::ratelimit::Limited;
-use crate::core::throttle::BlockScope;
+use crate::core::throttle::{AccountKey, BlockScope};
 use chrono::DateTime;
 use std::net::IpAddr;
 use std::time::Duration;
@@ -22,6 +22,16 @@ pub struct Blocked {
     pub retry_after: Duration,
 }
 
+/// A password check refused because every bcrypt slot is taken: nothing
+/// was checked or counted; retry shortly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Busy {
+    pub retry_after: Duration,
+}
+
+/// How long a client refused as [`Busy`] should wait.
+pub const BUSY_RETRY_AFTER: Duration = Duration::from_secs(1);
+
 /// Outcome of [`Core::authenticate`].
 #[derive(Debug)]
 pub enum Authenticated {
@@ -32,6 +42,8 @@ pub enum Authenticated {
     Rejected,
     /// Too many failed password logins for this name or address.
     Blocked(Blocked),
+    /// Too many password checks at once.
+    Busy(Busy),
 }
 
 /// Outcome of [`Core::login`].
@@ -44,6 +56,7 @@ pub enum Login {
     },
     Rejected,
     Blocked(Blocked),
+    Busy(Busy),
 }
 
 /// Outcome of [`Core::rate_limit`].
@@ -54,12 +67,24 @@ pub enum RateLimit {
 }
 
 impl UserKey {
-    /// The name as the client typed it: the key for failed-login blocking.
+    /// The name as the client typed it.
     fn typed(&self) -> &str {
         match self {
             UserKey::Id(s) | UserKey::Username(s) | UserKey::Email(s) | UserKey::Login(s) => s,
         }
     }
+}
+
+/// The entry `hops` places from the right of a comma-separated forwarding
+/// header (all its lines in order), or the leftmost when there are fewer.
+fn from_the_right<'a>(values: &[&'a str], hops: usize) -> Option<&'a str> {
+    let entries: Vec<&str> = values
+        .iter()
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .collect();
+    let index = entries.len().saturating_sub(hops.max(1));
+    entries.get(index).copied().filter(|e| !e.is_empty())
 }
 
 impl Core {
@@ -130,32 +155,54 @@ impl Core {
         Ok(user.and_then(active).map(|user| Caller { user, via }))
     }
 
-    /// Checks a password, with failed-login blocking keyed on the name as
-    /// typed and the client address.
+    /// Checks a password. Failed-login blocking is keyed on the resolved
+    /// account (or the normalised name, for an unknown one) and the client
+    /// address; the attempt is reserved before bcrypt runs, and bcrypt runs
+    /// only in a free slot ([`Busy`] otherwise).
     async fn by_password(&self, attempt: PasswordAttempt) -> Result<Authenticated, CoreError> {
         let now = self.now();
-        let login = attempt.user.typed().to_string();
-        if let Err(scope) = self.throttle.check(&login, attempt.ip, now) {
-            let cfg = &self.config.login_block;
+        let cfg = &self.config.login_block;
+        let blocked = |scope| {
             let retry_after = match scope {
                 BlockScope::ForUser => cfg.user_block,
                 BlockScope::ForIp => cfg.ip_block,
             };
-            return Ok(Authenticated::Blocked(Blocked { scope, retry_after }));
+            Ok(Authenticated::Blocked(Blocked { scope, retry_after }))
+        };
+        // A blocked address costs no store call.
+        if self.throttle.ip_blocked(attempt.ip, now) {
+            return blocked(BlockScope::ForIp);
         }
         let user = self.store.find_user(&attempt.user).await?;
+        let account = match &user {
+            Some(user) => AccountKey::User(user.id.clone()),
+            None => AccountKey::unknown(attempt.user.typed()),
+        };
+        let reservation = match self.throttle.reserve(account, attempt.ip, now) {
+            Ok(reservation) => reservation,
+            Err(scope) => return blocked(scope),
+        };
         let hash = user.as_ref().and_then(|u| u.password_bcrypt.as_ref());
-        let matches = password::verify_password(&attempt.password, hash).await?;
+        // Dropping the reservation on `Busy` (or an error) releases it uncounted.
+        let matches = match self.bcrypt.verify(&attempt.password, hash).await? {
+            Checked::Busy => {
+                return Ok(Authenticated::Busy(Busy {
+                    retry_after: BUSY_RETRY_AFTER,
+                }))
+            }
+            Checked::Match => true,
+            Checked::Mismatch => false,
+        };
         match user {
             Some(user) if matches && user.active => {
-                self.throttle.success(&login, attempt.ip);
+                reservation.succeeded();
                 Ok(Authenticated::Caller(Box::new(Caller {
                     user,
                     via: Via::Password,
                 })))
             }
             _ => {
-                self.throttle.failure(&login, attempt.ip, now);
+                reservation.failed(self.now());
                 Ok(Authenticated::Rejected)
             }
         }
@@ -172,6 +219,7 @@ impl Core {
             Authenticated::Caller(caller) => caller,
             Authenticated::Rejected => return Ok(Login::Rejected),
             Authenticated::Blocked(b) => return Ok(Login::Blocked(b)),
+            Authenticated::Busy(b) => return Ok(Login::Busy(b)),
         };
         let token = match resumed {
             Some(token) => token,
@@ -213,24 +261,47 @@ impl Core {
         })
     }
 
-    /// The client's address: the socket peer, or with `TRUST_PROXY` the
-    /// first address of `X-Forwarded-For`.
-    pub fn client_address(
+    /// Counts a password check from `ip` against the REST rate limit, as
+    /// Rocket.Chat's `login`: every dialect's password login (SAYMON's Basic
+    /// and session login) shares one budget per address, with no bypass
+    /// (nobody is known before the password is checked).
+    pub async fn rate_limit_password_login(
         &self,
-        peer: Option<IpAddr>,
-        forwarded_for: Option<&str>,
-    ) -> Option<IpAddr> {
+        ip: Option<IpAddr>,
+    ) -> Result<RateLimit, CoreError> {
+        self.rate_limit(ip, PASSWORD_LOGIN_ROUTE, None).await
+    }
+
+    /// The client's address: the socket peer, or with `TRUST_PROXY` the
+    /// address the trusted proxy saw: the rightmost `X-Forwarded-For` entry,
+    /// or with `TRUSTED_PROXY_HOPS=N` the Nth from the right (entries to its
+    /// left are whatever the client sent). `forwarded_for` holds every
+    /// `X-Forwarded-For` line, in order.
+    pub fn client_address(&self, peer: Option<IpAddr>, forwarded_for: &[&str]) -> Option<IpAddr> {
         if self.config.trust_proxy {
-            let forwarded = forwarded_for
-                .and_then(|v| v.split(',').next())
-                .and_then(|v| v.trim().parse().ok());
+            let forwarded = from_the_right(forwarded_for, self.config.trusted_proxy_hops)
+                .and_then(|v| v.parse().ok());
             if forwarded.is_some() {
                 return forwarded;
             }
         }
         peer
     }
+
+    /// Whether the request reached tokend over HTTPS: on a TLS connection
+    /// (`direct_https`), or with `TRUST_PROXY` when the trusted proxy says
+    /// so in `X-Forwarded-Proto` (read like `X-Forwarded-For`).
+    pub fn request_is_https(&self, direct_https: bool, forwarded_proto: &[&str]) -> bool {
+        direct_https
+            || (self.config.trust_proxy
+                && from_the_right(forwarded_proto, self.config.trusted_proxy_hops)
+                    .is_some_and(|p| p.eq_ignore_ascii_case("https")))
+    }
 }
+
+/// The rate-limit key every non-Rocket.Chat password login counts under
+/// (Rocket.Chat's `login` counts under its own route).
+const PASSWORD_LOGIN_ROUTE: &str = "password login";
 
 /// Only active users authenticate.
 fn active(user: User) -> Option<User> {
@@ -245,6 +316,16 @@ mod tests {
     use crate::core::model::ResumeToken;
     use crate::store::{sqlite, SqliteStore};
     use std::sync::Arc;
+
+    #[test]
+    fn forwarded_entries_are_read_from_the_right() {
+        let lines = ["spoofed, 203.0.113.7", "10.0.0.2"];
+        assert_eq!(from_the_right(&lines, 1), Some("10.0.0.2"));
+        assert_eq!(from_the_right(&lines, 2), Some("203.0.113.7"));
+        assert_eq!(from_the_right(&lines, 3), Some("spoofed"));
+        assert_eq!(from_the_right(&lines, 9), Some("spoofed"));
+        assert_eq!(from_the_right(&[], 1), None);
+    }
 
     #[test]
     fn an_expiry_beyond_the_calendar_never_comes() {

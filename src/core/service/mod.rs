@@ -18,7 +18,7 @@ pub mod server;
 pub mod tokens;
 pub mod users;
 
-pub use auth::{Authenticated, Blocked, Login, RateLimit};
+pub use auth::{Authenticated, Blocked, Busy, Login, RateLimit};
 pub use saymon::OpenSession;
 pub use server::ServerInfo;
 pub use tokens::{CreatePat, CreateToken, Minted};
@@ -30,6 +30,7 @@ pub use users::{
 use super::clock::{Clock, Timestamp};
 use super::credential::Caller;
 use super::error::CoreError;
+use super::password::Bcrypt;
 use super::permissions::{Granted, Perm, Permission, PermissionCache};
 use super::ratelimit::RateLimiter;
 use super::throttle::LoginThrottle;
@@ -47,6 +48,8 @@ pub struct Core {
     permissions: PermissionCache,
     throttle: LoginThrottle,
     rate_limiter: RateLimiter,
+    /// The bound on concurrent password checks and hashing.
+    bcrypt: Bcrypt,
     /// Last `when` handed out, so login tokens minted by this process get
     /// distinct, increasing timestamps and the cap keeps exactly the newest.
     last_stamp: AtomicI64,
@@ -59,6 +62,7 @@ impl Core {
             permissions: PermissionCache::new(config.permissions_cache),
             throttle: LoginThrottle::new(config.login_block.clone()),
             rate_limiter: RateLimiter::new(config.rate_limit.clone()),
+            bcrypt: Bcrypt::new(config.password_checks_max),
             config,
             store,
             clock,

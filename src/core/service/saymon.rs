@@ -21,6 +21,7 @@ pub enum OpenSession {
     },
     Rejected,
     Blocked(super::Blocked),
+    Busy(super::Busy),
 }
 
 /// `d` after `now`; `now` itself if that is past the representable range.
@@ -118,6 +119,7 @@ impl Core {
             Authenticated::Caller(caller) => caller,
             Authenticated::Rejected => return Ok(OpenSession::Rejected),
             Authenticated::Blocked(b) => return Ok(OpenSession::Blocked(b)),
+            Authenticated::Busy(b) => return Ok(OpenSession::Busy(b)),
         };
         let issued = issue(TokenKind::Session);
         let now = self.now();
@@ -136,8 +138,10 @@ impl Core {
         })
     }
 
-    /// Whether session cookies get the `Secure` attribute (`COOKIE_SECURE`).
-    pub fn cookie_secure(&self) -> bool {
-        self.config.cookie_secure
+    /// Whether a session cookie set in answer to this request gets the
+    /// `Secure` attribute: always with `COOKIE_SECURE`, else whenever the
+    /// request came over HTTPS (see [`Core::request_is_https`]).
+    pub fn cookie_secure(&self, direct_https: bool, forwarded_proto: &[&str]) -> bool {
+        self.config.cookie_secure || self.request_is_https(direct_https, forwarded_proto)
     }
 }

@@ -7,11 +7,10 @@ use super::{unique, Core};
 use crate::core::credential::{Caller, Via};
 use crate::core::error::CoreError;
 use crate::core::model::{Email, User, UserKey};
-use crate::core::password;
 use crate::core::permissions::{
     CreatesUsers, DeletesUsers, Granted, ListsUsers, Permission, SetsActiveStatus, USER_ROLE,
 };
-use crate::core::{ids, permissions::ADMIN_ROLE};
+use crate::core::{ids, permissions::ADMIN_ROLE, validate};
 use crate::store::{AdminGuard, LastAdmin, UniqueField, UserPatch};
 
 /// A user to create. Syntax checks of the fields are the dialect's job.
@@ -185,7 +184,7 @@ impl Core {
     /// (never reachable over HTTP).
     pub async fn insert_user(&self, new: NewUser) -> Result<CreateUser, CoreError> {
         let password_bcrypt = match &new.password {
-            Some(p) => Some(password::hash_password(p).await?),
+            Some(p) => Some(self.bcrypt.hash(p).await?),
             None => None,
         };
         let now = self.now();
@@ -298,12 +297,16 @@ impl Core {
     }
 
     /// A page of users sorted by username, for an authenticated caller.
+    /// `offset` and `count` beyond [`validate::MAX_PAGE_NUMBER`] are clamped
+    /// to it (the dialects refuse them first; no store can skip further).
     pub async fn list_users(
         &self,
         _by: &Caller,
         offset: u64,
         count: u64,
     ) -> Result<UserPage, CoreError> {
+        let offset = offset.min(validate::MAX_PAGE_NUMBER);
+        let count = count.min(validate::MAX_PAGE_NUMBER);
         let (users, total) = self.store.list_users(offset, count).await?;
         Ok(UserPage { users, total })
     }
@@ -369,7 +372,7 @@ impl Core {
         };
         let new_password = match &changes.password {
             // Hashed only once every check has passed: bcrypt is the costly part.
-            Some(p) => Some(password::hash_password(p).await?),
+            Some(p) => Some(self.bcrypt.hash(p).await?),
             None => None,
         };
         let patch = UserPatch {
@@ -492,8 +495,10 @@ impl Core {
         })
     }
 
-    /// Removes every login token and PAT of a user (Rocket.Chat
-    /// `users.logout`): oneself, or another user with `logout-other-user`.
+    /// Ends every credential of a user (Rocket.Chat `users.logout`): its
+    /// login tokens and PATs, and its SAYMON sessions and API token, so no
+    /// way in survives a "log out everywhere". Oneself, or another user with
+    /// `logout-other-user`.
     pub async fn logout_user(&self, by: &Caller, id: &str) -> Result<LogoutUser, CoreError> {
         if id != by.user.id && !self.holds(by, Permission::LogoutOtherUser).await? {
             return Ok(LogoutUser::NotAllowed);
@@ -507,7 +512,10 @@ impl Core {
             .update_user(id, &patch, self.now(), AdminGuard::Off)
             .await?;
         Ok(match updated {
-            Ok(Some(_)) => LogoutUser::Done,
+            Ok(Some(_)) => {
+                self.end_saymon_credentials(id).await?;
+                LogoutUser::Done
+            }
             // Unguarded: `LastAdmin` cannot come back.
             Ok(None) | Err(LastAdmin) => LogoutUser::NoSuchUser,
         })

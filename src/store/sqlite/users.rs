@@ -102,13 +102,10 @@ fn write_emails(conn: &Connection, id: &str, emails: &[Email]) -> StoreResult<()
     Ok(())
 }
 
-fn insert(conn: &Connection, user: &User) -> StoreResult<()> {
-    conn.prepare_cached(
-        "INSERT INTO users (id, created_at, updated_at, type, username, username_lower, name, \
-         roles, permissions, active, require_password_change, password_bcrypt) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-    )?
-    .execute(params![
+/// Writes every column of a user's row with `sql`, whose parameters are
+/// the columns in this one order (each column named once, here).
+fn write_row(conn: &Connection, sql: &str, user: &User) -> StoreResult<usize> {
+    Ok(conn.prepare_cached(sql)?.execute(params![
         user.id,
         ms(user.created_at),
         ms(user.updated_at),
@@ -121,7 +118,17 @@ fn insert(conn: &Connection, user: &User) -> StoreResult<()> {
         user.active,
         user.require_password_change,
         user.password_bcrypt.as_ref().map(|p| p.0.as_str()),
-    ])?;
+    ])?)
+}
+
+fn insert(conn: &Connection, user: &User) -> StoreResult<()> {
+    write_row(
+        conn,
+        "INSERT INTO users (id, created_at, updated_at, type, username, username_lower, name, \
+         roles, permissions, active, require_password_change, password_bcrypt) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+        user,
+    )?;
     write_emails(conn, &user.id, &user.emails)
 }
 
@@ -167,23 +174,13 @@ fn update(
     if refused(conn, guard, &before, Some(&user))? {
         return Ok(Err(LastAdmin));
     }
-    conn.prepare_cached(
-        "UPDATE users SET updated_at = ?2, username = ?3, username_lower = ?4, name = ?5, \
-         roles = ?6, permissions = ?7, active = ?8, require_password_change = ?9, \
-         password_bcrypt = ?10 WHERE id = ?1",
-    )?
-    .execute(params![
-        id,
-        ms(user.updated_at),
-        user.username,
-        user.username.as_ref().map(|u| u.to_lowercase()),
-        user.name,
-        to_json(&user.roles),
-        to_json(&user.permissions),
-        user.active,
-        user.require_password_change,
-        user.password_bcrypt.as_ref().map(|p| p.0.as_str()),
-    ])?;
+    write_row(
+        conn,
+        "UPDATE users SET created_at = ?2, updated_at = ?3, type = ?4, username = ?5, \
+         username_lower = ?6, name = ?7, roles = ?8, permissions = ?9, active = ?10, \
+         require_password_change = ?11, password_bcrypt = ?12 WHERE id = ?1",
+        &user,
+    )?;
     if patch.emails.is_some() {
         write_emails(conn, id, &user.emails)?;
     }
