@@ -51,9 +51,7 @@ async fn check_rc_auth(req: &Request, token: ApiKey) -> poem::Result<Caller> {
     };
     let caller = match core.authenticate(credential).await.map_err(RcError::from)? {
         Authenticated::Caller(caller) => *caller,
-        Authenticated::Rejected | Authenticated::Blocked(_) | Authenticated::Busy(_) => {
-            return Err(RcError::not_logged_in().into())
-        }
+        Authenticated::Refused(_) => return Err(RcError::not_logged_in().into()),
     };
     enforce_rate_limit(core, req, Some(&caller)).await?;
     Ok(caller)
@@ -73,7 +71,7 @@ pub async fn optional_caller(core: &Core, req: &Request) -> Result<Option<Caller
     };
     Ok(match core.authenticate(credential).await? {
         Authenticated::Caller(caller) => Some(*caller),
-        Authenticated::Rejected | Authenticated::Blocked(_) | Authenticated::Busy(_) => None,
+        Authenticated::Refused(_) => None,
     })
 }
 

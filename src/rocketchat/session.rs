@@ -6,7 +6,7 @@ use super::error::RcError;
 use super::view::MeView;
 use crate::core::credential::PasswordAttempt;
 use crate::core::password::PasswordInput;
-use crate::core::service::{Blocked, Login};
+use crate::core::service::{Blocked, Login, Refused};
 use crate::core::throttle::BlockScope;
 use crate::core::validate::nonblank;
 use crate::core::{Core, Credential, Plaintext, UserKey};
@@ -239,9 +239,9 @@ impl SessionApi {
         };
         let (caller, token) = match self.core.login(credential).await? {
             Login::Ok { caller, token } => (caller, token),
-            Login::Rejected => return Err(unauthorized()),
-            Login::Blocked(b) => return Err(blocked(b)),
-            Login::Busy(b) => return Err(RcError::too_busy(b.retry_after)),
+            Login::Refused(Refused::Rejected) => return Err(unauthorized()),
+            Login::Refused(Refused::Blocked(b)) => return Err(blocked(b)),
+            Login::Refused(Refused::Busy(b)) => return Err(RcError::too_busy(b.retry_after)),
         };
         let user = &caller.user;
         Ok(Json(LoginOk {

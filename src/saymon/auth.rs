@@ -18,7 +18,7 @@
 use super::error::SaymonError;
 use crate::core::credential::PasswordAttempt;
 use crate::core::password::PasswordInput;
-use crate::core::service::{Authenticated, Blocked, Busy, RateLimit};
+use crate::core::service::{Authenticated, RateLimit, Refused};
 use crate::core::{perm, Caller, Core, Credential, Granted, Plaintext, UserKey};
 use crate::http::client_ip;
 use base64::{engine::general_purpose::STANDARD, Engine};
@@ -129,14 +129,14 @@ impl Presented {
     }
 }
 
-/// The 429 for a blocked login, with the block time as `Retry-After`.
-pub fn blocked_error(blocked: Blocked) -> SaymonError {
-    SaymonError::too_many_login_failures(blocked.retry_after.as_secs())
-}
-
-/// The 429 while every password-check slot is taken.
-pub fn busy_error(busy: Busy) -> SaymonError {
-    SaymonError::too_many_requests(busy.retry_after.as_secs())
+/// SAYMON's answer to a refused credential: `rejected` for a wrong one,
+/// 429 with `Retry-After` for a blocked login or busy password checks.
+pub fn refused_error(refused: Refused, rejected: fn() -> SaymonError) -> SaymonError {
+    match refused {
+        Refused::Rejected => rejected(),
+        Refused::Blocked(b) => SaymonError::too_many_login_failures(b.retry_after.as_secs()),
+        Refused::Busy(b) => SaymonError::too_many_requests(b.retry_after.as_secs()),
+    }
 }
 
 /// The password credential for a login (username or email) and password,
@@ -170,9 +170,10 @@ pub async fn password_credential(
 async fn caller_of(core: &Core, credential: Credential) -> Result<Option<Caller>, SaymonError> {
     match core.authenticate(credential).await? {
         Authenticated::Caller(caller) => Ok(Some(*caller)),
-        Authenticated::Rejected => Ok(None),
-        Authenticated::Blocked(b) => Err(blocked_error(b)),
-        Authenticated::Busy(b) => Err(busy_error(b)),
+        Authenticated::Refused(Refused::Rejected) => Ok(None),
+        Authenticated::Refused(refused) => {
+            Err(refused_error(refused, SaymonError::invalid_credentials))
+        }
     }
 }
 

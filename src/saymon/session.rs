@@ -6,7 +6,7 @@
 //! both are checked (and the idle window moved) on every request through
 //! the core (`Core::authenticate` with a session credential).
 
-use super::auth::{blocked_error, busy_error, password_credential, SidAuth, SID_COOKIE};
+use super::auth::{password_credential, refused_error, SidAuth, SID_COOKIE};
 use super::error::SaymonError;
 use crate::core::service::OpenSession;
 use crate::core::validate::nonblank;
@@ -121,9 +121,7 @@ impl SessionApi {
                 let cookie = set_sid_cookie(&self.core, req, sid.expose());
                 Ok(SessionCreated::Ok(Json(sid.into_exposed()), cookie))
             }
-            OpenSession::Rejected => Err(refused()),
-            OpenSession::Blocked(b) => Err(blocked_error(b)),
-            OpenSession::Busy(b) => Err(busy_error(b)),
+            OpenSession::Refused(why) => Err(refused_error(why, refused)),
         }
     }
 

@@ -32,11 +32,11 @@ pub struct Busy {
 /// How long a client refused as [`Busy`] should wait.
 pub const BUSY_RETRY_AFTER: Duration = Duration::from_secs(1);
 
-/// Outcome of [`Core::authenticate`].
-#[derive(Debug)]
-pub enum Authenticated {
-    /// A valid credential of an active user.
-    Caller(Box<Caller>),
+/// Why a credential did not authenticate; the same reasons for every
+/// operation that authenticates ([`Core::authenticate`], [`Core::login`],
+/// `Core::open_session`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
     /// Unknown, expired or revoked credential, wrong password, or an
     /// inactive user: all alike to the client.
     Rejected,
@@ -44,6 +44,14 @@ pub enum Authenticated {
     Blocked(Blocked),
     /// Too many password checks at once.
     Busy(Busy),
+}
+
+/// Outcome of [`Core::authenticate`].
+#[derive(Debug)]
+pub enum Authenticated {
+    /// A valid credential of an active user.
+    Caller(Box<Caller>),
+    Refused(Refused),
 }
 
 /// Outcome of [`Core::login`].
@@ -54,9 +62,7 @@ pub enum Login {
         caller: Box<Caller>,
         token: Plaintext,
     },
-    Rejected,
-    Blocked(Blocked),
-    Busy(Busy),
+    Refused(Refused),
 }
 
 /// Outcome of [`Core::rate_limit`].
@@ -119,7 +125,7 @@ impl Core {
         };
         Ok(match caller {
             Some(caller) => Authenticated::Caller(Box::new(caller)),
-            None => Authenticated::Rejected,
+            None => Authenticated::Refused(Refused::Rejected),
         })
     }
 
@@ -167,7 +173,10 @@ impl Core {
                 BlockScope::ForUser => cfg.user_block,
                 BlockScope::ForIp => cfg.ip_block,
             };
-            Ok(Authenticated::Blocked(Blocked { scope, retry_after }))
+            Ok(Authenticated::Refused(Refused::Blocked(Blocked {
+                scope,
+                retry_after,
+            })))
         };
         // A blocked address costs no store call.
         if self.throttle.ip_blocked(attempt.ip, now) {
@@ -186,9 +195,9 @@ impl Core {
         // Dropping the reservation on `Busy` (or an error) releases it uncounted.
         let matches = match self.bcrypt.verify(&attempt.password, hash).await? {
             Checked::Busy => {
-                return Ok(Authenticated::Busy(Busy {
+                return Ok(Authenticated::Refused(Refused::Busy(Busy {
                     retry_after: BUSY_RETRY_AFTER,
-                }))
+                })))
             }
             Checked::Match => true,
             Checked::Mismatch => false,
@@ -203,7 +212,7 @@ impl Core {
             }
             _ => {
                 reservation.failed(self.now());
-                Ok(Authenticated::Rejected)
+                Ok(Authenticated::Refused(Refused::Rejected))
             }
         }
     }
@@ -217,9 +226,7 @@ impl Core {
         };
         let caller = match self.authenticate(credential).await? {
             Authenticated::Caller(caller) => caller,
-            Authenticated::Rejected => return Ok(Login::Rejected),
-            Authenticated::Blocked(b) => return Ok(Login::Blocked(b)),
-            Authenticated::Busy(b) => return Ok(Login::Busy(b)),
+            Authenticated::Refused(refused) => return Ok(Login::Refused(refused)),
         };
         let token = match resumed {
             Some(token) => token,
@@ -228,7 +235,7 @@ impl Core {
                 .await?
             {
                 Some(minted) => minted.token,
-                None => return Ok(Login::Rejected),
+                None => return Ok(Login::Refused(Refused::Rejected)),
             },
         };
         Ok(Login::Ok { caller, token })

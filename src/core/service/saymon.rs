@@ -19,9 +19,7 @@ pub enum OpenSession {
         sid: Plaintext,
         caller: Box<Caller>,
     },
-    Rejected,
-    Blocked(super::Blocked),
-    Busy(super::Busy),
+    Refused(super::Refused),
 }
 
 /// `d` after `now`; `now` itself if that is past the representable range.
@@ -117,9 +115,7 @@ impl Core {
     pub async fn open_session(&self, credential: Credential) -> Result<OpenSession, CoreError> {
         let caller = match self.authenticate(credential).await? {
             Authenticated::Caller(caller) => caller,
-            Authenticated::Rejected => return Ok(OpenSession::Rejected),
-            Authenticated::Blocked(b) => return Ok(OpenSession::Blocked(b)),
-            Authenticated::Busy(b) => return Ok(OpenSession::Busy(b)),
+            Authenticated::Refused(refused) => return Ok(OpenSession::Refused(refused)),
         };
         let issued = issue(TokenKind::Session);
         let now = self.now();
