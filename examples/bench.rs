@@ -345,8 +345,18 @@ async fn main() {
             connections.min(4),
         ),
     ];
+    // `--only TEXT`: run `/healthz` (the baseline) and the routes whose name
+    // contains TEXT.
+    let args: Vec<String> = std::env::args().collect();
+    let only = args
+        .iter()
+        .position(|a| a == "--only")
+        .and_then(|i| args.get(i + 1).cloned());
     let mut baseline = None;
     for (name, req, conns) in scenarios {
+        if baseline.is_some() && only.as_ref().is_some_and(|o| !name.contains(o.as_str())) {
+            continue;
+        }
         let mut report = run(
             format!("{name} [{conns}c]"),
             addr,

@@ -9,9 +9,15 @@
 //!   answers each job. A job that fails rolls back only its savepoint.
 //!   Because there is one writer, every write method (the login-token cap,
 //!   unique PAT names, session touch) is one serialized transaction.
-//! * **Reads** run on the blocking pool over a few read connections, each
-//!   read in one transaction (a consistent snapshot), never on the runtime's
-//!   threads. A `:memory:` store has one connection, shared by both.
+//! * **Reads** run over a few read connections, each read in one
+//!   transaction (a consistent snapshot). A *point* read (a row or two found
+//!   through an index: the token a request presents, a user by key) runs at
+//!   once on the calling thread when a read connection is free: it takes
+//!   microseconds and never waits for the writer (WAL readers do not), so
+//!   handing it to the blocking pool would cost more (two thread switches)
+//!   than the read. Every other read, and a point read that finds no free
+//!   connection, runs on the blocking pool. A `:memory:` store has one
+//!   connection, shared by both.
 //! * **Schema** in versioned migrations ([`rusqlite_migration`], the version in
 //!   `PRAGMA user_version`); a file from a newer schema is refused.
 //!
@@ -47,8 +53,9 @@ pub const MEMORY: &str = ":memory:";
 /// Most write jobs committed in one transaction.
 pub const MAX_BATCH: usize = 512;
 
-/// Read connections of a file store.
-const READERS: usize = 4;
+/// Read connections of a file store: enough for the runtime's threads doing
+/// point reads and the blocking pool's scans at once.
+const READERS: usize = 8;
 /// How long a connection waits for a lock held by another process (a backup).
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -202,6 +209,40 @@ impl SqliteStore {
         self.submit(f)?.await.map_err(|_| writer_gone())?
     }
 
+    /// Runs `f`, a point read (index lookups only, no scan), in one read
+    /// transaction: on the calling thread when a read connection is free,
+    /// else as [`Self::read`] does.
+    async fn read_point<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+    {
+        match self.read_here(f) {
+            Ok(out) => out,
+            Err(f) => self.read(f).await,
+        }
+    }
+
+    /// Runs `f` on this thread if a read connection is free; gives `f`
+    /// back otherwise.
+    fn read_here<T, F>(&self, f: F) -> Result<StoreResult<T>, F>
+    where
+        F: FnOnce(&Connection) -> StoreResult<T>,
+    {
+        let free = self.readers.iter().find_map(|c| match c.try_lock() {
+            Ok(guard) => Some(guard),
+            Err(TryLockError::Poisoned(p)) => Some(p.into_inner()),
+            Err(TryLockError::WouldBlock) => None,
+        });
+        match free {
+            Some(mut conn) => Ok(conn
+                .transaction()
+                .map_err(StoreError::from)
+                .and_then(|tx| f(&tx))),
+            None => Err(f),
+        }
+    }
+
     /// Runs `f` in one read transaction on a read connection, off the runtime.
     async fn read<T, F>(&self, f: F) -> StoreResult<T>
     where
@@ -219,7 +260,7 @@ impl SqliteStore {
             let _permit = permit;
             // A permit per connection: one is free, unless the writer holds
             // the only connection of a `:memory:` store.
-            let mut conn = readers
+            let conn = readers
                 .iter()
                 .find_map(|c| match c.try_lock() {
                     Ok(guard) => Some(guard),
@@ -227,8 +268,7 @@ impl SqliteStore {
                     Err(TryLockError::WouldBlock) => None,
                 })
                 .unwrap_or_else(|| lock(&readers[0]));
-            let tx = conn.transaction()?;
-            f(&tx)
+            in_read_transaction(&conn, f)
         })
         .await
         .map_err(|e| StoreError::Internal(format!("a store read failed: {e}")))?
@@ -255,7 +295,7 @@ impl Drop for SqliteStore {
 #[async_trait]
 impl Store for SqliteStore {
     async fn ping(&self) -> StoreResult<()> {
-        self.read(|c| Ok(c.query_row("SELECT 1", [], |_| Ok(()))?))
+        self.read_point(|c| Ok(c.query_row("SELECT 1", [], |_| Ok(()))?))
             .await
     }
 }
@@ -366,6 +406,30 @@ fn lock(conn: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
     // Every job runs in a savepoint and every batch ends in COMMIT or
     // ROLLBACK, so a panic cannot leave a half-written transaction behind.
     conn.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Runs `f` in one read transaction (one snapshot for all its statements).
+/// `BEGIN` and `COMMIT` are cached statements: parsing them anew would cost
+/// a point read as much as the read itself.
+fn in_read_transaction<T>(
+    conn: &Connection,
+    f: impl FnOnce(&Connection) -> StoreResult<T>,
+) -> StoreResult<T> {
+    if !conn.is_autocommit() {
+        // Left open by a read that panicked: end it first.
+        conn.execute_batch("ROLLBACK")?;
+    }
+    conn.prepare_cached("BEGIN")?.execute([])?;
+    let out = f(conn);
+    let end = conn
+        .prepare_cached("COMMIT")
+        .and_then(|mut s| s.execute([]));
+    if end.is_err() && !conn.is_autocommit() {
+        let _ = conn.execute_batch("ROLLBACK");
+    }
+    let out = out?;
+    end?;
+    Ok(out)
 }
 
 /// A queued write: runs inside a batch's transaction, answered after it.

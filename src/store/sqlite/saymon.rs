@@ -54,7 +54,7 @@ impl SaymonStore for SqliteStore {
 
     async fn api_token_of(&self, user_id: &str) -> StoreResult<Option<ApiToken>> {
         let user_id = user_id.to_string();
-        self.read(move |c| {
+        self.read_point(move |c| {
             let mut stmt = c.prepare_cached(&format!(
                 "SELECT {API_TOKEN_COLUMNS} FROM api_tokens WHERE user_id = ?1"
             ))?;
@@ -87,7 +87,7 @@ impl SaymonStore for SqliteStore {
 
     async fn find_api_token(&self, hashed_token: &TokenHash) -> StoreResult<Option<ApiToken>> {
         let hash = hashed_token.clone();
-        self.read(move |c| {
+        self.read_point(move |c| {
             let mut stmt = c.prepare_cached(&format!(
                 "SELECT {API_TOKEN_COLUMNS} FROM api_tokens WHERE hash = ?1"
             ))?;

@@ -400,3 +400,36 @@ async fn a_memory_store_works_on_one_connection() {
     let other = SqliteStore::open(MEMORY).expect("open");
     assert_eq!(other.count_users().await.unwrap(), 0);
 }
+
+#[tokio::test]
+async fn a_point_read_sees_every_commit_and_survives_a_panicking_read() {
+    let path = TempPath::new();
+    let store = SqliteStore::open(path.as_str()).expect("open");
+    let alice = user("alice");
+    store.insert_user(&alice).await.unwrap();
+    // Point reads run on this thread over the read connections; each sees
+    // the writer's commit made just before it.
+    for name in ["bob", "carol", "dave"] {
+        let u = user(name);
+        store.insert_user(&u).await.unwrap();
+        assert_eq!(
+            store.find_user(&UserKey::Login(name.into())).await.unwrap(),
+            Some(u)
+        );
+    }
+    // A read that panics leaves its transaction open on a connection: the
+    // next read on that connection ends it first instead of failing.
+    let conn = store.readers[0].clone();
+    let panicked = std::panic::catch_unwind(AssertUnwindSafe(|| {
+        let guard = lock(&conn);
+        let _ = in_read_transaction(&guard, |_| -> StoreResult<()> { panic!("read panicked") });
+    }));
+    assert!(panicked.is_err());
+    assert!(
+        !lock(&conn).is_autocommit(),
+        "the panic left the transaction open"
+    );
+    let found = in_read_transaction(&lock(&conn), |c| super::users::user_by_id(c, &alice.id));
+    assert_eq!(found.unwrap(), Some(alice));
+    assert!(lock(&conn).is_autocommit());
+}

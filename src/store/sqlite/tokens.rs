@@ -136,7 +136,8 @@ impl TokenStore for SqliteStore {
     ) -> StoreResult<Option<(User, LoginToken)>> {
         let user_id = user_id.map(str::to_string);
         let hash = hashed_token.clone();
-        self.read(move |c| find(c, user_id.as_deref(), &hash)).await
+        self.read_point(move |c| find(c, user_id.as_deref(), &hash))
+            .await
     }
 
     async fn tokens_of(&self, user_id: &str) -> StoreResult<Vec<LoginToken>> {
@@ -161,7 +162,7 @@ impl TokenStore for SqliteStore {
         name: &str,
     ) -> StoreResult<Option<PersonalAccessToken>> {
         let (user_id, name) = (user_id.to_string(), name.to_string());
-        self.read(move |c| {
+        self.read_point(move |c| {
             let mut stmt = c.prepare_cached(&format!(
                 "SELECT {TOKEN_COLUMNS} FROM login_tokens \
                  WHERE user_id = ?1 AND kind = 'personal' AND name = ?2"
