@@ -235,10 +235,7 @@ impl SqliteStore {
             Err(TryLockError::WouldBlock) => None,
         });
         match free {
-            Some(mut conn) => Ok(conn
-                .transaction()
-                .map_err(StoreError::from)
-                .and_then(|tx| f(&tx))),
+            Some(conn) => Ok(in_read_transaction(&conn, f)),
             None => Err(f),
         }
     }
@@ -408,6 +405,13 @@ fn lock(conn: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
     conn.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// Runs one statement without parameters from the statement cache: the
+/// transaction statements run several times per request, and parsing them
+/// each time costs as much as a point read.
+fn run_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(|_| ())
+}
+
 /// Runs `f` in one read transaction (one snapshot for all its statements).
 /// `BEGIN` and `COMMIT` are cached statements: parsing them anew would cost
 /// a point read as much as the read itself.
@@ -473,7 +477,7 @@ fn in_savepoint<T>(
     conn: &Connection,
     f: impl FnOnce(&Connection) -> StoreResult<T>,
 ) -> StoreResult<T> {
-    conn.execute_batch("SAVEPOINT job")?;
+    run_cached(conn, "SAVEPOINT job")?;
     let out = catch_unwind(AssertUnwindSafe(|| f(conn)))
         .unwrap_or_else(|_| Err(StoreError::Internal("a store write panicked".into())));
     // A failed statement may have ended the whole transaction already;
@@ -482,7 +486,7 @@ fn in_savepoint<T>(
         if out.is_err() {
             conn.execute_batch("ROLLBACK TO job")?;
         }
-        conn.execute_batch("RELEASE job")?;
+        run_cached(conn, "RELEASE job")?;
     }
     out
 }
@@ -513,7 +517,7 @@ fn run_batch(conn: &Connection, batch: Vec<Box<dyn Job>>, counters: &Counters) {
     };
     let mut queue = batch.into_iter();
     let mut done: Vec<Box<dyn Job>> = Vec::new();
-    if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+    if let Err(e) = run_cached(conn, "BEGIN IMMEDIATE") {
         answer(queue.collect(), Err(e.into()));
         return;
     }
@@ -529,13 +533,13 @@ fn run_batch(conn: &Connection, batch: Vec<Box<dyn Job>>, counters: &Counters) {
                     "the write was rolled back by SQLite".into(),
                 )),
             );
-            if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+            if let Err(e) = run_cached(conn, "BEGIN IMMEDIATE") {
                 answer(queue.collect(), Err(e.into()));
                 return;
             }
         }
     }
-    let commit = conn.execute_batch("COMMIT").map_err(StoreError::from);
+    let commit = run_cached(conn, "COMMIT").map_err(StoreError::from);
     if commit.is_err() && !conn.is_autocommit() {
         let _ = conn.execute_batch("ROLLBACK");
     }
