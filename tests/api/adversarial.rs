@@ -561,3 +561,193 @@ fn malformed_dotenv_line_not_printed() {
         );
     }
 }
+
+// --- item 10: server timeouts (the real binary) --------------------------------------------
+
+/// A `tokend` binary serving on a free port; killed when dropped.
+struct Served {
+    child: std::process::Child,
+    addr: std::net::SocketAddr,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts the real binary (throwaway store) with `vars`, and waits for its
+/// "tokend listening" line to learn the port.
+fn serve_binary(vars: &[(&str, &str)]) -> Served {
+    use std::io::BufRead;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tokend"))
+        .current_dir(std::env::temp_dir())
+        .env_clear()
+        .env("BIND_IP", "127.0.0.1")
+        .env("PORT", "0")
+        .env("DATABASE_PATH", ":memory:")
+        .env("ADMIN_PASS", "timeouts-test-pass")
+        .env("LOG_FORMAT", "json")
+        .envs(vars.iter().copied())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("tokend binary");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = std::io::BufReader::new(stdout).lines();
+    let addr = loop {
+        let line = lines
+            .next()
+            .expect("tokend exited before listening")
+            .expect("log line");
+        let v: Value = serde_json::from_str(&line).unwrap_or_default();
+        if v["message"] == "tokend listening" {
+            break v["addr"]
+                .as_str()
+                .expect("addr")
+                .parse()
+                .expect("socket address");
+        }
+    };
+    // Keep draining the log so the child never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines.by_ref() {});
+    Served { child, addr }
+}
+
+/// Sends `prefix` on a new connection and reads until the server closes
+/// it, for at most `bound`: what was answered and how long the connection
+/// lived, or a panic if it was still open after `bound`.
+fn closed_by_server(
+    addr: std::net::SocketAddr,
+    prefix: &[u8],
+    bound: Duration,
+) -> (String, Duration) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+    stream.set_read_timeout(Some(bound)).expect("read timeout");
+    let started = Instant::now();
+    stream.write_all(prefix).expect("write");
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => answer.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
+            Err(e) => panic!(
+                "connection still open after {:?} ({e}); read so far: {:?}",
+                started.elapsed(),
+                String::from_utf8_lossy(&answer)
+            ),
+        }
+        assert!(
+            started.elapsed() < bound,
+            "connection still open after {bound:?}"
+        );
+    }
+    (
+        String::from_utf8_lossy(&answer).into_owned(),
+        started.elapsed(),
+    )
+}
+
+/// Item 10: a request head that never completes is cut off after
+/// `HTTP_HEADER_TIMEOUT_SECONDS` (it stayed open for 45 s and more).
+#[test]
+fn timeout_partial_headers() {
+    let served = serve_binary(&[
+        ("HTTP_HEADER_TIMEOUT_SECONDS", "1"),
+        ("HTTP_IDLE_TIMEOUT_SECONDS", "60"),
+        ("HTTP_BODY_TIMEOUT_SECONDS", "60"),
+    ]);
+    let (_, lived) = closed_by_server(
+        served.addr,
+        b"GET /healthz HTTP/1.1\r\nHost: tokend\r\nX-Slow: ",
+        Duration::from_secs(15),
+    );
+    assert!(
+        lived >= Duration::from_millis(900),
+        "closed after {lived:?}"
+    );
+}
+
+/// Item 10: a body that never completes is answered 408 and the
+/// connection closed after `HTTP_BODY_TIMEOUT_SECONDS`.
+#[test]
+fn timeout_partial_body() {
+    let served = serve_binary(&[
+        ("HTTP_HEADER_TIMEOUT_SECONDS", "60"),
+        ("HTTP_IDLE_TIMEOUT_SECONDS", "60"),
+        ("HTTP_BODY_TIMEOUT_SECONDS", "1"),
+    ]);
+    let (answer, lived) = closed_by_server(
+        served.addr,
+        b"POST /api/v1/login HTTP/1.1\r\nHost: tokend\r\nContent-Type: application/json\r\n\
+          Content-Length: 100\r\n\r\n{\"user\": \"adm",
+        Duration::from_secs(15),
+    );
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(
+        answer.to_ascii_lowercase().contains("connection: close"),
+        "{answer}"
+    );
+    // In Rocket.Chat's shape: the route is Rocket.Chat's.
+    assert!(answer.contains("\"success\":false"), "{answer}");
+    assert!(
+        lived >= Duration::from_millis(900),
+        "closed after {lived:?}"
+    );
+}
+
+/// Item 10: a kept-alive connection with no further request is closed
+/// after `HTTP_IDLE_TIMEOUT_SECONDS`.
+#[test]
+fn timeout_idle_keep_alive() {
+    let served = serve_binary(&[
+        ("HTTP_HEADER_TIMEOUT_SECONDS", "60"),
+        ("HTTP_IDLE_TIMEOUT_SECONDS", "1"),
+        ("HTTP_BODY_TIMEOUT_SECONDS", "60"),
+    ]);
+    let (answer, lived) = closed_by_server(
+        served.addr,
+        b"GET /healthz HTTP/1.1\r\nHost: tokend\r\n\r\n",
+        Duration::from_secs(15),
+    );
+    // Answered, kept alive (no `Connection: close`), then closed when idle.
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(
+        !answer.to_ascii_lowercase().contains("connection: close"),
+        "{answer}"
+    );
+    assert!(
+        lived >= Duration::from_millis(900),
+        "closed after {lived:?}"
+    );
+}
+
+/// Item 10: HTTP/2 connections announce and enforce
+/// `HTTP2_MAX_CONCURRENT_STREAMS` in the server's SETTINGS.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_concurrent_streams_capped() {
+    let served = serve_binary(&[("HTTP2_MAX_CONCURRENT_STREAMS", "7")]);
+    let tcp = tokio::net::TcpStream::connect(served.addr)
+        .await
+        .expect("connect");
+    let (mut client, connection) = h2::client::handshake(tcp).await.expect("h2 handshake");
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    let request = http::Request::get(format!("http://{}/healthz", served.addr))
+        .body(())
+        .expect("request");
+    client = client.ready().await.expect("ready");
+    let (response, _) = client.send_request(request, true).expect("send");
+    // The server's SETTINGS came before its first response.
+    let response = tokio::time::timeout(Duration::from_secs(15), response)
+        .await
+        .expect("answered in time")
+        .expect("response");
+    assert_eq!(response.status(), 200);
+    assert_eq!(client.current_max_send_streams(), 7);
+}
