@@ -63,9 +63,31 @@ fn canonical(v: serde_json::Value) -> serde_json::Value {
     }
 }
 
+/// Drops the `"type": "object"` poem-openapi puts on every `Union` schema:
+/// beside `anyOf`/`oneOf` branches such as `{"type": "string"}` it makes the
+/// schema admit no string at all (a fuzzer, or a validating client, then
+/// finds a string body valid by one branch and invalid by the type). The
+/// branches carry their own types.
+fn untype_unions(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::Object(map) => {
+            let union = map.contains_key("anyOf") || map.contains_key("oneOf");
+            if union && !map.contains_key("properties") && map.get("type") == Some(&"object".into())
+            {
+                map.remove("type");
+            }
+            map.values_mut().for_each(untype_unions);
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(untype_unions),
+        _ => {}
+    }
+}
+
 /// The canonical OpenAPI document of a service.
 fn document(service: &OpenApiService<Apis, ()>) -> serde_json::Value {
-    canonical(serde_json::from_str(&service.spec()).unwrap_or_default())
+    let mut doc = serde_json::from_str(&service.spec()).unwrap_or_default();
+    untype_unions(&mut doc);
+    canonical(doc)
 }
 
 /// The canonical OpenAPI document, from a throwaway core.

@@ -348,10 +348,10 @@ impl SessionApi {
 
     /// The caller's own user.
     #[oai(path = "/api/v1/me", method = "get", operation_id = "me")]
-    async fn me(&self, req: &Request, auth: RcAuth) -> Json<MeOk> {
-        Json(MeOk {
+    async fn me(&self, req: &Request, auth: RcAuth) -> Result<Json<MeOk>, RcError> {
+        Ok(Json(MeOk {
             me: MeView::from(&auth.0.user).with_avatar(origin(&self.core, req).as_deref()),
             success: true,
-        })
+        }))
     }
 }
