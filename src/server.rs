@@ -137,7 +137,10 @@ async fn connection(
     builder
         .http2()
         .timer(hyper_util::rt::TokioTimer::new())
-        .max_concurrent_streams(limits.http2_max_concurrent_streams);
+        .max_concurrent_streams(limits.http2_max_concurrent_streams)
+        // What poem::Server set (rapid-reset and header-size bounds), kept.
+        .max_pending_accept_reset_streams(20)
+        .max_header_list_size(16 * 1024);
     let conn = builder.serve_connection(hyper_util::rt::TokioIo::new(io), service);
     tokio::pin!(conn);
 
