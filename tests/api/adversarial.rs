@@ -503,6 +503,9 @@ fn config_durations_validated_at_startup() {
         ("SAYMON_SESSION_IDLE_MINUTES", "200000000000"),
         ("PERMISSIONS_CACHE_SECONDS", "9000000000000"),
         ("RATE_LIMIT_WINDOW_SECONDS", "9e12"),
+        ("HTTP_HEADER_TIMEOUT_SECONDS", "9000000000000"),
+        ("HTTP_BODY_TIMEOUT_SECONDS", "0"),
+        ("HTTP_IDLE_TIMEOUT_SECONDS", "9e12"),
     ] {
         let (code, stderr) = run_binary(&[(var, value)], None);
         assert_eq!(code, 2, "{var}={value}: {stderr}");
