@@ -7,7 +7,6 @@ use crate::http::{limit_body, log_requests, shape_errors};
 use crate::store::{sqlite, MongoStore, SqliteStore, Store, StoreError};
 use crate::{ops, rocketchat, saymon};
 use poem::endpoint::BoxEndpoint;
-use poem::listener::{Acceptor, Listener, TcpAcceptor, TcpListener};
 use poem::middleware::{AddData, CatchPanic};
 use poem::web::{Data, Json};
 use poem::{get, handler, EndpointExt, IntoResponse, Response, Route};
@@ -64,9 +63,31 @@ fn canonical(v: serde_json::Value) -> serde_json::Value {
     }
 }
 
+/// Drops the `"type": "object"` poem-openapi puts on every `Union` schema:
+/// beside `anyOf`/`oneOf` branches such as `{"type": "string"}` it makes the
+/// schema admit no string at all (a fuzzer, or a validating client, then
+/// finds a string body valid by one branch and invalid by the type). The
+/// branches carry their own types.
+fn untype_unions(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::Object(map) => {
+            let union = map.contains_key("anyOf") || map.contains_key("oneOf");
+            if union && !map.contains_key("properties") && map.get("type") == Some(&"object".into())
+            {
+                map.remove("type");
+            }
+            map.values_mut().for_each(untype_unions);
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(untype_unions),
+        _ => {}
+    }
+}
+
 /// The canonical OpenAPI document of a service.
 fn document(service: &OpenApiService<Apis, ()>) -> serde_json::Value {
-    canonical(serde_json::from_str(&service.spec()).unwrap_or_default())
+    let mut doc = serde_json::from_str(&service.spec()).unwrap_or_default();
+    untype_unions(&mut doc);
+    canonical(doc)
 }
 
 /// The canonical OpenAPI document, from a throwaway core.
@@ -128,6 +149,7 @@ pub fn endpoint(core: Arc<Core>) -> BoxEndpoint<'static> {
         json,
     });
     let ui = service.swagger_ui();
+    let body_timeout = core.config().http.body_timeout;
     Route::new()
         .at("/openapi.json", get(spec_json))
         .at("/openapi.yaml", get(spec_yaml))
@@ -135,7 +157,7 @@ pub fn endpoint(core: Arc<Core>) -> BoxEndpoint<'static> {
         .nest("/", service)
         .with(AddData::new(docs))
         .with(AddData::new(core))
-        .around(limit_body)
+        .around(move |next, req| limit_body(next, req, body_timeout))
         .with(CatchPanic::new())
         .around(shape_errors)
         .around(log_requests)
@@ -228,7 +250,7 @@ pub async fn seed_or_retry(core: Arc<Core>) {
 /// A bound, ready-to-run server.
 pub struct Application {
     core: Arc<Core>,
-    acceptor: TcpAcceptor,
+    listener: tokio::net::TcpListener,
     addr: SocketAddr,
 }
 
@@ -244,18 +266,13 @@ impl Application {
 
     /// Binds a server for an existing core.
     pub async fn bind(core: Arc<Core>, addr: SocketAddr) -> Result<Self, StartError> {
-        let acceptor = TcpListener::bind(addr)
-            .into_acceptor()
+        let listener = tokio::net::TcpListener::bind(addr)
             .await
             .map_err(|source| StartError::Bind { addr, source })?;
-        let addr = acceptor
-            .local_addr()
-            .first()
-            .and_then(|a| a.as_socket_addr().copied())
-            .unwrap_or(addr);
+        let addr = listener.local_addr().unwrap_or(addr);
         Ok(Self {
             core,
-            acceptor,
+            listener,
             addr,
         })
     }
@@ -274,13 +291,20 @@ impl Application {
     /// (up to 30 s).
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send) -> std::io::Result<()> {
         tracing::info!(addr = %self.addr, "tokend listening");
-        poem::Server::new_with_acceptor(self.acceptor)
-            .run_with_graceful_shutdown(
-                endpoint(self.core),
-                shutdown,
-                Some(Duration::from_secs(30)),
-            )
-            .await
+        let http = self.core.config().http;
+        let limits = crate::server::ConnectionLimits {
+            header_timeout: http.header_timeout,
+            idle_timeout: http.idle_timeout,
+            http2_max_concurrent_streams: http.http2_max_concurrent_streams,
+        };
+        crate::server::serve(
+            self.listener,
+            endpoint(self.core),
+            limits,
+            shutdown,
+            Duration::from_secs(30),
+        )
+        .await
     }
 }
 

@@ -50,6 +50,21 @@ pub struct RateLimitConfig {
     pub window: Duration,
 }
 
+/// Bounds on every HTTP connection (issue 10); see `src/server.rs`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpConfig {
+    /// `HTTP_HEADER_TIMEOUT_SECONDS`: time to receive a request's head.
+    pub header_timeout: Duration,
+    /// `HTTP_BODY_TIMEOUT_SECONDS`: time to receive a request's body, once
+    /// its head is in (408 and the connection closed after it).
+    pub body_timeout: Duration,
+    /// `HTTP_IDLE_TIMEOUT_SECONDS`: a connection without any I/O for this
+    /// long is closed (an idle keep-alive connection, a silent HTTP/2 one).
+    pub idle_timeout: Duration,
+    /// `HTTP2_MAX_CONCURRENT_STREAMS`: streams per HTTP/2 connection.
+    pub http2_max_concurrent_streams: u32,
+}
+
 /// The whole configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -105,6 +120,13 @@ pub struct Config {
     pub cookie_secure: bool,
     /// `RC_COMPAT_VERSION`: the Rocket.Chat release `/api/info` reports.
     pub rc_compat_version: String,
+    /// `HTTP_*`: connection bounds.
+    pub http: HttpConfig,
+    /// `MAX_SESSIONS_PER_USER`: open SAYMON sessions a user may have; a
+    /// new one beyond it ends the oldest.
+    pub max_sessions_per_user: usize,
+    /// `MAX_PERSONAL_ACCESS_TOKENS`: personal access tokens a user may have.
+    pub max_personal_access_tokens: usize,
 }
 
 /// The Rocket.Chat release whose REST API tokend follows, reported by
@@ -152,6 +174,14 @@ impl Default for Config {
             saymon_session_max: Duration::from_secs(24 * 60 * 60),
             cookie_secure: false,
             rc_compat_version: RC_COMPAT_VERSION.into(),
+            http: HttpConfig {
+                header_timeout: Duration::from_secs(10),
+                body_timeout: Duration::from_secs(30),
+                idle_timeout: Duration::from_secs(60),
+                http2_max_concurrent_streams: 100,
+            },
+            max_sessions_per_user: 100,
+            max_personal_access_tokens: 50,
         }
     }
 }
@@ -396,6 +426,33 @@ impl Config {
             )?,
             cookie_secure: env.flag("COOKIE_SECURE", d.cookie_secure)?,
             rc_compat_version,
+            http: HttpConfig {
+                header_timeout: env.duration(
+                    "HTTP_HEADER_TIMEOUT_SECONDS",
+                    1,
+                    d.http.header_timeout,
+                )?,
+                body_timeout: env.duration("HTTP_BODY_TIMEOUT_SECONDS", 1, d.http.body_timeout)?,
+                idle_timeout: env.duration("HTTP_IDLE_TIMEOUT_SECONDS", 1, d.http.idle_timeout)?,
+                http2_max_concurrent_streams: env.parse(
+                    "HTTP2_MAX_CONCURRENT_STREAMS",
+                    d.http.http2_max_concurrent_streams,
+                    "a number of streams from 1 to 10000",
+                    |n| (1..=10_000).contains(n),
+                )?,
+            },
+            max_sessions_per_user: env.parse(
+                "MAX_SESSIONS_PER_USER",
+                d.max_sessions_per_user,
+                "a number of sessions from 1 to 100000",
+                |n| (1..=100_000).contains(n),
+            )?,
+            max_personal_access_tokens: env.parse(
+                "MAX_PERSONAL_ACCESS_TOKENS",
+                d.max_personal_access_tokens,
+                "a number of tokens from 1 to 100000",
+                |n| (1..=100_000).contains(n),
+            )?,
         })
     }
 
@@ -477,6 +534,12 @@ mod tests {
             ("RC_COMPAT_VERSION", "seven"),
             ("RC_COMPAT_VERSION", "7.10"),
             ("RC_COMPAT_VERSION", "7.10.0-"),
+            ("HTTP_HEADER_TIMEOUT_SECONDS", "0"),
+            ("HTTP_BODY_TIMEOUT_SECONDS", "9000000000000"),
+            ("HTTP_IDLE_TIMEOUT_SECONDS", "soon"),
+            ("HTTP2_MAX_CONCURRENT_STREAMS", "0"),
+            ("MAX_SESSIONS_PER_USER", "0"),
+            ("MAX_PERSONAL_ACCESS_TOKENS", "-5"),
         ] {
             let err = cfg(&[(var, value)]).unwrap_err();
             assert_eq!(err.var, var);

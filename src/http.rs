@@ -287,6 +287,7 @@ pub async fn shape_errors<E: Endpoint>(next: E, req: Request) -> poem::Result<Re
     if let Some(op) = operation {
         resp.set_data(op);
     }
+    let timed_out = resp.status() == StatusCode::REQUEST_TIMEOUT;
     let headers = resp.headers_mut();
     for (name, value) in [
         // Tokens are in these bodies: nothing may be cached.
@@ -298,6 +299,10 @@ pub async fn shape_errors<E: Endpoint>(next: E, req: Request) -> poem::Result<Re
     ] {
         headers.insert(name, poem::http::HeaderValue::from_static(value));
     }
+    if timed_out {
+        // The rest of the request was never read: the connection cannot be reused.
+        headers.insert("connection", poem::http::HeaderValue::from_static("close"));
+    }
     Ok(resp)
 }
 
@@ -305,11 +310,20 @@ pub async fn shape_errors<E: Endpoint>(next: E, req: Request) -> poem::Result<Re
 pub const BODY_LIMIT: usize = 64 * 1024;
 
 /// Middleware: reads the body up to [`BODY_LIMIT`] (413 beyond), whether or
-/// not the client sent `Content-Length`.
-pub async fn limit_body<E: Endpoint>(next: E, mut req: Request) -> poem::Result<Response> {
+/// not the client sent `Content-Length`, within `deadline`
+/// (`HTTP_BODY_TIMEOUT_SECONDS`) of the head's arrival: a body still
+/// incomplete then is answered 408 and the connection closed (see
+/// [`shape_errors`]), so a client trickling a body holds nothing for long.
+pub async fn limit_body<E: Endpoint>(
+    next: E,
+    mut req: Request,
+    deadline: std::time::Duration,
+) -> poem::Result<Response> {
     let body = req.take_body();
     if !body.is_empty() {
-        let bytes = body.into_bytes_limit(BODY_LIMIT).await?;
+        let bytes = tokio::time::timeout(deadline, body.into_bytes_limit(BODY_LIMIT))
+            .await
+            .map_err(|_| poem::Error::from_status(StatusCode::REQUEST_TIMEOUT))??;
         req.set_body(poem::Body::from_bytes(bytes));
     }
     next.call(req).await.map(IntoResponse::into_response)

@@ -143,6 +143,16 @@ impl PatApi {
                 "A token with this name already exists",
                 details(GENERATE),
             )),
+            CreatePat::NameTooLong { max } => Err(RcError::thrown(
+                "error-token-name-too-long",
+                &format!("The token name may have at most {max} characters"),
+                details(GENERATE),
+            )),
+            CreatePat::TooMany { max } => Err(RcError::thrown(
+                "error-too-many-tokens",
+                &format!("A user may have at most {max} personal access tokens"),
+                details(GENERATE),
+            )),
             // The caller was deleted while the request ran.
             CreatePat::NoSuchUser => Err(RcError::not_logged_in()),
         }

@@ -91,6 +91,8 @@ pub enum PatInsert {
     Inserted,
     /// The user already has a personal access token with that name.
     NameTaken,
+    /// The user already has the most personal access tokens allowed.
+    TooMany,
     NoSuchUser,
 }
 
@@ -188,11 +190,14 @@ pub trait TokenStore: Send + Sync {
         user_id: &str,
         hashed_token: &TokenHash,
     ) -> StoreResult<bool>;
-    /// Adds a PAT unless the user has one of that name (atomic).
+    /// Adds a PAT unless the user has one of that name, or already `max`
+    /// PATs (`TooMany`). Must hold under concurrent calls for one user: the
+    /// user never keeps more than `max`.
     async fn add_personal_access_token(
         &self,
         user_id: &str,
         pat: &PersonalAccessToken,
+        max: usize,
     ) -> StoreResult<PatInsert>;
     /// Replaces the PAT named `pat.name` by `pat`; false if there was none.
     async fn replace_personal_access_token(
@@ -218,8 +223,10 @@ pub trait SaymonStore: Send + Sync {
     /// Deletes the user's API token; false if there was none.
     async fn delete_api_token(&self, user_id: &str) -> StoreResult<bool>;
 
-    /// Stores a new session.
-    async fn insert_session(&self, session: &Session) -> StoreResult<()>;
+    /// Stores a new session, then keeps only the user's newest `max`
+    /// sessions (by `created_at`): the oldest go, in the same write as far
+    /// as the store can make it (see each store).
+    async fn insert_session(&self, session: &Session, max: usize) -> StoreResult<()>;
     /// Atomically finds a session still valid at `now` (`expires_at > now` and
     /// `absolute_expires_at > now`), sets `last_seen_at = now` and
     /// `expires_at = new_expires_at`, and returns it updated.

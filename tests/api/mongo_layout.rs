@@ -318,7 +318,7 @@ async fn saymon_data_lives_in_tokends_collections_hashed() {
         expires_at: t + chrono::Duration::hours(1),
         absolute_expires_at: t + chrono::Duration::hours(24),
     };
-    app.store.insert_session(&session).await.unwrap();
+    app.store.insert_session(&session, 100).await.unwrap();
     let d: Document = db
         .collection("tokend_sessions")
         .find_one(doc! {})

@@ -168,6 +168,9 @@ fn the_binary_stops_cleanly_on_sigterm() {
         .env("BIND_IP", "127.0.0.1")
         .env("LOG_FORMAT", "json")
         .env("ADMIN_PASS", "sigterm-test-pass")
+        // Not `data/tokend.db` under the shared temp folder: another build's
+        // newer schema there would make this one refuse to start.
+        .env("DATABASE_PATH", ":memory:")
         .env_remove("MONGO_URL")
         .current_dir(std::env::temp_dir())
         .stdout(std::process::Stdio::piped())

@@ -193,7 +193,7 @@ store_tests! {
         let r = resume(now(), "hash-r");
         let p = pat("ci", "hash-p");
         store.push_login_token(&UserKey::Id(u.id.clone()), &r, 50).await.unwrap();
-        store.add_personal_access_token(&u.id, &p).await.unwrap();
+        store.add_personal_access_token(&u.id, &p, 50).await.unwrap();
         assert_eq!(
             tokens(&store, &u.id).await,
             vec![LoginToken::Resume(r), LoginToken::Personal(p)]
@@ -270,7 +270,7 @@ store_tests! {
         let alice = inserted(&store, "alice").await;
         let bob = inserted(&store, "bob").await;
         store.push_login_token(&UserKey::Id(alice.id.clone()), &resume(now(), "h-alice"), 50).await.unwrap();
-        store.add_personal_access_token(&bob.id, &pat("ci", "h-bob-pat")).await.unwrap();
+        store.add_personal_access_token(&bob.id, &pat("ci", "h-bob-pat"), 50).await.unwrap();
         let (found, entry) = store.find_by_token(None, &h("h-alice")).await.unwrap().unwrap();
         assert_eq!(found, alice);
         assert_eq!(entry.hashed_token(), &h("h-alice"));
@@ -294,8 +294,8 @@ store_tests! {
         store.push_login_token(&key, &newer, 50).await.unwrap();
         let mut ci = pat("ci", "p-ci");
         ci.bypass_two_factor = true;
-        store.add_personal_access_token(&alice.id, &ci).await.unwrap();
-        store.add_personal_access_token(&alice.id, &pat("other", "p-other")).await.unwrap();
+        store.add_personal_access_token(&alice.id, &ci, 50).await.unwrap();
+        store.add_personal_access_token(&alice.id, &pat("other", "p-other"), 50).await.unwrap();
         assert_eq!(tokens(&store, &alice.id).await.len(), 4);
         // Each lookup answers with exactly the entry presented, whole.
         for (hash, expected) in [
@@ -482,7 +482,7 @@ store_tests! {
         let alice = inserted(&store, "alice").await;
         let key = UserKey::Id(alice.id.clone());
         store.push_login_token(&key, &resume(now(), "h1"), 50).await.unwrap();
-        store.add_personal_access_token(&alice.id, &pat("ci", "h2")).await.unwrap();
+        store.add_personal_access_token(&alice.id, &pat("ci", "h2"), 50).await.unwrap();
         let patch = UserPatch { clear_login_tokens: true, ..UserPatch::default() };
         let t = now() + Delta::seconds(1);
         let updated = store.update_user(&alice.id, &patch, t, AdminGuard::Off).await.unwrap().unwrap().unwrap();
@@ -502,7 +502,7 @@ store_tests! {
             store.push_login_token(&UserKey::Id(alice.id.clone()), &resume(at, hash), 50).await.unwrap();
         }
         store.push_login_token(&UserKey::Id(bob.id.clone()), &resume(base, "b1"), 50).await.unwrap();
-        store.add_personal_access_token(&alice.id, &pat("ci", "a-pat")).await.unwrap();
+        store.add_personal_access_token(&alice.id, &pat("ci", "a-pat"), 50).await.unwrap();
         assert_eq!(store.remove_login_tokens(&alice.id, Some(&h("a2"))).await.unwrap(), 2);
         assert_eq!(resume_hashes(&store, &alice.id).await, ["a2".to_string()].into());
         assert_eq!(pat_names(&store, &alice.id).await, ["ci".to_string()].into());
@@ -526,9 +526,9 @@ store_tests! {
         let bob = inserted(&store, "bob").await;
         store.push_login_token(&UserKey::Id(alice.id.clone()), &resume(now(), "a1"), 50).await.unwrap();
         let ci = PersonalAccessToken { bypass_two_factor: true, ..pat("ci", "a-ci") };
-        store.add_personal_access_token(&alice.id, &ci).await.unwrap();
-        store.add_personal_access_token(&alice.id, &pat("deploy", "a-deploy")).await.unwrap();
-        store.add_personal_access_token(&bob.id, &pat("bobs", "b-pat")).await.unwrap();
+        store.add_personal_access_token(&alice.id, &ci, 50).await.unwrap();
+        store.add_personal_access_token(&alice.id, &pat("deploy", "a-deploy"), 50).await.unwrap();
+        store.add_personal_access_token(&bob.id, &pat("bobs", "b-pat"), 50).await.unwrap();
         assert_eq!(store.find_personal_access_token(&alice.id, "ci").await.unwrap(), Some(ci));
         let deploy = store.find_personal_access_token(&alice.id, "deploy").await.unwrap().unwrap();
         assert_eq!(deploy.hashed_token, h("a-deploy"));
@@ -558,7 +558,7 @@ store_tests! {
         let alice = inserted(&store, "alice").await;
         let bob = inserted(&store, "bob").await;
         store.push_login_token(&UserKey::Id(alice.id.clone()), &resume(now(), "a1"), 50).await.unwrap();
-        store.add_personal_access_token(&alice.id, &pat("ci", "a-pat")).await.unwrap();
+        store.add_personal_access_token(&alice.id, &pat("ci", "a-pat"), 50).await.unwrap();
         store.push_login_token(&UserKey::Id(bob.id.clone()), &resume(now(), "b1"), 50).await.unwrap();
         assert!(store.delete_user(&alice.id, AdminGuard::Off).await.unwrap().unwrap());
         assert_eq!(owner_of(&store, None, "a1").await, None);
@@ -570,14 +570,14 @@ store_tests! {
     async fn login_token_cap_keeps_the_newest_and_never_pats(kind) {
         let store = open(&kind).await;
         let alice = inserted(&store, "alice").await;
-        store.add_personal_access_token(&alice.id, &pat("first", "p1")).await.unwrap();
+        store.add_personal_access_token(&alice.id, &pat("first", "p1"), 50).await.unwrap();
         let base = now();
         let key = UserKey::Username("ALICE".into());
         for i in 0..8 {
             let id = store.push_login_token(&key, &resume(base + Delta::milliseconds(i), &format!("r{i}")), 5).await.unwrap();
             assert_eq!(id.as_deref(), Some(alice.id.as_str()));
         }
-        store.add_personal_access_token(&alice.id, &pat("second", "p2")).await.unwrap();
+        store.add_personal_access_token(&alice.id, &pat("second", "p2"), 50).await.unwrap();
         // An older token pushed late is itself the one to go.
         store.push_login_token(&key, &resume(base - Delta::days(1), "old"), 5).await.unwrap();
         assert_eq!(resume_hashes(&store, &alice.id).await, ["r3", "r4", "r5", "r6", "r7"].map(String::from).into());
@@ -594,7 +594,7 @@ store_tests! {
         let key = UserKey::Id(alice.id.clone());
         store.push_login_token(&key, &resume(now(), "h1"), 50).await.unwrap();
         store.push_login_token(&key, &resume(now() + Delta::milliseconds(1), "h2"), 50).await.unwrap();
-        store.add_personal_access_token(&alice.id, &pat("ci", "p1")).await.unwrap();
+        store.add_personal_access_token(&alice.id, &pat("ci", "p1"), 50).await.unwrap();
         assert!(store.remove_login_token(&alice.id, &h("h1")).await.unwrap());
         assert!(!store.remove_login_token(&alice.id, &h("h1")).await.unwrap());
         assert!(!store.remove_login_token("nobody", &h("h2")).await.unwrap());
@@ -606,10 +606,10 @@ store_tests! {
     async fn personal_access_tokens_add_replace_remove(kind) {
         let store = open(&kind).await;
         let alice = inserted(&store, "alice").await;
-        assert_eq!(store.add_personal_access_token(&alice.id, &pat("ci", "p1")).await.unwrap(), PatInsert::Inserted);
-        assert_eq!(store.add_personal_access_token(&alice.id, &pat("ci", "p2")).await.unwrap(), PatInsert::NameTaken);
-        assert_eq!(store.add_personal_access_token(&alice.id, &pat("other", "p3")).await.unwrap(), PatInsert::Inserted);
-        assert_eq!(store.add_personal_access_token("nobody", &pat("ci", "p4")).await.unwrap(), PatInsert::NoSuchUser);
+        assert_eq!(store.add_personal_access_token(&alice.id, &pat("ci", "p1"), 50).await.unwrap(), PatInsert::Inserted);
+        assert_eq!(store.add_personal_access_token(&alice.id, &pat("ci", "p2"), 50).await.unwrap(), PatInsert::NameTaken);
+        assert_eq!(store.add_personal_access_token(&alice.id, &pat("other", "p3"), 50).await.unwrap(), PatInsert::Inserted);
+        assert_eq!(store.add_personal_access_token("nobody", &pat("ci", "p4"), 50).await.unwrap(), PatInsert::NoSuchUser);
         let mut renewed = pat("ci", "p5");
         renewed.bypass_two_factor = true;
         assert!(store.replace_personal_access_token(&alice.id, &renewed).await.unwrap());
@@ -627,7 +627,7 @@ store_tests! {
         assert_eq!(owner_of(&store, None, "p5").await, None);
         assert_eq!(pat_names(&store, &alice.id).await, ["other".to_string()].into());
         // The name is free again.
-        assert_eq!(store.add_personal_access_token(&alice.id, &pat("ci", "p7")).await.unwrap(), PatInsert::Inserted);
+        assert_eq!(store.add_personal_access_token(&alice.id, &pat("ci", "p7"), 50).await.unwrap(), PatInsert::Inserted);
     }
 
     async fn api_tokens_are_replaced_and_deleted(kind) {
@@ -658,8 +658,8 @@ store_tests! {
         let store = open(&kind).await;
         let t0 = now();
         let s = session("u1", t0);
-        store.insert_session(&s).await.unwrap();
-        assert!(matches!(store.insert_session(&s).await, Err(StoreError::Duplicate(UniqueField::Other))));
+        store.insert_session(&s, 100).await.unwrap();
+        assert!(matches!(store.insert_session(&s, 100).await, Err(StoreError::Duplicate(UniqueField::Other))));
         let t1 = t0 + Delta::minutes(50);
         let touched = store.touch_session(&s.hashed_id, t1, t1 + Delta::hours(1)).await.unwrap().unwrap();
         assert_eq!(touched, Session { last_seen_at: t1, expires_at: t1 + Delta::hours(1), ..s.clone() });
@@ -669,7 +669,7 @@ store_tests! {
         assert_eq!(store.touch_session(&h("unknown"), t0, t1).await.unwrap(), None);
         // Used all the time, but past its absolute end.
         let busy = session("u1", t0);
-        store.insert_session(&busy).await.unwrap();
+        store.insert_session(&busy, 100).await.unwrap();
         let mut t = t0;
         while t + Delta::minutes(30) < busy.absolute_expires_at {
             t += Delta::minutes(30);
@@ -684,7 +684,7 @@ store_tests! {
         let t0 = now();
         let (a, b, c) = (session("u1", t0), session("u1", t0), session("u2", t0));
         for s in [&a, &b, &c] {
-            store.insert_session(s).await.unwrap();
+            store.insert_session(s, 100).await.unwrap();
         }
         assert!(store.delete_session(&a.hashed_id).await.unwrap());
         assert!(!store.delete_session(&a.hashed_id).await.unwrap());
@@ -699,7 +699,7 @@ store_tests! {
         let t0 = now();
         let (a, b, c, other) = (session("u1", t0), session("u1", t0), session("u1", t0), session("u2", t0));
         for s in [&a, &b, &c, &other] {
-            store.insert_session(s).await.unwrap();
+            store.insert_session(s, 100).await.unwrap();
         }
         assert_eq!(store.delete_sessions_of("u1", Some(&b.hashed_id)).await.unwrap(), 2);
         let live = |s: &Session| {
@@ -718,7 +718,7 @@ store_tests! {
         const CAP: usize = 50;
         let store = open(&kind).await;
         let alice = inserted(&store, "alice").await;
-        store.add_personal_access_token(&alice.id, &pat("keep", "pat")).await.unwrap();
+        store.add_personal_access_token(&alice.id, &pat("keep", "pat"), 50).await.unwrap();
         let base = now();
         let tasks: Vec<_> = (0..PUSHES)
             .map(|n| {
@@ -739,6 +739,87 @@ store_tests! {
         assert_eq!(pat_names(&store, &alice.id).await, ["keep".to_string()].into());
     }
 
+    async fn insert_session_keeps_the_newest_max(kind) {
+        let store = open(&kind).await;
+        let t0 = now();
+        let other = session("u2", t0);
+        store.insert_session(&other, 2).await.unwrap();
+        let mine: Vec<Session> = (0..5).map(|i| session("u1", t0 + Delta::seconds(i))).collect();
+        // Inserted newest first for some: the cap goes by `created_at`, not insertion order.
+        for i in [1, 0, 3, 2, 4] {
+            store.insert_session(&mine[i], 3).await.unwrap();
+        }
+        let mut live = Vec::new();
+        for s in &mine {
+            live.push(store.touch_session(&s.hashed_id, t0, t0 + Delta::hours(1)).await.unwrap().is_some());
+        }
+        assert_eq!(live, [false, false, true, true, true]);
+        assert!(store.touch_session(&other.hashed_id, t0, t0 + Delta::hours(1)).await.unwrap().is_some());
+    }
+
+    async fn concurrent_session_inserts_end_at_the_max(kind) {
+        let store = open(&kind).await;
+        let t0 = now();
+        let all: Vec<Session> = (0..30).map(|i| session("u1", t0 + Delta::milliseconds(i))).collect();
+        let tasks: Vec<_> = all
+            .iter()
+            .cloned()
+            .map(|s| {
+                let store = store.clone();
+                tokio::spawn(async move { store.insert_session(&s, 4).await })
+            })
+            .collect();
+        for task in tasks {
+            task.await.unwrap().unwrap();
+        }
+        let mut live = Vec::new();
+        for (i, s) in all.iter().enumerate() {
+            if store.touch_session(&s.hashed_id, t0, t0 + Delta::hours(1)).await.unwrap().is_some() {
+                live.push(i);
+            }
+        }
+        assert_eq!(live, [26, 27, 28, 29]);
+    }
+
+    async fn pat_adds_stop_at_the_max(kind) {
+        let store = open(&kind).await;
+        let alice = inserted(&store, "alice").await;
+        for i in 0..3 {
+            assert_eq!(store.add_personal_access_token(&alice.id, &pat(&format!("n{i}"), &format!("p{i}")), 3).await.unwrap(), PatInsert::Inserted);
+        }
+        assert_eq!(store.add_personal_access_token(&alice.id, &pat("n3", "p3"), 3).await.unwrap(), PatInsert::TooMany);
+        // A taken name is still reported as such.
+        assert_eq!(store.add_personal_access_token(&alice.id, &pat("n0", "p4"), 3).await.unwrap(), PatInsert::NameTaken);
+        // Login tokens do not count.
+        store.push_login_token(&UserKey::Id(alice.id.clone()), &resume(now(), "r1"), 50).await.unwrap();
+        assert_eq!(pat_names(&store, &alice.id).await.len(), 3);
+        assert!(store.remove_personal_access_token(&alice.id, "n1").await.unwrap());
+        assert_eq!(store.add_personal_access_token(&alice.id, &pat("n3", "p3"), 3).await.unwrap(), PatInsert::Inserted);
+        assert_eq!(store.add_personal_access_token("nobody", &pat("x", "p9"), 3).await.unwrap(), PatInsert::NoSuchUser);
+    }
+
+    async fn concurrent_pat_adds_stop_at_the_max(kind) {
+        let store = open(&kind).await;
+        let alice = inserted(&store, "alice").await;
+        let tasks: Vec<_> = (0..20)
+            .map(|i| {
+                let store = store.clone();
+                let id = alice.id.clone();
+                tokio::spawn(async move { store.add_personal_access_token(&id, &pat(&format!("n{i}"), &format!("p{i}")), 5).await })
+            })
+            .collect();
+        let mut inserted_count = 0;
+        for task in tasks {
+            match task.await.unwrap().unwrap() {
+                PatInsert::Inserted => inserted_count += 1,
+                PatInsert::TooMany => {}
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert_eq!(inserted_count, 5);
+        assert_eq!(pat_names(&store, &alice.id).await.len(), 5);
+    }
+
     async fn concurrent_pat_adds_with_one_name_have_one_winner(kind) {
         let store = open(&kind).await;
         let alice = inserted(&store, "alice").await;
@@ -746,7 +827,7 @@ store_tests! {
             .map(|i| {
                 let store = store.clone();
                 let id = alice.id.clone();
-                tokio::spawn(async move { store.add_personal_access_token(&id, &pat("ci", &format!("p{i}"))).await })
+                tokio::spawn(async move { store.add_personal_access_token(&id, &pat("ci", &format!("p{i}")), 50).await })
             })
             .collect();
         let mut outcomes = Vec::new();

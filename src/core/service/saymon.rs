@@ -127,7 +127,9 @@ impl Core {
             expires_at: after(now, self.config.saymon_session_idle),
             absolute_expires_at: after(now, self.config.saymon_session_max),
         };
-        self.store.insert_session(&session).await?;
+        self.store
+            .insert_session(&session, self.config.max_sessions_per_user)
+            .await?;
         Ok(OpenSession::Opened {
             sid: issued.plaintext,
             caller,

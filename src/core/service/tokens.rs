@@ -7,6 +7,7 @@ use crate::core::error::CoreError;
 use crate::core::model::{LoginToken, PersonalAccessToken, ResumeToken, Timestamp, UserKey};
 use crate::core::permissions::{perm, Granted, Permission};
 use crate::core::token::secret_matches;
+use crate::core::validate;
 use crate::store::PatInsert;
 
 /// A freshly issued login token. The plaintext exists only here and in the response.
@@ -33,6 +34,10 @@ pub enum CreatePat {
     Created(Plaintext),
     /// The caller already has a token of that name.
     NameTaken,
+    /// The name is longer than [`validate::MAX_TOKEN_NAME_CHARS`].
+    NameTooLong { max: usize },
+    /// The caller already has `MAX_PERSONAL_ACCESS_TOKENS` tokens.
+    TooMany { max: usize },
     /// The caller is gone.
     NoSuchUser,
 }
@@ -167,19 +172,33 @@ impl Core {
         (issued.plaintext, pat)
     }
 
-    /// Creates a named PAT for the caller.
+    /// Creates a named PAT for the caller: a name of at most
+    /// [`validate::MAX_TOKEN_NAME_CHARS`] characters, and at most
+    /// `MAX_PERSONAL_ACCESS_TOKENS` tokens per user (the store holds the
+    /// count under concurrent calls).
     pub async fn create_pat(
         &self,
         grant: &Granted<perm::CreatePersonalAccessTokens>,
         name: &str,
         bypass_two_factor: bool,
     ) -> Result<CreatePat, CoreError> {
+        if name.chars().count() > validate::MAX_TOKEN_NAME_CHARS {
+            return Ok(CreatePat::NameTooLong {
+                max: validate::MAX_TOKEN_NAME_CHARS,
+            });
+        }
         let (token, pat) = self.new_pat(name, bypass_two_factor);
         let user_id = &grant.caller().user.id;
+        let max = self.config.max_personal_access_tokens;
         Ok(
-            match self.store.add_personal_access_token(user_id, &pat).await? {
+            match self
+                .store
+                .add_personal_access_token(user_id, &pat, max)
+                .await?
+            {
                 PatInsert::Inserted => CreatePat::Created(token),
                 PatInsert::NameTaken => CreatePat::NameTaken,
+                PatInsert::TooMany => CreatePat::TooMany { max },
                 PatInsert::NoSuchUser => CreatePat::NoSuchUser,
             },
         )

@@ -452,6 +452,18 @@ pub fn pat_doc(p: &PersonalAccessToken) -> Document {
     }
 }
 
+/// What the PAT cap reads of a user after a push: each entry's type and hash.
+pub fn pat_cap_projection() -> Document {
+    doc! { user::ID: 1, in_tokens(entry::TYPE): 1, in_tokens(entry::HASHED_TOKEN): 1 }
+}
+
+/// Among a user's PATs (in array order), the position of the one with this hash.
+pub fn pat_position(user_doc: &Document, hash: &TokenHash) -> Option<usize> {
+    documents(at(user_doc, user::LOGIN_TOKENS))
+        .filter(|e| is_pat(e))
+        .position(|e| string(e.get(entry::HASHED_TOKEN)).as_deref() == Some(hash.as_str()))
+}
+
 /// An `$elemMatch` on the PAT named `name`.
 pub fn pat_named(name: &str) -> Document {
     doc! { entry::TYPE: entry::PAT_TYPE, entry::NAME: name }

@@ -73,12 +73,39 @@ impl SaymonStore for MongoStore {
         .await
     }
 
-    async fn insert_session(&self, session: &Session) -> StoreResult<()> {
+    /// An insert, then a trim (as `push_login_token`): the sessions beyond
+    /// the user's newest `max` are found and deleted. Every insert trims
+    /// after itself, so once concurrent opens have finished the user holds
+    /// at most `max`; while they run, at most one more per open in flight.
+    async fn insert_session(&self, session: &Session, max: usize) -> StoreResult<()> {
         self.run("insert_session", |db| async move {
             coll(&db, SESSIONS).insert_one(session_doc(session)).await?;
             Ok(())
         })
-        .await
+        .await?;
+        let skip = u64::try_from(max).unwrap_or(u64::MAX);
+        // The session is stored: a failed trim must not turn a successful
+        // open into an error; the next open trims again (`run` logs it).
+        let _ = self
+            .run("insert_session (cap)", |db| async move {
+                let sessions = coll(&db, SESSIONS);
+                let cursor = sessions
+                    .find(doc! { "userId": &session.user_id })
+                    .sort(doc! { "createdAt": -1, "_id": -1 })
+                    .skip(skip)
+                    .projection(doc! { "_id": 1 })
+                    .await?;
+                let victims: Vec<mongodb::bson::Bson> =
+                    collect(cursor, |d| d.get("_id").cloned()).await?;
+                if !victims.is_empty() {
+                    sessions
+                        .delete_many(doc! { "_id": { "$in": victims } })
+                        .await?;
+                }
+                Ok(())
+            })
+            .await;
+        Ok(())
     }
 
     /// One `findAndModify`, filtered on both expiries.

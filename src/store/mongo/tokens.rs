@@ -188,6 +188,7 @@ impl TokenStore for MongoStore {
         &self,
         user_id: &str,
         pat: &PersonalAccessToken,
+        max: usize,
     ) -> StoreResult<PatInsert> {
         self.run("add_personal_access_token", |db| async move {
             let users = coll(&db, USERS);
@@ -195,13 +196,30 @@ impl TokenStore for MongoStore {
                 user::ID: user_id,
                 user::LOGIN_TOKENS: { "$not": { "$elemMatch": pat_named(&pat.name) } },
             };
-            let result = users
-                .update_one(
+            // A push, then a check of the array it returns: the array keeps
+            // push order, so of concurrent adds exactly the ones beyond the
+            // `max`-th PAT take themselves out again; the user never keeps
+            // more than `max`.
+            let after = users
+                .find_one_and_update(
                     filter,
                     doc! { "$push": { user::LOGIN_TOKENS: pat_doc(pat) } },
                 )
+                .projection(pat_cap_projection())
+                .return_document(ReturnDocument::After)
                 .await?;
-            if result.matched_count > 0 {
+            if let Some(after) = after {
+                if pat_position(&after, &pat.hashed_token).is_some_and(|i| i >= max) {
+                    users
+                        .update_one(
+                            doc! { user::ID: user_id },
+                            doc! { "$pull": { user::LOGIN_TOKENS: {
+                                entry::HASHED_TOKEN: pat.hashed_token.as_str()
+                            } } },
+                        )
+                        .await?;
+                    return Ok(PatInsert::TooMany);
+                }
                 return Ok(PatInsert::Inserted);
             }
             let exists = users

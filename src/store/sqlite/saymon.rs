@@ -108,8 +108,10 @@ impl SaymonStore for SqliteStore {
         .await
     }
 
-    async fn insert_session(&self, session: &Session) -> StoreResult<()> {
+    /// One transaction: sweep, insert, trim to the newest `max`.
+    async fn insert_session(&self, session: &Session, max: usize) -> StoreResult<()> {
         let s = session.clone();
+        let keep = i64::try_from(max).unwrap_or(i64::MAX);
         self.write(move |c| {
             // Sweep this user's expired sessions while here: nothing else
             // (no TTL index) removes those never touched again.
@@ -129,6 +131,13 @@ impl SaymonStore for SqliteStore {
                 ms(s.expires_at),
                 ms(s.absolute_expires_at)
             ])?;
+            // The per-user cap: the oldest beyond the newest `max` go.
+            c.prepare_cached(
+                "DELETE FROM sessions WHERE user_id = ?1 AND hash IN (\
+                   SELECT hash FROM sessions WHERE user_id = ?1 \
+                   ORDER BY created_at DESC, rowid DESC LIMIT -1 OFFSET ?2)",
+            )?
+            .execute(params![s.user_id, keep])?;
             Ok(())
         })
         .await

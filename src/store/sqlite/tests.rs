@@ -148,13 +148,13 @@ async fn everything_survives_a_reopen() {
         store.push_login_token(&key, &login, 50).await.unwrap();
         assert_eq!(
             store
-                .add_personal_access_token(&alice.id, &pat)
+                .add_personal_access_token(&alice.id, &pat, 50)
                 .await
                 .unwrap(),
             PatInsert::Inserted
         );
         store.set_api_token(&api).await.unwrap();
-        store.insert_session(&session).await.unwrap();
+        store.insert_session(&session, 100).await.unwrap();
         renamed.expect("unguarded").expect("alice exists")
     };
     // Dropped: the writer thread and every connection are closed.

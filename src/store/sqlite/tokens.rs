@@ -112,7 +112,12 @@ fn user_exists(conn: &Connection, id: &str) -> StoreResult<bool> {
     Ok(stmt.query_row([id], |r| r.get(0))?)
 }
 
-fn add_pat(conn: &Connection, user_id: &str, pat: &PersonalAccessToken) -> StoreResult<PatInsert> {
+fn add_pat(
+    conn: &Connection,
+    user_id: &str,
+    pat: &PersonalAccessToken,
+    max: usize,
+) -> StoreResult<PatInsert> {
     if !user_exists(conn, user_id)? {
         return Ok(PatInsert::NoSuchUser);
     }
@@ -122,6 +127,13 @@ fn add_pat(conn: &Connection, user_id: &str, pat: &PersonalAccessToken) -> Store
     )?;
     if taken.query_row(params![user_id, pat.name], |r| r.get(0))? {
         return Ok(PatInsert::NameTaken);
+    }
+    let mut count = conn.prepare_cached(
+        "SELECT COUNT(*) FROM login_tokens WHERE user_id = ?1 AND kind = 'personal'",
+    )?;
+    let held: i64 = count.query_row([user_id], |r| r.get(0))?;
+    if usize::try_from(held).unwrap_or(usize::MAX) >= max {
+        return Ok(PatInsert::TooMany);
     }
     insert_token(conn, user_id, &LoginToken::Personal(pat.clone()))?;
     Ok(PatInsert::Inserted)
@@ -227,9 +239,10 @@ impl TokenStore for SqliteStore {
         &self,
         user_id: &str,
         pat: &PersonalAccessToken,
+        max: usize,
     ) -> StoreResult<PatInsert> {
         let (user_id, pat) = (user_id.to_string(), pat.clone());
-        self.write(move |c| add_pat(c, &user_id, &pat)).await
+        self.write(move |c| add_pat(c, &user_id, &pat, max)).await
     }
 
     async fn replace_personal_access_token(
