@@ -18,7 +18,7 @@ pub mod server;
 pub mod tokens;
 pub mod users;
 
-pub use auth::{Authenticated, Blocked, Busy, Login, RateLimit, Refused};
+pub use auth::{Authenticated, Blocked, Busy, Login, PendingLogin, RateLimit, Refused};
 pub use saymon::OpenSession;
 pub use server::ServerInfo;
 pub use tokens::{CreatePat, CreateToken, Minted};

@@ -34,6 +34,30 @@ pub const USER_KEYS: &str = "tokend_user_keys";
 /// `admin_guard`): one document.
 pub const ADMIN_GUARD: &str = "tokend_admin_guard";
 
+/// Rocket.Chat's server events: its failed-login and login records (shared
+/// with Rocket.Chat; tokend's own records also carry `expireAt`).
+pub const SERVER_EVENTS: &str = "rocketchat_server_events";
+
+/// The fields of a server event tokend reads or writes (Rocket.Chat's
+/// `IServerEvent`: `{_id, t, ts, ip, u: {_id, username}}`).
+pub mod event {
+    pub const ID: &str = "_id";
+    /// The event type.
+    pub const TYPE: &str = "t";
+    pub const TS: &str = "ts";
+    pub const IP: &str = "ip";
+    pub const USER: &str = "u";
+    pub const USER_ID: &str = "u._id";
+    pub const USERNAME: &str = "u.username";
+    /// tokend's own: when its record may go (TTL index; Rocket.Chat's
+    /// events have none, so the index never touches them).
+    pub const EXPIRE_AT: &str = "expireAt";
+    /// Rocket.Chat's `ServerEventType.FAILED_LOGIN_ATTEMPT`.
+    pub const FAILED_LOGIN: &str = "failed-login-attempt";
+    /// Rocket.Chat's `ServerEventType.LOGIN`.
+    pub const LOGIN: &str = "login";
+}
+
 /// The paths of a Rocket.Chat user document that tokend reads or writes.
 pub mod user {
     pub const ID: &str = "_id";
