@@ -486,3 +486,73 @@ async fn two_instances_share_blocks_revocations_the_cap_and_the_admin_guard() {
     let _ = raw.database(db.name()).drop().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Graceful drain for a load balancer: after SIGTERM, `/readyz` answers 503
+/// while requests are still served for `SHUTDOWN_DRAIN_SECONDS`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_readiness_first_then_stops() {
+    let dir = std::env::temp_dir().join(format!(
+        "tokend-drain-{}-{}",
+        std::process::id(),
+        tokend::core::ids::new_user_id()
+    ));
+    std::fs::create_dir_all(&dir).expect("a folder");
+    let port = free_port();
+    let child = Command::new(env!("CARGO_BIN_EXE_tokend"))
+        .env_clear()
+        .env("DATABASE_PATH", dir.join("tokend.db"))
+        .env("BIND_IP", "127.0.0.1")
+        .env("PORT", port.to_string())
+        .env("RUST_LOG", "warn")
+        .env("ADMIN_USERNAME", "admin")
+        .env("ADMIN_PASS", ADMIN_PASS)
+        .env("SHUTDOWN_DRAIN_SECONDS", "60")
+        .current_dir(&dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("run tokend");
+    let mut instance = Instance {
+        child,
+        addr: SocketAddr::from(([127, 0, 0, 1], port)),
+    };
+    wait_ready(&mut instance).await;
+    let addr = instance.addr;
+    let status = Command::new("kill")
+        .args(["-TERM", &instance.child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if call(addr, "GET", "/readyz", None, None)
+            .await
+            .expect("still serving")
+            .0
+            == 503
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "/readyz never answered 503 after SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Still serving while draining.
+    assert_eq!(
+        call(addr, "GET", "/healthz", None, None)
+            .await
+            .expect("healthz")
+            .0,
+        200
+    );
+    login(addr, "admin", ADMIN_PASS).await;
+    assert!(
+        instance.child.try_wait().expect("wait").is_none(),
+        "exited before the drain ended"
+    );
+    drop(instance);
+    let _ = std::fs::remove_dir_all(&dir);
+}
