@@ -18,6 +18,9 @@ const USER_ATTEMPTS: u32 = 4;
 /// Login tokens kept per user, in this test.
 const MAX_TOKENS: usize = 5;
 
+/// The permission cache's bound on staleness, in this test.
+const PERMISSIONS_CACHE_SECONDS: u64 = 1;
+
 /// A running tokend; killed when dropped.
 struct Instance {
     child: Child,
@@ -54,6 +57,7 @@ fn spawn(mongo_url: &str, dir: &std::path::Path) -> Instance {
         .env("MAX_RESUME_LOGIN_TOKENS", MAX_TOKENS.to_string())
         .env("RATE_LIMIT_ENABLED", "false")
         .env("CREATE_TOKENS_FOR_USERS", "true")
+        .env("PERMISSIONS_CACHE_SECONDS", PERMISSIONS_CACHE_SECONDS.to_string())
         // Every wrong password of the burst gets a bcrypt slot: only the
         // throttle may stop them.
         .env("PASSWORD_CHECKS_MAX", "64")
@@ -355,6 +359,33 @@ async fn two_instances_share_blocks_revocations_the_cap_and_the_admin_guard() {
     assert_eq!(status, 200, "{body}");
     for creds in [&bob2, &bob3] {
         assert_eq!(me(b, creds).await, 401, "revoked on A, still accepted on B");
+    }
+
+    // 4b. A permission change made elsewhere (another instance or the
+    // database) shows on every instance within PERMISSIONS_CACHE_SECONDS.
+    let bob = login(b, "bob", USER_PASS).await;
+    let newbie = |n: u32| json!({"username": format!("newbie{n}"), "email": format!("newbie{n}@example.org"), "name": "n", "password": USER_PASS});
+    for (n, on) in [(0, a), (1, b)] {
+        assert_eq!(post(on, "/api/v1/users.create", Some(&bob), newbie(n)).await.0, 403, "cache warmed, permission absent");
+    }
+    db.collection::<Document>("rocketchat_permissions")
+        .update_one(doc! { "_id": "create-user" }, doc! { "$set": { "roles": ["admin", "user"] } })
+        .await
+        .expect("grant");
+    let changed = Instant::now();
+    for (n, on) in [(2, a), (3, b)] {
+        loop {
+            let (status, body) = post(on, "/api/v1/users.create", Some(&bob), newbie(n)).await;
+            if status == 200 {
+                break;
+            }
+            assert_eq!(status, 403, "{body}");
+            assert!(
+                changed.elapsed() <= Duration::from_secs(PERMISSIONS_CACHE_SECONDS) + Duration::from_millis(900),
+                "the change was not visible within PERMISSIONS_CACHE_SECONDS"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     // 5. Concurrent mints for one user split over both instances keep
