@@ -297,21 +297,3 @@ pub trait Store:
 pub fn removes_active_admin(before: &User, after: Option<&User>) -> bool {
     before.is_active_admin() && !after.is_some_and(User::is_active_admin)
 }
-
-/// Keeps the newest `max` resume tokens of `tokens` (PATs untouched), the rule
-/// every store applies after a push. Returns the `when` below which tokens go.
-pub fn resume_cutoff(tokens: &[LoginToken], max: usize) -> Option<Timestamp> {
-    let mut whens: Vec<Timestamp> = tokens
-        .iter()
-        .filter_map(|t| match t {
-            LoginToken::Resume(r) => Some(r.when),
-            LoginToken::Personal(_) => None,
-        })
-        .collect();
-    if whens.len() <= max {
-        return None;
-    }
-    whens.sort_unstable_by(|a, b| b.cmp(a));
-    // Everything strictly older than the max-th newest goes.
-    whens.get(max.saturating_sub(1)).copied()
-}

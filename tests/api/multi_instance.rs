@@ -57,7 +57,10 @@ fn spawn(mongo_url: &str, dir: &std::path::Path) -> Instance {
         .env("MAX_RESUME_LOGIN_TOKENS", MAX_TOKENS.to_string())
         .env("RATE_LIMIT_ENABLED", "false")
         .env("CREATE_TOKENS_FOR_USERS", "true")
-        .env("PERMISSIONS_CACHE_SECONDS", PERMISSIONS_CACHE_SECONDS.to_string())
+        .env(
+            "PERMISSIONS_CACHE_SECONDS",
+            PERMISSIONS_CACHE_SECONDS.to_string(),
+        )
         // Every wrong password of the burst gets a bcrypt slot: only the
         // throttle may stop them.
         .env("PASSWORD_CHECKS_MAX", "64")
@@ -366,10 +369,19 @@ async fn two_instances_share_blocks_revocations_the_cap_and_the_admin_guard() {
     let bob = login(b, "bob", USER_PASS).await;
     let newbie = |n: u32| json!({"username": format!("newbie{n}"), "email": format!("newbie{n}@example.org"), "name": "n", "password": USER_PASS});
     for (n, on) in [(0, a), (1, b)] {
-        assert_eq!(post(on, "/api/v1/users.create", Some(&bob), newbie(n)).await.0, 403, "cache warmed, permission absent");
+        assert_eq!(
+            post(on, "/api/v1/users.create", Some(&bob), newbie(n))
+                .await
+                .0,
+            403,
+            "cache warmed, permission absent"
+        );
     }
     db.collection::<Document>("rocketchat_permissions")
-        .update_one(doc! { "_id": "create-user" }, doc! { "$set": { "roles": ["admin", "user"] } })
+        .update_one(
+            doc! { "_id": "create-user" },
+            doc! { "$set": { "roles": ["admin", "user"] } },
+        )
         .await
         .expect("grant");
     let changed = Instant::now();
@@ -381,7 +393,8 @@ async fn two_instances_share_blocks_revocations_the_cap_and_the_admin_guard() {
             }
             assert_eq!(status, 403, "{body}");
             assert!(
-                changed.elapsed() <= Duration::from_secs(PERMISSIONS_CACHE_SECONDS) + Duration::from_millis(900),
+                changed.elapsed()
+                    <= Duration::from_secs(PERMISSIONS_CACHE_SECONDS) + Duration::from_millis(900),
                 "the change was not visible within PERMISSIONS_CACHE_SECONDS"
             );
             tokio::time::sleep(Duration::from_millis(50)).await;

@@ -588,6 +588,21 @@ store_tests! {
         assert_eq!(owner_of(&store, None, "x").await, None);
     }
 
+    /// Two instances can stamp one user's tokens in the same millisecond:
+    /// the cap still keeps exactly `max` (ties broken by hash, alike in
+    /// every store and every pusher).
+    async fn login_token_cap_is_exact_when_whens_tie(kind) {
+        let store = open(&kind).await;
+        let tim = inserted(&store, "tim").await;
+        let key = UserKey::Id(tim.id.clone());
+        let t = now();
+        store.push_login_token(&key, &resume(t - Delta::seconds(1), "older"), 3).await.unwrap();
+        for hash in ["t-c", "t-a", "t-e", "t-b", "t-d"] {
+            store.push_login_token(&key, &resume(t, hash), 3).await.unwrap();
+        }
+        assert_eq!(resume_hashes(&store, &tim.id).await, ["t-c", "t-d", "t-e"].map(String::from).into());
+    }
+
     async fn remove_login_token_removes_exactly_one(kind) {
         let store = open(&kind).await;
         let alice = inserted(&store, "alice").await;
