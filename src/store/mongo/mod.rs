@@ -338,6 +338,17 @@ impl MongoStore {
     }
 }
 
+#[async_trait]
+impl Store for MongoStore {
+    async fn ping(&self) -> StoreResult<()> {
+        self.run("ping", |db| async move {
+            db.run_command(doc! { "ping": 1 }).await?;
+            Ok(())
+        })
+        .await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -388,16 +399,5 @@ mod tests {
             .await
             .expect("parses");
         assert_eq!(o.server_selection_timeout, Some(T));
-    }
-}
-
-#[async_trait]
-impl Store for MongoStore {
-    async fn ping(&self) -> StoreResult<()> {
-        self.run("ping", |db| async move {
-            db.run_command(doc! { "ping": 1 }).await?;
-            Ok(())
-        })
-        .await
     }
 }
