@@ -26,32 +26,31 @@ fn primary() -> SelectionCriteria {
     SelectionCriteria::ReadPreference(ReadPreference::Primary)
 }
 
-/// The records of the attempt's account: by user id or by username.
-fn account_filter(a: &LoginAttempt) -> Option<Document> {
+/// The account's failure and login records after `since`: by user id or by
+/// username, each clause complete (type and time inside it), so each can use
+/// its own index (`t_1_u._id_1_ts_-1`, `t_1_u.username_1_ts_-1`).
+fn account_filter(a: &LoginAttempt, since: Timestamp) -> Option<Document> {
+    let clause = |field: &str, value: &str| {
+        doc! {
+            event::TYPE: { "$in": [event::FAILED_LOGIN, event::LOGIN] },
+            field: value,
+            event::TS: { "$gt": date(since) },
+        }
+    };
     let mut either = Vec::new();
     if let Some(id) = &a.user_id {
-        either.push(doc! { event::USER_ID: id });
+        either.push(clause(event::USER_ID, id));
     }
     if let Some(name) = &a.username {
-        either.push(doc! { event::USERNAME: name });
+        either.push(clause(event::USERNAME, name));
     }
     (!either.is_empty()).then(|| doc! { "$or": either })
 }
 
-/// Whether the account's failures since `since`, after its latest `login`
-/// event, exceed `cap`: reads at most `cap + 1` records, newest first.
-async fn account_over(
-    events: &Collection<Document>,
-    account: Document,
-    since: Timestamp,
-    cap: u32,
-) -> Outcome<bool> {
-    let mut filter = account;
-    filter.insert(
-        event::TYPE,
-        doc! { "$in": [event::FAILED_LOGIN, event::LOGIN] },
-    );
-    filter.insert(event::TS, doc! { "$gt": date(since) });
+/// Whether the account's failures in `filter` ([`account_filter`]), after its
+/// latest `login` event, exceed `cap`: reads at most `cap + 1` records,
+/// newest first.
+async fn account_over(events: &Collection<Document>, filter: Document, cap: u32) -> Outcome<bool> {
     let found = events
         .find(filter)
         .projection(doc! { event::TYPE: 1, event::TS: 1 })
@@ -117,10 +116,8 @@ impl LoginAttemptStore for MongoStore {
             }
             events.insert_one(record).await?;
             let by_account = async {
-                match account_filter(attempt) {
-                    Some(f) => {
-                        account_over(&events, f, limits.user_since, limits.user_attempts).await
-                    }
+                match account_filter(attempt, limits.user_since) {
+                    Some(f) => account_over(&events, f, limits.user_attempts).await,
                     None => Ok(false),
                 }
             };
