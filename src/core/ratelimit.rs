@@ -216,6 +216,7 @@ mod tests {
         assert_eq!(limited.reset_at, now + chrono::Duration::seconds(60));
         // O(1) work per call: never more than EVICTION_PROBES keys looked at.
         let per_call = l.eviction_probes() as f64 / f64::from(flood);
+        eprintln!("{flood} fresh keys over a capacity of {capacity}: {} keys held, {per_call:.2} keys probed per call", l.len());
         assert!(l.eviction_probes() <= u64::from(flood) * EVICTION_PROBES as u64);
         assert!(per_call <= 1.5, "{per_call} probes per call");
         // Once its window is over, the limit ends as usual.
