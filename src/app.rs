@@ -287,10 +287,26 @@ impl Application {
         self.core.clone()
     }
 
-    /// Serves until `shutdown` resolves, then lets in-flight requests finish
-    /// (up to 30 s).
+    /// Serves until `shutdown` resolves, then drains: `/readyz` answers 503
+    /// while tokend keeps serving for `SHUTDOWN_DRAIN_SECONDS` (a load
+    /// balancer's health check takes it out of rotation), then it stops
+    /// accepting connections and lets in-flight requests finish (up to 30 s).
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send) -> std::io::Result<()> {
         tracing::info!(addr = %self.addr, "tokend listening");
+        let core = self.core.clone();
+        let drained = async move {
+            shutdown.await;
+            core.begin_drain();
+            let drain = core.config().shutdown_drain;
+            if !drain.is_zero() {
+                tracing::info!(
+                    seconds = drain.as_secs(),
+                    "draining: /readyz answers 503, still serving"
+                );
+                tokio::time::sleep(drain).await;
+            }
+            tracing::info!("no longer accepting connections; finishing in-flight requests");
+        };
         let http = self.core.config().http;
         let limits = crate::server::ConnectionLimits {
             header_timeout: http.header_timeout,
@@ -301,7 +317,7 @@ impl Application {
             self.listener,
             endpoint(self.core),
             limits,
-            shutdown,
+            drained,
             Duration::from_secs(30),
         )
         .await
@@ -328,7 +344,7 @@ pub async fn shutdown_signal() {
         _ = ctrl_c => {},
         _ = term => {},
     }
-    tracing::info!("shutting down: finishing in-flight requests");
+    tracing::info!("shutting down");
 }
 
 /// A core for tests and tools: given store and clock.

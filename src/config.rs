@@ -127,6 +127,10 @@ pub struct Config {
     pub max_sessions_per_user: usize,
     /// `MAX_PERSONAL_ACCESS_TOKENS`: personal access tokens a user may have.
     pub max_personal_access_tokens: usize,
+    /// `SHUTDOWN_DRAIN_SECONDS`: after SIGTERM, how long tokend keeps
+    /// serving with `/readyz` answering 503 (so a load balancer takes it out
+    /// of rotation) before it stops accepting connections (default 0).
+    pub shutdown_drain: Duration,
 }
 
 /// The Rocket.Chat release whose REST API tokend follows, reported by
@@ -155,6 +159,7 @@ impl Default for Config {
             login_expiration: days(90),
             max_resume_login_tokens: 50,
             permissions_cache: Duration::from_secs(5),
+            shutdown_drain: Duration::ZERO,
             login_block: LoginBlockConfig {
                 enabled: true,
                 user_attempts: 10,
@@ -378,6 +383,12 @@ impl Config {
             login_expiration: env.duration("LOGIN_EXPIRATION_DAYS", DAY, d.login_expiration)?,
             max_resume_login_tokens: env
                 .positive("MAX_RESUME_LOGIN_TOKENS", d.max_resume_login_tokens)?,
+            shutdown_drain: Duration::from_secs(env.parse(
+                "SHUTDOWN_DRAIN_SECONDS",
+                d.shutdown_drain.as_secs(),
+                "a number of seconds (at most 3600)",
+                |s| *s <= 3600,
+            )?),
             permissions_cache: Duration::from_secs(env.parse(
                 "PERMISSIONS_CACHE_SECONDS",
                 d.permissions_cache.as_secs(),

@@ -186,3 +186,46 @@ pub struct Session {
     /// Hard end of the session, never moved.
     pub absolute_expires_at: Timestamp,
 }
+
+/// Why a login was refused before the password was checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlockScope {
+    /// The account (or the unknown name) has too many failures.
+    ForUser,
+    /// The client address has too many failures.
+    ForIp,
+}
+
+/// One password login attempt as the store records it: Rocket.Chat's
+/// failed-login event (`rocketchat_server_events`, `t:
+/// "failed-login-attempt"`), recorded *before* the password is checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoginAttempt {
+    /// The record's id (drawn by the core).
+    pub id: String,
+    /// The account: its id when the login named an existing user.
+    pub user_id: Option<String>,
+    /// The account's username, or the normalised name when it names no user.
+    pub username: Option<String>,
+    /// The client address, when known.
+    pub ip: Option<String>,
+    /// When it was made (whole milliseconds). A failure in the same
+    /// millisecond as the account's successful login counts as before it.
+    pub ts: Timestamp,
+    /// When the record may be forgotten (past every window it counts in).
+    pub expires_at: Timestamp,
+}
+
+/// What a [`LoginAttempt`] is checked against, as the core's rule states it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AttemptLimits {
+    /// Most failures of one account counted at once (this attempt included).
+    pub user_attempts: u32,
+    /// Failures of the account this old or older do not count (nor any older
+    /// than the account's latest successful login).
+    pub user_since: Timestamp,
+    /// Most failures from one address counted at once (this attempt included).
+    pub ip_attempts: u32,
+    /// Failures from the address this old or older do not count.
+    pub ip_since: Timestamp,
+}

@@ -7,7 +7,8 @@
 //!
 //! [`UserStore`] keeps users, [`TokenStore`] Rocket.Chat login tokens and
 //! personal access tokens, [`SaymonStore`] SAYMON API tokens and sessions,
-//! [`RoleStore`] roles and permissions; [`Store`] is all four plus readiness.
+//! [`RoleStore`] roles and permissions, [`LoginAttemptStore`] failed-login
+//! records; [`Store`] is all five plus readiness.
 
 pub mod mongo;
 pub mod sqlite;
@@ -258,10 +259,41 @@ pub trait RoleStore: Send + Sync {
     async fn roles(&self) -> StoreResult<Vec<Role>>;
 }
 
+/// Failed-login records, shared by every tokend on the same database (on
+/// MongoDB with Rocket.Chat too: its `rocketchat_server_events`). The core
+/// states the rule (keys, limits, windows, see `core::throttle`); the store
+/// counts and reserves atomically.
+#[async_trait]
+pub trait LoginAttemptStore: Send + Sync {
+    /// Records `attempt` as a failed login, in one atomic step with the
+    /// check: unless, counting it, the account's failures after
+    /// `limits.user_since` and after its latest successful login exceed
+    /// `limits.user_attempts`, or the address's failures after
+    /// `limits.ip_since` exceed `limits.ip_attempts`: then nothing stays
+    /// recorded and the answer says which (the account first). A record
+    /// counts for the account when its user id or its username is the
+    /// attempt's. Under concurrent callers, of any process on the same
+    /// database, no key ever has more records counted than its limit.
+    async fn reserve_login_attempt(
+        &self,
+        attempt: &LoginAttempt,
+        limits: &AttemptLimits,
+    ) -> StoreResult<Option<BlockScope>>;
+    /// The reserved attempt `id` succeeded: it becomes the account's
+    /// successful login at `now`, so the account's earlier failures stop
+    /// counting (the address's still count).
+    async fn login_attempt_succeeded(&self, id: &str, now: Timestamp) -> StoreResult<()>;
+    /// Withdraws the reserved attempt `id` (the check could not run): it
+    /// counts for nothing.
+    async fn withdraw_login_attempt(&self, id: &str) -> StoreResult<()>;
+}
+
 /// Persistent state of tokend: every concern, plus readiness.
 /// Implementations: [`SqliteStore`] and [`MongoStore`].
 #[async_trait]
-pub trait Store: UserStore + TokenStore + SaymonStore + RoleStore + 'static {
+pub trait Store:
+    UserStore + TokenStore + SaymonStore + RoleStore + LoginAttemptStore + 'static
+{
     /// Checks that the store answers (readiness).
     async fn ping(&self) -> StoreResult<()>;
 }
@@ -271,22 +303,4 @@ pub trait Store: UserStore + TokenStore + SaymonStore + RoleStore + 'static {
 /// looks for another one.
 pub fn removes_active_admin(before: &User, after: Option<&User>) -> bool {
     before.is_active_admin() && !after.is_some_and(User::is_active_admin)
-}
-
-/// Keeps the newest `max` resume tokens of `tokens` (PATs untouched), the rule
-/// every store applies after a push. Returns the `when` below which tokens go.
-pub fn resume_cutoff(tokens: &[LoginToken], max: usize) -> Option<Timestamp> {
-    let mut whens: Vec<Timestamp> = tokens
-        .iter()
-        .filter_map(|t| match t {
-            LoginToken::Resume(r) => Some(r.when),
-            LoginToken::Personal(_) => None,
-        })
-        .collect();
-    if whens.len() <= max {
-        return None;
-    }
-    whens.sort_unstable_by(|a, b| b.cmp(a));
-    // Everything strictly older than the max-th newest goes.
-    whens.get(max.saturating_sub(1)).copied()
 }

@@ -11,6 +11,7 @@ mod concurrent_mint;
 mod mongo_faults;
 mod mongo_layout;
 mod mongo_roundtrips;
+mod multi_instance;
 mod rc_compat;
 mod rc_pat;
 mod rc_tokens;

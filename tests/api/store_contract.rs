@@ -588,6 +588,21 @@ store_tests! {
         assert_eq!(owner_of(&store, None, "x").await, None);
     }
 
+    /// Two instances can stamp one user's tokens in the same millisecond:
+    /// the cap still keeps exactly `max` (ties broken by hash, alike in
+    /// every store and every pusher).
+    async fn login_token_cap_is_exact_when_whens_tie(kind) {
+        let store = open(&kind).await;
+        let tim = inserted(&store, "tim").await;
+        let key = UserKey::Id(tim.id.clone());
+        let t = now();
+        store.push_login_token(&key, &resume(t - Delta::seconds(1), "older"), 3).await.unwrap();
+        for hash in ["t-c", "t-a", "t-e", "t-b", "t-d"] {
+            store.push_login_token(&key, &resume(t, hash), 3).await.unwrap();
+        }
+        assert_eq!(resume_hashes(&store, &tim.id).await, ["t-c", "t-d", "t-e"].map(String::from).into());
+    }
+
     async fn remove_login_token_removes_exactly_one(kind) {
         let store = open(&kind).await;
         let alice = inserted(&store, "alice").await;
@@ -879,5 +894,143 @@ store_tests! {
             assert!(results.iter().any(|r| matches!(r, Err(StoreError::Duplicate(UniqueField::Email)))), "{results:?}");
         }
         assert_eq!(store.count_users().await.unwrap(), 5);
+    }
+
+    async fn login_attempts_are_counted_per_account_and_address(kind) {
+        let store = open(&kind).await;
+        let t0 = now();
+        let limits = limits_at(t0, 3, 5);
+        // Three failures of one account (by id, or by its username alone, as
+        // Rocket.Chat records unknown-id attempts), each from its own address.
+        for (i, id) in [Some("u1"), None, Some("u1")].into_iter().enumerate() {
+            let a = attempt(id, Some("dave"), Some(&format!("10.0.0.{i}")), t0 + Delta::milliseconds(i as i64));
+            assert_eq!(store.reserve_login_attempt(&a, &limits).await.unwrap(), None, "attempt {i}");
+        }
+        let fourth = attempt(Some("u1"), Some("dave"), Some("10.0.1.1"), t0 + Delta::milliseconds(5));
+        assert_eq!(store.reserve_login_attempt(&fourth, &limits).await.unwrap(), Some(BlockScope::ForUser));
+        // Another account is not blocked; refused attempts were not recorded,
+        // so the address 10.0.1.1 has no failure yet.
+        for i in 0..5 {
+            let a = attempt(None, Some(&format!("ghost{i}")), Some("10.0.1.1"), t0 + Delta::milliseconds(10 + i));
+            assert_eq!(store.reserve_login_attempt(&a, &limits).await.unwrap(), None, "ghost{i}");
+        }
+        let sixth = attempt(None, Some("someone"), Some("10.0.1.1"), t0 + Delta::milliseconds(20));
+        assert_eq!(store.reserve_login_attempt(&sixth, &limits).await.unwrap(), Some(BlockScope::ForIp));
+        // The account is checked first.
+        let both = attempt(Some("u1"), Some("dave"), Some("10.0.1.1"), t0 + Delta::milliseconds(21));
+        assert_eq!(store.reserve_login_attempt(&both, &limits).await.unwrap(), Some(BlockScope::ForUser));
+        // Failures at or before `since` no longer count.
+        let later = limits_at(t0 + Delta::milliseconds(20), 3, 5);
+        let later = AttemptLimits { user_since: t0 + Delta::milliseconds(2), ip_since: t0 + Delta::milliseconds(14), ..later };
+        let a = attempt(Some("u1"), Some("dave"), Some("10.0.1.1"), t0 + Delta::milliseconds(30));
+        assert_eq!(store.reserve_login_attempt(&a, &later).await.unwrap(), None);
+    }
+
+    async fn a_success_ends_the_account_count_not_the_address(kind) {
+        let store = open(&kind).await;
+        let t0 = now();
+        let limits = limits_at(t0, 3, 3);
+        let ip = Some("192.0.2.1");
+        for i in 0..2 {
+            let a = attempt(Some("victim"), Some("victim"), ip, t0 + Delta::milliseconds(i));
+            assert_eq!(store.reserve_login_attempt(&a, &limits).await.unwrap(), None);
+        }
+        let own = attempt(Some("me"), Some("me"), None, t0 + Delta::milliseconds(2));
+        let mine = [own.clone(), attempt(Some("me"), Some("me"), None, t0 + Delta::milliseconds(3))];
+        for a in &mine {
+            assert_eq!(store.reserve_login_attempt(a, &limits).await.unwrap(), None);
+        }
+        store.login_attempt_succeeded(&mine[1].id, t0 + Delta::milliseconds(4)).await.unwrap();
+        // The account starts afresh: three more failures before its block.
+        for i in 0..3 {
+            let a = attempt(Some("me"), Some("me"), None, t0 + Delta::milliseconds(5 + i));
+            assert_eq!(store.reserve_login_attempt(&a, &limits).await.unwrap(), None, "after the success, {i}");
+        }
+        let a = attempt(Some("me"), Some("me"), None, t0 + Delta::milliseconds(9));
+        assert_eq!(store.reserve_login_attempt(&a, &limits).await.unwrap(), Some(BlockScope::ForUser));
+        // A success from the address does not clear the address's count.
+        let a = attempt(Some("mallory"), Some("mallory"), ip, t0 + Delta::milliseconds(10));
+        assert_eq!(store.reserve_login_attempt(&a, &limits).await.unwrap(), None);
+        store.login_attempt_succeeded(&a.id, t0 + Delta::milliseconds(11)).await.unwrap();
+        let a = attempt(Some("victim"), Some("victim"), ip, t0 + Delta::milliseconds(12));
+        assert_eq!(store.reserve_login_attempt(&a, &limits).await.unwrap(), None);
+        let a = attempt(Some("mallory"), Some("mallory"), ip, t0 + Delta::milliseconds(13));
+        assert_eq!(store.reserve_login_attempt(&a, &limits).await.unwrap(), Some(BlockScope::ForIp));
+    }
+
+    async fn withdrawn_login_attempts_count_for_nothing(kind) {
+        let store = open(&kind).await;
+        let t0 = now();
+        let limits = limits_at(t0, 2, 100);
+        for i in 0..10 {
+            let a = attempt(Some("u"), Some("u"), None, t0 + Delta::milliseconds(i));
+            assert_eq!(store.reserve_login_attempt(&a, &limits).await.unwrap(), None, "{i}");
+            store.withdraw_login_attempt(&a.id).await.unwrap();
+        }
+    }
+
+    /// The check-and-reserve is atomic: of many concurrent attempts for one
+    /// account, at most the limit are admitted (each one counted). On
+    /// MongoDB concurrent attempts may also refuse one another (each counts
+    /// the others' records before they withdraw them); never too many pass.
+    async fn concurrent_login_reservations_admit_at_most_the_limit(kind) {
+        let store = open(&kind).await;
+        let t0 = now();
+        let limits = limits_at(t0, 5, 1000);
+        let tasks: Vec<_> = (0..40)
+            .map(|i| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    let a = attempt(Some("target"), Some("target"), Some("198.51.100.7"), t0 + Delta::milliseconds(i));
+                    store.reserve_login_attempt(&a, &limits).await.unwrap()
+                })
+            })
+            .collect();
+        let mut admitted = 0;
+        for t in tasks {
+            if t.await.unwrap().is_none() {
+                admitted += 1;
+            }
+        }
+        assert!(admitted <= 5, "{admitted} admitted");
+        if matches!(kind, StoreKind::Sqlite) {
+            assert_eq!(admitted, 5, "one writer: exact");
+        }
+        // Whatever was admitted stays counted: at most 5 - admitted more.
+        let mut more = 0;
+        for i in 0..10 {
+            let a = attempt(Some("target"), Some("target"), None, t0 + Delta::milliseconds(100 + i));
+            if store.reserve_login_attempt(&a, &limits).await.unwrap().is_none() {
+                more += 1;
+            }
+        }
+        assert_eq!(admitted + more, 5);
+    }
+}
+
+/// Limits `(user, ip)` with windows starting an hour before `t`.
+fn limits_at(t: Timestamp, user: u32, ip: u32) -> AttemptLimits {
+    AttemptLimits {
+        user_attempts: user,
+        user_since: t - Delta::hours(1),
+        ip_attempts: ip,
+        ip_since: t - Delta::hours(1),
+    }
+}
+
+/// A login-attempt record at `ts`.
+fn attempt(
+    user_id: Option<&str>,
+    username: Option<&str>,
+    ip: Option<&str>,
+    ts: Timestamp,
+) -> LoginAttempt {
+    LoginAttempt {
+        id: new_user_id(),
+        user_id: user_id.map(str::to_string),
+        username: username.map(str::to_string),
+        ip: ip.map(str::to_string),
+        ts,
+        expires_at: ts + Delta::hours(2),
     }
 }

@@ -2,6 +2,7 @@
 //! with failed-login blocking, the REST rate limiter, the client address.
 
 use super::Core;
+use crate::core::clock::truncate_ms;
 use crate::core::credential::{Caller, Credential, PasswordAttempt, Plaintext, TokenHash, Via};
 use crate::core::error::CoreError;
 use crate::core::model::{LoginToken, Timestamp, User, UserKey};
@@ -9,6 +10,7 @@ use crate::core::password::Checked;
 use crate::core::permissions::Permission;
 use crate::core::ratelimit::Limited;
 use crate::core::throttle::{AccountKey, BlockScope};
+
 use chrono::DateTime;
 use std::net::IpAddr;
 use std::time::Duration;
@@ -27,6 +29,26 @@ pub struct Blocked {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Busy {
     pub retry_after: Duration,
+}
+
+/// A login attempt reserved by [`Core::begin_login_attempt`]: recorded as
+/// a failure until the core says it succeeded or withdraws it. Dropped, it
+/// stays a failure (so a client that hangs up mid-check gains nothing).
+#[derive(Debug)]
+#[must_use = "a reserved login attempt ends as failed, succeeded or withdrawn"]
+pub struct PendingLogin {
+    /// The record's id; `None` when blocking is off.
+    id: Option<String>,
+}
+
+impl PendingLogin {
+    /// The secret was wrong (or the user inactive): the reservation stays
+    /// counted as a failure (no store call).
+    pub fn failed(self) {}
+
+    fn into_id(self) -> Option<String> {
+        self.id
+    }
 }
 
 /// How long a client refused as [`Busy`] should wait.
@@ -163,58 +185,116 @@ impl Core {
 
     /// Checks a password. Failed-login blocking is keyed on the resolved
     /// account (or the normalised name, for an unknown one) and the client
-    /// address; the attempt is reserved before bcrypt runs, and bcrypt runs
-    /// only in a free slot ([`Busy`] otherwise).
+    /// address; the attempt is reserved in the store before bcrypt runs
+    /// ([`Core::begin_login_attempt`]), and bcrypt runs only in a free slot
+    /// ([`Busy`] otherwise).
     async fn by_password(&self, attempt: PasswordAttempt) -> Result<Authenticated, CoreError> {
-        let now = self.now();
-        let cfg = &self.config.login_block;
-        let blocked = |scope| {
-            let retry_after = match scope {
-                BlockScope::ForUser => cfg.user_block,
-                BlockScope::ForIp => cfg.ip_block,
-            };
-            Ok(Authenticated::Refused(Refused::Blocked(Blocked {
-                scope,
-                retry_after,
-            })))
-        };
-        // A blocked address costs no store call.
-        if self.throttle.ip_blocked(attempt.ip, now) {
-            return blocked(BlockScope::ForIp);
-        }
         let user = self.store.find_user(&attempt.user).await?;
-        let account = match &user {
-            Some(user) => AccountKey::User(user.id.clone()),
-            None => AccountKey::unknown(attempt.user.typed()),
-        };
-        let reservation = match self.throttle.reserve(account, attempt.ip, now) {
-            Ok(reservation) => reservation,
-            Err(scope) => return blocked(scope),
+        let pending = match self
+            .begin_login_attempt(user.as_ref(), attempt.user.typed(), attempt.ip)
+            .await?
+        {
+            Ok(pending) => pending,
+            Err(blocked) => return Ok(Authenticated::Refused(Refused::Blocked(blocked))),
         };
         let hash = user.as_ref().and_then(|u| u.password_bcrypt.as_ref());
-        // Dropping the reservation on `Busy` (or an error) releases it uncounted.
+        // An error (or a dropped request) leaves the reservation counted as a failure.
         let matches = match self.bcrypt.verify(&attempt.password, hash).await? {
             Checked::Busy => {
+                self.withdraw_login_attempt(pending).await?;
                 return Ok(Authenticated::Refused(Refused::Busy(Busy {
                     retry_after: BUSY_RETRY_AFTER,
-                })))
+                })));
             }
             Checked::Match => true,
             Checked::Mismatch => false,
         };
         match user {
             Some(user) if matches && user.active => {
-                reservation.succeeded();
+                self.login_attempt_succeeded(pending).await?;
                 Ok(Authenticated::Caller(Box::new(Caller {
                     user,
                     via: Via::Password,
                 })))
             }
             _ => {
-                reservation.failed(self.now());
+                pending.failed();
                 Ok(Authenticated::Refused(Refused::Rejected))
             }
         }
+    }
+
+    /// Reserves one login attempt for `user` (or, when the login names no
+    /// user, the name `typed`) from `ip`, before any secret is checked: one
+    /// store call that checks the failed-login limits and records the
+    /// attempt as a failure, atomically across every tokend on the store.
+    /// End it with [`PendingLogin::failed`] (it stays counted),
+    /// [`Core::login_attempt_succeeded`] or [`Core::withdraw_login_attempt`].
+    /// With blocking off, reserves nothing and costs nothing.
+    pub async fn begin_login_attempt(
+        &self,
+        user: Option<&User>,
+        typed: &str,
+        ip: Option<IpAddr>,
+    ) -> Result<Result<PendingLogin, Blocked>, CoreError> {
+        if !self.throttle.is_enabled() {
+            return Ok(Ok(PendingLogin { id: None }));
+        }
+        let account = match user {
+            Some(user) => AccountKey::user(user),
+            None => AccountKey::unknown(typed),
+        };
+        let now = truncate_ms(self.now());
+        let attempt = self
+            .throttle
+            .attempt(crate::core::ids::new_user_id(), &account, ip, now);
+        let limits = self.throttle.limits(now);
+        Ok(
+            match self.store.reserve_login_attempt(&attempt, &limits).await? {
+                None => Ok(PendingLogin {
+                    id: Some(attempt.id),
+                }),
+                Some(scope) => Err(Blocked {
+                    scope,
+                    retry_after: self.throttle.block_time(scope),
+                }),
+            },
+        )
+    }
+
+    /// Records one failed login of `user` from `ip` (e.g. a wrong second
+    /// factor after the right password): it counts toward the same blocks
+    /// as a wrong password. `Err(Blocked)` when the account or address was
+    /// already blocked (then nothing more is recorded).
+    pub async fn record_failed_login(
+        &self,
+        user: &User,
+        ip: Option<IpAddr>,
+    ) -> Result<Result<(), Blocked>, CoreError> {
+        let username = user.username.as_deref().unwrap_or_default();
+        Ok(self
+            .begin_login_attempt(Some(user), username, ip)
+            .await?
+            .map(PendingLogin::failed))
+    }
+
+    /// The attempt succeeded: the account's earlier failures stop counting
+    /// (the address's still count).
+    pub async fn login_attempt_succeeded(&self, pending: PendingLogin) -> Result<(), CoreError> {
+        if let Some(id) = pending.into_id() {
+            self.store
+                .login_attempt_succeeded(&id, truncate_ms(self.now()))
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// The attempt could not be decided (no bcrypt slot): it counts for nothing.
+    pub async fn withdraw_login_attempt(&self, pending: PendingLogin) -> Result<(), CoreError> {
+        if let Some(id) = pending.into_id() {
+            self.store.withdraw_login_attempt(&id).await?;
+        }
+        Ok(())
     }
 
     /// Rocket.Chat's `login`: with a password, a new login token; with

@@ -18,7 +18,7 @@ pub mod server;
 pub mod tokens;
 pub mod users;
 
-pub use auth::{Authenticated, Blocked, Busy, Login, RateLimit, Refused};
+pub use auth::{Authenticated, Blocked, Busy, Login, PendingLogin, RateLimit, Refused};
 pub use saymon::OpenSession;
 pub use server::ServerInfo;
 pub use tokens::{CreatePat, CreateToken, Minted};
@@ -37,7 +37,7 @@ use super::throttle::LoginThrottle;
 use crate::config::Config;
 use crate::store::{Store, StoreError, StoreResult, UniqueField};
 use chrono::DateTime;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 
 /// The shared core of tokend.
@@ -53,6 +53,8 @@ pub struct Core {
     /// Last `when` handed out, so login tokens minted by this process get
     /// distinct, increasing timestamps and the cap keeps exactly the newest.
     last_stamp: AtomicI64,
+    /// Set when the process is shutting down: readiness answers no.
+    draining: AtomicBool,
 }
 
 impl Core {
@@ -67,6 +69,7 @@ impl Core {
             store,
             clock,
             last_stamp: AtomicI64::new(0),
+            draining: AtomicBool::new(false),
         }
     }
 
@@ -86,9 +89,21 @@ impl Core {
         self.clock.now()
     }
 
-    /// Whether the store answers (readiness).
+    /// Whether this instance should get traffic (readiness): not draining
+    /// and the store answers.
     pub async fn ready(&self) -> Result<(), CoreError> {
+        if self.draining.load(Ordering::Acquire) {
+            return Err(CoreError::Store(StoreError::Unavailable(
+                "shutting down".into(),
+            )));
+        }
         Ok(self.store.ping().await?)
+    }
+
+    /// Starts a graceful shutdown: from now on readiness answers no, so a
+    /// load balancer stops sending requests; every request is still served.
+    pub fn begin_drain(&self) {
+        self.draining.store(true, Ordering::Release);
     }
 
     /// A millisecond timestamp strictly greater than any this process issued before.

@@ -34,6 +34,30 @@ pub const USER_KEYS: &str = "tokend_user_keys";
 /// `admin_guard`): one document.
 pub const ADMIN_GUARD: &str = "tokend_admin_guard";
 
+/// Rocket.Chat's server events: its failed-login and login records (shared
+/// with Rocket.Chat; tokend's own records also carry `expireAt`).
+pub const SERVER_EVENTS: &str = "rocketchat_server_events";
+
+/// The fields of a server event tokend reads or writes (Rocket.Chat's
+/// `IServerEvent`: `{_id, t, ts, ip, u: {_id, username}}`).
+pub mod event {
+    pub const ID: &str = "_id";
+    /// The event type.
+    pub const TYPE: &str = "t";
+    pub const TS: &str = "ts";
+    pub const IP: &str = "ip";
+    pub const USER: &str = "u";
+    pub const USER_ID: &str = "u._id";
+    pub const USERNAME: &str = "u.username";
+    /// tokend's own: when its record may go (TTL index; Rocket.Chat's
+    /// events have none, so the index never touches them).
+    pub const EXPIRE_AT: &str = "expireAt";
+    /// Rocket.Chat's `ServerEventType.FAILED_LOGIN_ATTEMPT`.
+    pub const FAILED_LOGIN: &str = "failed-login-attempt";
+    /// Rocket.Chat's `ServerEventType.LOGIN`.
+    pub const LOGIN: &str = "login";
+}
+
 /// The paths of a Rocket.Chat user document that tokend reads or writes.
 pub mod user {
     pub const ID: &str = "_id";
@@ -383,27 +407,43 @@ fn is_pat(d: &Document) -> bool {
 }
 
 /// The entries the cap's `$pull` may remove: every entry with a `when` that
-/// is not a PAT (Rocket.Chat's rule). [`cap_projection`] reads just enough
-/// of each entry to find them.
-pub fn cap_counted_whens(d: &Document) -> Vec<Timestamp> {
+/// is not a PAT (Rocket.Chat's rule), as `(when, hashedToken)`.
+/// [`cap_projection`] reads just enough of each entry to find them.
+pub fn cap_counted(d: &Document) -> Vec<(Timestamp, Option<String>)> {
     documents(at(d, user::LOGIN_TOKENS))
         .filter(|e| !is_pat(e))
-        .filter_map(|e| timestamp(e.get(entry::WHEN)))
+        .filter_map(|e| {
+            let when = timestamp(e.get(entry::WHEN))?;
+            Some((
+                when,
+                e.get_str(entry::HASHED_TOKEN).ok().map(str::to_string),
+            ))
+        })
         .collect()
 }
 
-/// What the cap reads of a user after a push: `when` and `type` of each
-/// entry, not the hashes nor the PATs' other fields.
+/// What the cap reads of a user after a push: `when`, `type` and the hash
+/// of each entry (the hash breaks ties of `when`), not the PATs' other fields.
 pub fn cap_projection() -> Document {
-    doc! { user::ID: 1, in_tokens(entry::WHEN): 1, in_tokens(entry::TYPE): 1 }
+    doc! {
+        user::ID: 1,
+        in_tokens(entry::WHEN): 1,
+        in_tokens(entry::TYPE): 1,
+        in_tokens(entry::HASHED_TOKEN): 1,
+    }
 }
 
-/// The `$pull` condition matching the cap's victims: entries older than `cutoff`, not PATs.
-pub fn cap_victims(cutoff: Timestamp) -> Document {
-    doc! {
-        entry::WHEN: { "$lt": date(cutoff) },
-        entry::TYPE: { "$ne": entry::PAT_TYPE },
-    }
+/// The `$pull` condition matching the cap's victims: entries older than
+/// `cutoff`, and those of exactly `cutoff` whose hash is in `tied`; never PATs.
+pub fn cap_victims(cutoff: Timestamp, tied: &[String]) -> Document {
+    let older = doc! { entry::WHEN: { "$lt": date(cutoff) } };
+    let mut cond = if tied.is_empty() {
+        older
+    } else {
+        doc! { "$or": [older, { entry::WHEN: date(cutoff), entry::HASHED_TOKEN: { "$in": tied } }] }
+    };
+    cond.insert(entry::TYPE, doc! { "$ne": entry::PAT_TYPE });
+    cond
 }
 
 /// The `$pull` condition of `remove_login_tokens`: every entry but PATs and
@@ -830,7 +870,7 @@ mod tests {
             { "type": "personalAccessToken" },
             { "when": 7_i64 },
         ] } } };
-        assert_eq!(cap_counted_whens(&d).len(), 2);
+        assert_eq!(cap_counted(&d).len(), 2);
         let d = doc! { "_id": "u", "services": { "resume": { "loginTokens": [
             { "hashedToken": "a" },
             { "type": "personalAccessToken", "hashedToken": "p" },

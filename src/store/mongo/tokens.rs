@@ -115,14 +115,14 @@ impl TokenStore for MongoStore {
                 let (Some(id), Some(raw_id)) = (id_of(&after), after.get(user::ID)) else {
                     return Err(StoreError::Internal("user document without an _id".into()).into());
                 };
-                let cutoff = cap_cutoff(cap_counted_whens(&after), max);
+                let cutoff = cap_trim(cap_counted(&after), max);
                 Ok(Some((id, raw_id.clone(), cutoff)))
             })
             .await?;
         let Some((id, raw_id, cutoff)) = pushed else {
             return Ok(None);
         };
-        if let Some(cutoff) = cutoff {
+        if let Some((cutoff, tied)) = cutoff {
             // The token is stored: a failed trim must not turn a successful
             // mint into an error (the client would never see a token that
             // exists). The next push trims again from the full list; the
@@ -132,7 +132,7 @@ impl TokenStore for MongoStore {
                     coll(&db, USERS)
                         .update_one(
                             doc! { user::ID: raw_id },
-                            doc! { "$pull": { user::LOGIN_TOKENS: cap_victims(cutoff) } },
+                            doc! { "$pull": { user::LOGIN_TOKENS: cap_victims(cutoff, &tied) } },
                         )
                         .await?;
                     Ok(())
@@ -271,17 +271,25 @@ impl TokenStore for MongoStore {
     }
 }
 
-/// The cap's cutoff over the `when`s of the counted entries, by the rule
-/// every store applies ([`resume_cutoff`]; only `when` matters to it).
-fn cap_cutoff(whens: Vec<Timestamp>, max: usize) -> Option<Timestamp> {
-    let tokens: Vec<LoginToken> = whens
-        .into_iter()
-        .map(|when| {
-            LoginToken::Resume(ResumeToken {
-                when,
-                hashed_token: TokenHash::from_stored(String::new()),
-            })
-        })
+/// The trim after a push: the `when` of the `max`-th newest counted entry,
+/// and the hashes of the entries tied with it that fall outside the newest
+/// `max` (ordered by `when`, then hash, both descending). Every pusher
+/// orders alike, so a trim never removes one of the newest `max` overall,
+/// and the last push leaves exactly `max` even when two instances stamped
+/// the same millisecond. `None`: nothing to trim.
+fn cap_trim(
+    mut entries: Vec<(Timestamp, Option<String>)>,
+    max: usize,
+) -> Option<(Timestamp, Vec<String>)> {
+    if entries.len() <= max || max == 0 {
+        return None;
+    }
+    entries.sort_unstable_by(|a, b| b.cmp(a));
+    let cutoff = entries[max - 1].0;
+    let tied = entries[max..]
+        .iter()
+        .filter(|(when, _)| *when == cutoff)
+        .filter_map(|(_, hash)| hash.clone())
         .collect();
-    resume_cutoff(&tokens, max)
+    Some((cutoff, tied))
 }

@@ -83,10 +83,9 @@ fn find(
     Ok(user_by_id(conn, &owner)?.map(|user| (user, token)))
 }
 
-/// Adds a login token, then drops the user's login tokens older than the
-/// `max`-th newest (the rule of [`crate::store::resume_cutoff`]), all in
-/// the caller's transaction. The cutoff is read through the index on
-/// `(user_id, kind, created_at)`, newest first.
+/// Adds a login token, then keeps only the user's newest `max` login tokens
+/// (by `when`, then hash), all in the caller's transaction. The newest are
+/// read through the index on `(user_id, kind, created_at)`.
 fn push(
     conn: &Connection,
     key: &UserKey,
@@ -97,13 +96,15 @@ fn push(
         return Ok(None);
     };
     insert_token(conn, &id, &LoginToken::Resume(token.clone()))?;
-    let newest_kept = i64::try_from(max.saturating_sub(1)).unwrap_or(i64::MAX);
+    // The newest `max` by `when`, then hash (the order MongoDB's trim uses:
+    // exactly `max` stay even when two tokens share a millisecond).
+    let kept = i64::try_from(max).unwrap_or(i64::MAX);
     conn.prepare_cached(
-        "DELETE FROM login_tokens WHERE user_id = ?1 AND kind = 'resume' AND created_at < (\
-           SELECT created_at FROM login_tokens WHERE user_id = ?1 AND kind = 'resume' \
-           ORDER BY created_at DESC LIMIT 1 OFFSET ?2)",
+        "DELETE FROM login_tokens WHERE user_id = ?1 AND kind = 'resume' AND hash NOT IN (\
+           SELECT hash FROM login_tokens WHERE user_id = ?1 AND kind = 'resume' \
+           ORDER BY created_at DESC, hash DESC LIMIT ?2)",
     )?
-    .execute(params![id, newest_kept])?;
+    .execute(params![id, kept])?;
     Ok(Some(id))
 }
 
