@@ -193,7 +193,7 @@ async fn user_with_pats(core: &Core, pats: usize) -> (String, String) {
         let made = futures_util::future::join_all(
             names
                 .iter()
-                .map(|name| core.create_pat(&grant, name, false)),
+                .map(|name| core.create_pat(&grant, name, false, Default::default())),
         )
         .await;
         for outcome in made {

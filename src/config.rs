@@ -105,6 +105,14 @@ pub struct Config {
     pub cookie_secure: bool,
     /// `RC_COMPAT_VERSION`: the Rocket.Chat release `/api/info` reports.
     pub rc_compat_version: String,
+    /// `AUDIT_RETENTION_DAYS`: how long audit events are kept (default 90).
+    pub audit_retention: Duration,
+    /// `LAST_USED_RESOLUTION_SECONDS`: a PAT's or API token's `lastUsedAt`
+    /// is written at most once per this window (default 60; 0: every use).
+    pub last_used_resolution: Duration,
+    /// `PAT_MAX_LIFETIME_DAYS`: the longest lifetime a personal access
+    /// token may get (`None`: no maximum, and PATs without expiry allowed).
+    pub pat_max_lifetime: Option<Duration>,
 }
 
 /// The Rocket.Chat release whose REST API tokend follows, reported by
@@ -152,6 +160,9 @@ impl Default for Config {
             saymon_session_max: Duration::from_secs(24 * 60 * 60),
             cookie_secure: false,
             rc_compat_version: RC_COMPAT_VERSION.into(),
+            audit_retention: days(90),
+            last_used_resolution: Duration::from_secs(60),
+            pat_max_lifetime: None,
         }
     }
 }
@@ -396,6 +407,17 @@ impl Config {
             )?,
             cookie_secure: env.flag("COOKIE_SECURE", d.cookie_secure)?,
             rc_compat_version,
+            audit_retention: env.duration("AUDIT_RETENTION_DAYS", DAY, d.audit_retention)?,
+            last_used_resolution: Duration::from_secs(env.parse(
+                "LAST_USED_RESOLUTION_SECONDS",
+                d.last_used_resolution.as_secs(),
+                "a number of seconds (at most one day)",
+                |s| *s <= DAY,
+            )?),
+            pat_max_lifetime: match env.get("PAT_MAX_LIFETIME_DAYS") {
+                None => None,
+                Some(_) => Some(env.duration("PAT_MAX_LIFETIME_DAYS", DAY, days(1))?),
+            },
         })
     }
 

@@ -7,11 +7,13 @@
 //!
 //! [`UserStore`] keeps users, [`TokenStore`] Rocket.Chat login tokens and
 //! personal access tokens, [`SaymonStore`] SAYMON API tokens and sessions,
-//! [`RoleStore`] roles and permissions; [`Store`] is all four plus readiness.
+//! [`RoleStore`] roles and permissions, [`AuditStore`] the audit trail;
+//! [`Store`] is all five plus readiness.
 
 pub mod mongo;
 pub mod sqlite;
 
+pub use crate::core::audit::{AuditEvent, AuditKind, AuditQuery};
 use crate::core::credential::TokenHash;
 pub use crate::core::model::UniqueField;
 use crate::core::model::*;
@@ -202,6 +204,16 @@ pub trait TokenStore: Send + Sync {
     ) -> StoreResult<bool>;
     /// Removes the PAT with this name; false if there was none.
     async fn remove_personal_access_token(&self, user_id: &str, name: &str) -> StoreResult<bool>;
+    /// Sets `last_used_at = now` on the user's PAT with this hash, only if it
+    /// was never used or last used before `stale_before` (one conditional
+    /// write, so concurrent uses write once); true if it wrote.
+    async fn touch_personal_access_token(
+        &self,
+        user_id: &str,
+        hashed_token: &TokenHash,
+        now: Timestamp,
+        stale_before: Timestamp,
+    ) -> StoreResult<bool>;
 }
 
 /// SAYMON credentials: one API token per user, and cookie sessions.
@@ -217,6 +229,14 @@ pub trait SaymonStore: Send + Sync {
     async fn find_api_token(&self, hashed_token: &TokenHash) -> StoreResult<Option<ApiToken>>;
     /// Deletes the user's API token; false if there was none.
     async fn delete_api_token(&self, user_id: &str) -> StoreResult<bool>;
+    /// Sets `last_used_at = now` on the API token with this hash, only if it
+    /// was never used or last used before `stale_before`; true if it wrote.
+    async fn touch_api_token(
+        &self,
+        hashed_token: &TokenHash,
+        now: Timestamp,
+        stale_before: Timestamp,
+    ) -> StoreResult<bool>;
 
     /// Stores a new session.
     async fn insert_session(&self, session: &Session) -> StoreResult<()>;
@@ -251,10 +271,22 @@ pub trait RoleStore: Send + Sync {
     async fn roles(&self) -> StoreResult<Vec<Role>>;
 }
 
+/// The audit trail (SQLite `audit_events`, MongoDB `tokend_audit`).
+#[async_trait]
+pub trait AuditStore: Send + Sync {
+    /// Appends one event.
+    async fn record_audit_event(&self, event: &AuditEvent) -> StoreResult<()>;
+    /// The events matching the query, newest first (then by id), and how
+    /// many match in all.
+    async fn audit_events(&self, query: &AuditQuery) -> StoreResult<(Vec<AuditEvent>, u64)>;
+    /// Deletes the events whose `expires_at` is not after `now`; returns how many.
+    async fn prune_audit_events(&self, now: Timestamp) -> StoreResult<u64>;
+}
+
 /// Persistent state of tokend: every concern, plus readiness.
 /// Implementations: [`SqliteStore`] and [`MongoStore`].
 #[async_trait]
-pub trait Store: UserStore + TokenStore + SaymonStore + RoleStore + 'static {
+pub trait Store: UserStore + TokenStore + SaymonStore + RoleStore + AuditStore + 'static {
     /// Checks that the store answers (readiness).
     async fn ping(&self) -> StoreResult<()>;
 }

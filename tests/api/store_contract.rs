@@ -68,6 +68,8 @@ fn pat(name: &str, hash: &str) -> PersonalAccessToken {
         last_token_part: "abcdef".into(),
         name: name.into(),
         bypass_two_factor: false,
+        expires_at: None,
+        last_used_at: None,
     }
 }
 
@@ -633,17 +635,17 @@ store_tests! {
     async fn api_tokens_are_replaced_and_deleted(kind) {
         let store = open(&kind).await;
         let t = now();
-        let first = ApiToken { user_id: "u1".into(), hashed_token: h("a1"), created_at: t, hint: "wxyz".into() };
+        let first = ApiToken { user_id: "u1".into(), hashed_token: h("a1"), created_at: t, hint: "wxyz".into(), last_used_at: None };
         store.set_api_token(&first).await.unwrap();
         assert_eq!(store.api_token_of("u1").await.unwrap(), Some(first.clone()));
         assert_eq!(store.find_api_token(&h("a1")).await.unwrap(), Some(first));
-        let second = ApiToken { user_id: "u1".into(), hashed_token: h("a2"), created_at: t + Delta::seconds(1), hint: "abcd".into() };
+        let second = ApiToken { user_id: "u1".into(), hashed_token: h("a2"), created_at: t + Delta::seconds(1), hint: "abcd".into(), last_used_at: None };
         store.set_api_token(&second).await.unwrap();
         assert_eq!(store.find_api_token(&h("a1")).await.unwrap(), None);
         assert_eq!(store.find_api_token(&h("a2")).await.unwrap(), Some(second.clone()));
         assert_eq!(store.api_token_of("u1").await.unwrap(), Some(second.clone()));
         assert_eq!(store.api_token_of("u2").await.unwrap(), None);
-        let third = ApiToken { user_id: "u3".into(), hashed_token: h("a3"), created_at: t, hint: "efgh".into() };
+        let third = ApiToken { user_id: "u3".into(), hashed_token: h("a3"), created_at: t, hint: "efgh".into(), last_used_at: None };
         store.set_api_token(&third).await.unwrap();
         let mut batch = store.api_tokens_of(&["u1".into(), "u2".into(), "u3".into()]).await.unwrap();
         batch.sort_by(|a, b| a.user_id.cmp(&b.user_id));

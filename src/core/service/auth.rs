@@ -2,8 +2,10 @@
 //! with failed-login blocking, the REST rate limiter, the client address.
 
 use super::Core;
+use crate::core::audit::AuditKind;
 use crate::core::credential::{Caller, Credential, PasswordAttempt, Plaintext, TokenHash, Via};
 use crate::core::error::CoreError;
+use crate::core::metrics::METRICS;
 use crate::core::model::{LoginToken, Timestamp, User, UserKey};
 use crate::core::password::Checked;
 use crate::core::permissions::Permission;
@@ -103,12 +105,30 @@ impl Core {
             .unwrap_or(DateTime::<chrono::Utc>::MAX_UTC)
     }
 
-    /// Whether a stored token still authenticates at `now` (PATs never expire).
+    /// Whether a stored token still authenticates at `now` (a PAT until
+    /// its optional `expires_at`).
     fn token_is_live(&self, token: &LoginToken, now: Timestamp) -> bool {
         match token {
             LoginToken::Resume(r) => self.login_token_expiry(r.when) > now,
-            LoginToken::Personal(_) => true,
+            LoginToken::Personal(p) => !p.expired(now),
         }
+    }
+
+    /// The instant before which a recorded last use is stale: a token last
+    /// used before it gets `lastUsedAt` written again.
+    pub(super) fn last_use_stale_before(&self, now: Timestamp) -> Timestamp {
+        chrono::Duration::from_std(self.config.last_used_resolution)
+            .ok()
+            .and_then(|d| now.checked_sub_signed(d))
+            .unwrap_or(now)
+    }
+
+    /// Whether a token last used at `last` needs its `lastUsedAt` written
+    /// at `now`. Within the window nothing is written, so a request stays
+    /// at its one store read; the write itself is one conditional update,
+    /// so concurrent requests write it once.
+    pub(super) fn last_use_due(&self, last: Option<Timestamp>, now: Timestamp) -> bool {
+        last.is_none_or(|t| t < self.last_use_stale_before(now))
     }
 
     /// Who presents this credential. The one rule for every credential:
@@ -137,14 +157,31 @@ impl Core {
         let Some((user, entry)) = self.store.find_by_token(user_id, hash).await? else {
             return Ok(None);
         };
-        if !self.token_is_live(&entry, self.now()) {
+        let now = self.now();
+        if !self.token_is_live(&entry, now) {
             return Ok(None);
         }
+        let Some(user) = active(user) else {
+            return Ok(None);
+        };
         let via = match entry {
             LoginToken::Resume(_) => Via::LoginToken(hash.clone()),
-            LoginToken::Personal(_) => Via::PersonalAccessToken(hash.clone()),
+            LoginToken::Personal(pat) => {
+                if self.last_use_due(pat.last_used_at, now) {
+                    let stale = self.last_use_stale_before(now);
+                    // Bookkeeping: a failed write must not refuse the request.
+                    if let Err(e) = self
+                        .store
+                        .touch_personal_access_token(&user.id, hash, now, stale)
+                        .await
+                    {
+                        tracing::warn!(error = %e, "recording a PAT's last use failed");
+                    }
+                }
+                Via::PersonalAccessToken(hash.clone())
+            }
         };
-        Ok(active(user).map(|user| Caller { user, via }))
+        Ok(Some(Caller { user, via }))
     }
 
     /// The user a stored SAYMON credential belongs to, if it still exists
@@ -173,23 +210,40 @@ impl Core {
                 BlockScope::ForUser => cfg.user_block,
                 BlockScope::ForIp => cfg.ip_block,
             };
-            Ok(Authenticated::Refused(Refused::Blocked(Blocked {
-                scope,
-                retry_after,
-            })))
+            Authenticated::Refused(Refused::Blocked(Blocked { scope, retry_after }))
+        };
+        let scope_name = |scope| match scope {
+            BlockScope::ForUser => "user",
+            BlockScope::ForIp => "ip",
         };
         // A blocked address costs no store call.
         if self.throttle.ip_blocked(attempt.ip, now) {
-            return blocked(BlockScope::ForIp);
+            METRICS.logins.inc(&["blocked"]);
+            METRICS.throttle_blocks.inc(&["ip"]);
+            self.audit(AuditKind::LoginBlocked, None, None, Some("ip"))
+                .await;
+            return Ok(blocked(BlockScope::ForIp));
         }
         let user = self.store.find_user(&attempt.user).await?;
+        let target = user.as_ref().map(|u| u.id.clone());
         let account = match &user {
             Some(user) => AccountKey::User(user.id.clone()),
             None => AccountKey::unknown(attempt.user.typed()),
         };
         let reservation = match self.throttle.reserve(account, attempt.ip, now) {
             Ok(reservation) => reservation,
-            Err(scope) => return blocked(scope),
+            Err(scope) => {
+                METRICS.logins.inc(&["blocked"]);
+                METRICS.throttle_blocks.inc(&[scope_name(scope)]);
+                self.audit(
+                    AuditKind::LoginBlocked,
+                    None,
+                    target.as_deref(),
+                    Some(scope_name(scope)),
+                )
+                .await;
+                return Ok(blocked(scope));
+            }
         };
         let hash = user.as_ref().and_then(|u| u.password_bcrypt.as_ref());
         // Dropping the reservation on `Busy` (or an error) releases it uncounted.
@@ -205,6 +259,14 @@ impl Core {
         match user {
             Some(user) if matches && user.active => {
                 reservation.succeeded();
+                METRICS.logins.inc(&["succeeded"]);
+                self.audit(
+                    AuditKind::LoginSucceeded,
+                    Some(&user.id),
+                    Some(&user.id),
+                    Some("password"),
+                )
+                .await;
                 Ok(Authenticated::Caller(Box::new(Caller {
                     user,
                     via: Via::Password,
@@ -212,6 +274,9 @@ impl Core {
             }
             _ => {
                 reservation.failed(self.now());
+                METRICS.logins.inc(&["failed"]);
+                self.audit(AuditKind::LoginFailed, None, target.as_deref(), None)
+                    .await;
                 Ok(Authenticated::Refused(Refused::Rejected))
             }
         }
@@ -229,7 +294,17 @@ impl Core {
             Authenticated::Refused(refused) => return Ok(Login::Refused(refused)),
         };
         let token = match resumed {
-            Some(token) => token,
+            Some(token) => {
+                METRICS.logins.inc(&["succeeded"]);
+                self.audit(
+                    AuditKind::LoginSucceeded,
+                    Some(caller.id()),
+                    Some(caller.id()),
+                    Some("resume"),
+                )
+                .await;
+                token
+            }
             None => match self
                 .mint_login_token(&UserKey::Id(caller.user.id.clone()))
                 .await?
@@ -264,7 +339,10 @@ impl Core {
         }
         Ok(match self.rate_limiter.hit(ip, route, self.now()) {
             Ok(()) => RateLimit::Allowed,
-            Err(limited) => RateLimit::Limited(limited),
+            Err(limited) => {
+                METRICS.throttle_blocks.inc(&["rate_limit"]);
+                RateLimit::Limited(limited)
+            }
         })
     }
 

@@ -16,6 +16,8 @@
 //!   uniqueness ignoring case hold under concurrent writers (see `claims`).
 //! * `tokend_admin_guard`: one lease document serialising the writes that may
 //!   remove the last active admin (see `admin_guard`).
+//! * `tokend_audit`: the audit trail, one document per credential event,
+//!   removed by a TTL index on its `expiresAt` (see `audit`).
 //!
 //! Without transactions (a standalone mongod has none, nor has the emulator)
 //! every method that must be atomic is one single-document write.
@@ -32,6 +34,7 @@
 //! [`StoreError::Unavailable`] (503), logged once here with their context.
 
 mod admin_guard;
+mod audit;
 mod claims;
 mod codec;
 mod errors;
@@ -148,6 +151,19 @@ fn index_plan() -> Vec<(&'static str, Vec<IndexModel>)> {
                     IndexOptions::builder().expire_after(Duration::ZERO).build(),
                 ),
                 index(doc! { "userId": 1 }, IndexOptions::default()),
+            ],
+        ),
+        (
+            AUDIT,
+            vec![
+                // Retention: each event carries its own end (`AUDIT_RETENTION_DAYS`).
+                index(
+                    doc! { "expiresAt": 1 },
+                    IndexOptions::builder().expire_after(Duration::ZERO).build(),
+                ),
+                index(doc! { "at": -1 }, IndexOptions::default()),
+                index(doc! { "actor": 1, "at": -1 }, IndexOptions::default()),
+                index(doc! { "target": 1, "at": -1 }, IndexOptions::default()),
             ],
         ),
     ]
