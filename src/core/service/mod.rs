@@ -13,12 +13,14 @@
 //! * [`server`]: what the server tells about itself (`/api/info`).
 
 pub mod auth;
+pub mod operator;
 pub mod saymon;
 pub mod server;
 pub mod tokens;
 pub mod users;
 
 pub use auth::{Authenticated, Blocked, Busy, Login, RateLimit, Refused};
+pub use operator::{OperatorOutcome, Revoke};
 pub use saymon::OpenSession;
 pub use server::ServerInfo;
 pub use tokens::{CreatePat, CreateToken, Minted, PatExpiry, UserPats};

@@ -404,7 +404,7 @@ impl Core {
     /// Writes a patch with its consequences: deactivation ends every token
     /// and session; a new password ends every login token and session but
     /// `keep` (the credential of a user changing its own password).
-    async fn apply_patch(
+    pub(super) async fn apply_patch(
         &self,
         actor: &str,
         id: &str,
@@ -559,7 +559,7 @@ impl Core {
 }
 
 /// What [`Core::apply_patch`] did.
-enum Patched {
+pub(super) enum Patched {
     Updated(Box<User>),
     NoSuchUser,
     /// The username or email address is taken (ignoring case).
