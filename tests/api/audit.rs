@@ -416,7 +416,7 @@ store_tests! {
     /// With a resolution of 0 every use is written.
     async fn resolution_zero_writes_every_use(kind) {
         let mut cfg = test_config();
-        cfg.last_used_resolution = std::time::Duration::ZERO;
+        cfg.last_used_resolution = Some(std::time::Duration::ZERO);
         let app = TestApp::with_config(&kind, cfg).await;
         let pat = pat_of(&app, &app.admin, "ci").await;
         for _ in 0..2 {
@@ -474,6 +474,16 @@ store_tests! {
         assert_eq!(body["events"][0]["userId"], bob.id.as_str());
         assert_eq!(body["events"][0]["route"], "tokend.revokePersonalAccessToken");
         let _ = mallory;
+    }
+
+    /// With `LAST_USED_RESOLUTION_SECONDS=off` nothing is written.
+    async fn last_use_tracking_can_be_off(kind) {
+        let mut cfg = test_config();
+        cfg.last_used_resolution = None;
+        let app = TestApp::with_config(&kind, cfg).await;
+        let pat = pat_of(&app, &app.admin, "ci").await;
+        assert_eq!(app.me_status(&pat).await, 200);
+        assert_eq!(listed(&app, &app.admin, "ci").await.get("lastUsedAt"), None);
     }
 
     /// The two new permissions are seeded for admins only.

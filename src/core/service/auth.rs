@@ -117,18 +117,21 @@ impl Core {
     /// The instant before which a recorded last use is stale: a token last
     /// used before it gets `lastUsedAt` written again.
     pub(super) fn last_use_stale_before(&self, now: Timestamp) -> Timestamp {
-        chrono::Duration::from_std(self.config.last_used_resolution)
-            .ok()
+        self.config
+            .last_used_resolution
+            .and_then(|r| chrono::Duration::from_std(r).ok())
             .and_then(|d| now.checked_sub_signed(d))
             .unwrap_or(now)
     }
 
     /// Whether a token last used at `last` needs its `lastUsedAt` written
-    /// at `now`. Within the window nothing is written, so a request stays
-    /// at its one store read; the write itself is one conditional update,
-    /// so concurrent requests write it once.
+    /// at `now` (never with `LAST_USED_RESOLUTION_SECONDS=off`). Within the
+    /// window nothing is written, so a request stays at its one store read;
+    /// the write itself is one conditional update, so concurrent requests
+    /// write it once.
     pub(super) fn last_use_due(&self, last: Option<Timestamp>, now: Timestamp) -> bool {
-        last.is_none_or(|t| t < self.last_use_stale_before(now))
+        self.config.last_used_resolution.is_some()
+            && last.is_none_or(|t| t < self.last_use_stale_before(now))
     }
 
     /// Who presents this credential. The one rule for every credential:
