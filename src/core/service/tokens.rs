@@ -216,7 +216,7 @@ impl Core {
             PatExpiry::At(at) => Some(at),
             PatExpiry::InDays(days) => plus(u64::from(days) * DAY_SECONDS),
         };
-        if at.is_some_and(|at| at <= now) || asked == PatExpiry::InDays(0) {
+        if at.is_some_and(|at| at <= now) {
             return Err(CreatePat::ExpiryInPast);
         }
         match max {
