@@ -280,6 +280,23 @@ store_tests! {
         }
     }
 
+    /// An event names the client address as the core decides it (here
+    /// behind a trusted proxy), not whatever the client claims further left.
+    async fn events_name_the_client_address(kind) {
+        let mut cfg = test_config();
+        cfg.trust_proxy = true;
+        let app = TestApp::with_config(&kind, cfg).await;
+        app.client
+            .post("/api/v1/login")
+            .header("X-Forwarded-For", "198.51.100.1, 203.0.113.9")
+            .body_json(&json!({ "user": "admin", "password": "not-the-password" }))
+            .send()
+            .await;
+        let (_, body) = events(&app, &app.admin, "kind=login.failed").await;
+        assert_eq!(body["events"][0]["clientAddress"], "203.0.113.9", "{body}");
+        assert_eq!(body["events"][0]["userId"], app.admin.user_id.as_str());
+    }
+
     /// Events past `AUDIT_RETENTION_DAYS` are pruned.
     async fn old_events_are_pruned(kind) {
         let mut cfg = test_config();
