@@ -114,7 +114,7 @@ impl User {
 pub enum LoginToken {
     /// A login ("resume") token: `{when, hashedToken}`; expires, counts toward the cap.
     Resume(ResumeToken),
-    /// A personal access token: never expires, never evicted by the cap.
+    /// A personal access token: expires only if given an expiry, never evicted by the cap.
     Personal(PersonalAccessToken),
 }
 

@@ -4,9 +4,12 @@
 //!
 //! A PAT is stored in the caller's `services.resume.loginTokens` as Rocket.Chat
 //! stores it (hash, last six characters, name, creation time, 2FA choice) and
-//! works as `X-Auth-Token`. It never expires and the login-token cap never
-//! evicts it; `users.removePersonalAccessToken`, `users.logout`, deactivation
-//! and deletion end it.
+//! works as `X-Auth-Token`. tokend adds an optional expiry (`expiresAt` or
+//! `expiresInDays`, bounded by `PAT_MAX_LIFETIME_DAYS`; expired PATs are
+//! refused and listed as expired) and its last use (`lastUsedAt`). The
+//! login-token cap never evicts it; `users.removePersonalAccessToken`,
+//! `users.logout`, an admin's `tokend.revokePersonalAccessToken`,
+//! deactivation and deletion end it.
 
 use super::auth::RcAuth;
 use super::body::RcBody;
