@@ -621,3 +621,40 @@ async fn metrics(app: &TestApp) -> std::collections::HashMap<String, f64> {
     let text = resp.0.into_body().into_string().await.unwrap();
     parse_prometheus(&text)
 }
+
+/// The failure policy: a credential event the store cannot record is still
+/// served (the token exists; refusing would hide it from its owner), and
+/// the miss is counted. The audit table is dropped under a running store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unrecordable_event_is_still_served_and_counted() {
+    let path = std::env::temp_dir().join(format!(
+        "tokend-audit-fail-{}.db",
+        tokend::core::ids::new_user_id()
+    ));
+    let app = TestApp::start(&StoreKind::SqliteAt(path.clone())).await;
+    let bob = app.user("bob", &[]).await;
+    let before = tokend::core::metrics::METRICS.audit_write_failures.get();
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute_batch("DROP TABLE audit_events")
+        .unwrap();
+    let resp = app
+        .rc_post(
+            "/api/v1/users.createToken",
+            &app.admin,
+            json!({ "userId": bob.id }),
+        )
+        .await;
+    let (status, body) = status_json(resp).await;
+    assert_eq!(status, 200, "{body}");
+    let creds = Creds {
+        user_id: bob.id.clone(),
+        token: body["data"]["authToken"].as_str().unwrap().to_string(),
+    };
+    assert_eq!(app.me_status(&creds).await, 200);
+    assert!(tokend::core::metrics::METRICS.audit_write_failures.get() > before);
+    drop(app);
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+    }
+}
