@@ -4,6 +4,7 @@
 use crate::common::*;
 use base64::{engine::general_purpose::STANDARD, Engine};
 use serde_json::{json, Value};
+use std::sync::Arc;
 use tokend::core::audit::{AuditKind, AuditQuery};
 use tokend::core::clock::iso;
 use tokend::core::TokenHash;
@@ -657,4 +658,55 @@ async fn an_unrecordable_event_is_still_served_and_counted() {
     for suffix in ["", "-wal", "-shm"] {
         let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
     }
+}
+
+/// Within `LAST_USED_RESOLUTION_SECONDS` a PAT-authenticated request writes
+/// nothing: one write for the first use, none for the next ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pat_requests_within_the_window_write_nothing() {
+    let store = Arc::new(tokend::store::SqliteStore::open_temporary().unwrap());
+    let clock = Arc::new(tokend::core::ManualClock::new());
+    let core = tokend::app::core_with(test_config(), store.clone(), clock.clone());
+    tokend::core::seed::seed(&core).await.unwrap();
+    let admin = core
+        .login(tokend::core::Credential::Password(
+            tokend::core::credential::PasswordAttempt {
+                user: tokend::core::UserKey::Username("admin".into()),
+                password: tokend::core::password::PasswordInput::Plain(ADMIN_PASS.into()),
+                ip: None,
+            },
+        ))
+        .await
+        .unwrap();
+    let tokend::core::service::Login::Ok { caller, .. } = admin else {
+        panic!("admin login: {admin:?}");
+    };
+    let grant = core.authorize(&caller).await.unwrap().unwrap();
+    let tokend::core::service::CreatePat::Created(pat) = core
+        .create_pat(&grant, "ci", false, Default::default())
+        .await
+        .unwrap()
+    else {
+        panic!("no PAT");
+    };
+    let present = || tokend::core::Credential::UserToken {
+        user_id: caller.user.id.clone(),
+        token: pat.clone(),
+    };
+    let before = store.write_stats().writes;
+    for _ in 0..5 {
+        assert!(matches!(
+            core.authenticate(present()).await.unwrap(),
+            tokend::core::service::Authenticated::Caller(_)
+        ));
+        clock.advance(chrono::Duration::seconds(1));
+    }
+    assert_eq!(
+        store.write_stats().writes - before,
+        1,
+        "one lastUsedAt write"
+    );
+    clock.advance(chrono::Duration::seconds(60));
+    core.authenticate(present()).await.unwrap();
+    assert_eq!(store.write_stats().writes - before, 2);
 }
