@@ -330,12 +330,20 @@ async fn main() {
         ("X-Auth-Token", pat.as_str()),
     ];
     let me_pat = request("GET", "/api/v1/me", &by_pat, None);
+    // Last use off and on, twice each, alternating: the first routes after
+    // the set-up run while the store settles (5,000 PATs just written).
     let scenarios: Vec<(&'static str, Vec<u8>, usize, SocketAddr)> = vec![
         (
             "GET /healthz",
             request("GET", "/healthz", &[], None),
             connections,
             addr,
+        ),
+        (
+            "GET /api/v1/me (PAT, last use off)",
+            me_pat.clone(),
+            connections,
+            addr_off,
         ),
         (
             "GET /api/v1/me (PAT, last use on)",
@@ -348,6 +356,12 @@ async fn main() {
             me_pat.clone(),
             connections,
             addr_off,
+        ),
+        (
+            "GET /api/v1/me (PAT, last use on)",
+            me_pat.clone(),
+            connections,
+            addr,
         ),
         (
             "GET /api/v1/me (PAT, resolution 0)",
