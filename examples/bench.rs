@@ -11,7 +11,10 @@
 //! Scenarios: `/healthz`; `/api/v1/me`; `users.createToken` for another user
 //! at 32 connections (durable writes included); `/api/v1/me` for a user
 //! holding 5 PATs and for one holding 5,000 (cost must be flat in stored
-//! tokens); password login (bcrypt); and `/api/v1/me` during a login flood
+//! tokens); `/api/v1/me` authenticated by a PAT with last-use tracking on
+//! (`LAST_USED_RESOLUTION_SECONDS=60`, the default), off, and at 0 (a write
+//! per request, the worst case), each on a server of its own over the same
+//! store; password login (bcrypt); and `/api/v1/me` during a login flood
 //! (`--flood-connections`, default 64, of wrong-password logins: its p99 is
 //! issue 10's item 2 acceptance figure, target under 25 ms). Client and
 //! server share the machine, so figures are a lower bound for the server
@@ -205,8 +208,9 @@ async fn flood(
     total
 }
 
-/// A user holding `pats` personal access tokens; its id and a login token.
-async fn user_with_pats(core: &Core, pats: usize) -> (String, String) {
+/// A user holding `pats` personal access tokens; its id, a login token and
+/// one of the PATs.
+async fn user_with_pats(core: &Core, pats: usize) -> (String, String, String) {
     let username = format!("bench-pats-{pats}-{}", tokend::core::ids::new_user_id());
     core.insert_user(NewUser {
         username: username.clone(),
@@ -232,20 +236,24 @@ async fn user_with_pats(core: &Core, pats: usize) -> (String, String) {
         .await
         .expect("store")
         .expect("users may create PATs");
+    let mut one_pat = String::new();
     // In batches, so the store can group the writes.
     for batch in (0..pats).collect::<Vec<_>>().chunks(64) {
         let names: Vec<String> = batch.iter().map(|i| format!("pat-{i}")).collect();
         let made = futures_util::future::join_all(
             names
                 .iter()
-                .map(|name| core.create_pat(&grant, name, false)),
+                .map(|name| core.create_pat(&grant, name, false, Default::default())),
         )
         .await;
         for outcome in made {
-            assert!(matches!(outcome.expect("store"), CreatePat::Created(_)));
+            match outcome.expect("store") {
+                CreatePat::Created(pat) => one_pat = pat.into_exposed(),
+                other => panic!("PAT not created: {other:?}"),
+            }
         }
     }
-    (caller.user.id.clone(), token.into_exposed())
+    (caller.user.id.clone(), token.into_exposed(), one_pat)
 }
 
 /// The median time of one 4 KiB write plus `fdatasync` in `dir`: the floor
@@ -326,9 +334,23 @@ async fn main() {
     } else {
         "sqlite"
     };
+    // Servers differing only in last-use tracking, over the same store.
+    let tracking = |resolution: Option<u64>| Config {
+        last_used_resolution: resolution.map(Duration::from_secs),
+        admin_username: None,
+        admin_pass: None,
+        ..config.clone()
+    };
+    let (config_off, config_zero) = (tracking(None), tracking(Some(0)));
     let app = Application::build(config).await.expect("start");
     let addr = app.local_addr();
     let core = app.core();
+    let app_off = Application::build(config_off).await.expect("start");
+    let addr_off = app_off.local_addr();
+    tokio::spawn(app_off.run_until(std::future::pending()));
+    let app_zero = Application::build(config_zero).await.expect("start");
+    let addr_zero = app_zero.local_addr();
+    tokio::spawn(app_zero.run_until(std::future::pending()));
     let bot = match core
         .insert_user(NewUser {
             username: format!("bench-bot-{}", tokend::core::ids::new_user_id()),
@@ -374,8 +396,8 @@ async fn main() {
         duration.as_secs(),
         std::thread::available_parallelism().map_or(1, |n| n.get())
     );
-    let (few_id, few_token) = user_with_pats(&core, 5).await;
-    let (many_id, many_token) = user_with_pats(&core, 5000).await;
+    let (few_id, few_token, pat) = user_with_pats(&core, 5).await;
+    let (many_id, many_token, _) = user_with_pats(&core, 5000).await;
     let few = [
         ("X-User-Id", few_id.as_str()),
         ("X-Auth-Token", few_token.as_str()),
@@ -384,16 +406,55 @@ async fn main() {
         ("X-User-Id", many_id.as_str()),
         ("X-Auth-Token", many_token.as_str()),
     ];
-    let scenarios: Vec<(&'static str, Vec<u8>, usize)> = vec![
+    let by_pat = [
+        ("X-User-Id", few_id.as_str()),
+        ("X-Auth-Token", pat.as_str()),
+    ];
+    let me_pat = request("GET", "/api/v1/me", &by_pat, None);
+    // Last use off and on, twice each, alternating: the first routes after
+    // the set-up run while the store settles (5,000 PATs just written).
+    let scenarios: Vec<(&'static str, Vec<u8>, usize, SocketAddr)> = vec![
         (
             "GET /healthz",
             request("GET", "/healthz", &[], None),
             connections,
+            addr,
+        ),
+        (
+            "GET /api/v1/me (PAT, last use off)",
+            me_pat.clone(),
+            connections,
+            addr_off,
+        ),
+        (
+            "GET /api/v1/me (PAT, last use on)",
+            me_pat.clone(),
+            connections,
+            addr,
+        ),
+        (
+            "GET /api/v1/me (PAT, last use off)",
+            me_pat.clone(),
+            connections,
+            addr_off,
+        ),
+        (
+            "GET /api/v1/me (PAT, last use on)",
+            me_pat.clone(),
+            connections,
+            addr,
+        ),
+        (
+            "GET /api/v1/me (PAT, resolution 0)",
+            me_pat,
+            connections,
+            addr_zero,
         ),
         (
             "GET /api/v1/me",
             request("GET", "/api/v1/me", &auth, None),
             connections,
+            addr,
         ),
         (
             "POST users.createToken (other)",
@@ -404,16 +465,19 @@ async fn main() {
                 Some(&format!(r#"{{"userId":"{}"}}"#, bot.id)),
             ),
             32,
+            addr,
         ),
         (
             "GET /api/v1/me (user with 5 PATs)",
             request("GET", "/api/v1/me", &few, None),
             connections,
+            addr,
         ),
         (
             "GET /api/v1/me (user with 5000 PATs)",
             request("GET", "/api/v1/me", &many, None),
             connections,
+            addr,
         ),
         (
             "POST /api/v1/login (bcrypt)",
@@ -424,6 +488,7 @@ async fn main() {
                 Some(r#"{"user":"admin","password":"bench-admin-pass"}"#),
             ),
             connections.min(4),
+            addr,
         ),
     ];
     // `--only TEXT`: run `/healthz` (the baseline) and the routes whose name
@@ -434,7 +499,7 @@ async fn main() {
         .position(|a| a == "--only")
         .and_then(|i| args.get(i + 1).cloned());
     let mut baseline = None;
-    for (name, req, conns) in scenarios {
+    for (name, req, conns, addr) in scenarios {
         if baseline.is_some() && only.as_ref().is_some_and(|o| !name.contains(o.as_str())) {
             continue;
         }

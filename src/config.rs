@@ -131,6 +131,15 @@ pub struct Config {
     /// serving with `/readyz` answering 503 (so a load balancer takes it out
     /// of rotation) before it stops accepting connections (default 0).
     pub shutdown_drain: Duration,
+    /// `AUDIT_RETENTION_DAYS`: how long audit events are kept (default 90).
+    pub audit_retention: Duration,
+    /// `LAST_USED_RESOLUTION_SECONDS`: a PAT's or API token's `lastUsedAt`
+    /// is written at most once per this window (default 60; 0: every use;
+    /// `off`: never, `None`).
+    pub last_used_resolution: Option<Duration>,
+    /// `PAT_MAX_LIFETIME_DAYS`: the longest lifetime a personal access
+    /// token may get (`None`: no maximum, and PATs without expiry allowed).
+    pub pat_max_lifetime: Option<Duration>,
 }
 
 /// The Rocket.Chat release whose REST API tokend follows, reported by
@@ -187,6 +196,9 @@ impl Default for Config {
             },
             max_sessions_per_user: 100,
             max_personal_access_tokens: 50,
+            audit_retention: days(90),
+            last_used_resolution: Some(Duration::from_secs(60)),
+            pat_max_lifetime: None,
         }
     }
 }
@@ -464,6 +476,24 @@ impl Config {
                 "a number of tokens from 1 to 100000",
                 |n| (1..=100_000).contains(n),
             )?,
+            audit_retention: env.duration("AUDIT_RETENTION_DAYS", DAY, d.audit_retention)?,
+            last_used_resolution: match env
+                .get("LAST_USED_RESOLUTION_SECONDS")
+                .as_deref()
+                .map(str::trim)
+            {
+                Some("off") => None,
+                _ => Some(Duration::from_secs(env.parse(
+                    "LAST_USED_RESOLUTION_SECONDS",
+                    60,
+                    "a number of seconds (at most one day) or off",
+                    |s| *s <= DAY,
+                )?)),
+            },
+            pat_max_lifetime: match env.get("PAT_MAX_LIFETIME_DAYS") {
+                None => None,
+                Some(_) => Some(env.duration("PAT_MAX_LIFETIME_DAYS", DAY, days(1))?),
+            },
         })
     }
 
@@ -498,6 +528,34 @@ mod tests {
         assert_eq!(c.rc_compat_version, RC_COMPAT_VERSION);
         let c = cfg(&[("RC_COMPAT_VERSION", " 8.0.0-rc.1 ")]).unwrap();
         assert_eq!(c.rc_compat_version, "8.0.0-rc.1");
+    }
+
+    #[test]
+    fn audit_and_token_governance_variables() {
+        let c = cfg(&[]).unwrap();
+        assert_eq!(c.audit_retention, days(90));
+        assert_eq!(c.last_used_resolution, Some(Duration::from_secs(60)));
+        assert_eq!(c.pat_max_lifetime, None);
+        let c = cfg(&[
+            ("AUDIT_RETENTION_DAYS", "7"),
+            ("LAST_USED_RESOLUTION_SECONDS", "0"),
+            ("PAT_MAX_LIFETIME_DAYS", "30"),
+        ])
+        .unwrap();
+        assert_eq!(c.audit_retention, days(7));
+        assert_eq!(c.last_used_resolution, Some(Duration::ZERO));
+        assert_eq!(c.pat_max_lifetime, Some(days(30)));
+        let c = cfg(&[("LAST_USED_RESOLUTION_SECONDS", "off")]).unwrap();
+        assert_eq!(c.last_used_resolution, None);
+        for (var, bad) in [
+            ("AUDIT_RETENTION_DAYS", "0"),
+            ("LAST_USED_RESOLUTION_SECONDS", "86401"),
+            ("LAST_USED_RESOLUTION_SECONDS", "soon"),
+            ("PAT_MAX_LIFETIME_DAYS", "0"),
+            ("PAT_MAX_LIFETIME_DAYS", "-3"),
+        ] {
+            assert_eq!(cfg(&[(var, bad)]).unwrap_err().var, var, "{var}={bad}");
+        }
     }
 
     #[test]

@@ -7,10 +7,12 @@
 //! SAYMON API tokens and sessions → [`service::saymon`]; which permission
 //! allows what → [`permissions`]; token and hash types → [`credential`].
 
+pub mod audit;
 pub mod clock;
 pub mod credential;
 pub mod error;
 pub mod ids;
+pub mod metrics;
 pub mod model;
 pub mod password;
 pub mod permissions;

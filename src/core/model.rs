@@ -114,7 +114,7 @@ impl User {
 pub enum LoginToken {
     /// A login ("resume") token: `{when, hashedToken}`; expires, counts toward the cap.
     Resume(ResumeToken),
-    /// A personal access token: never expires, never evicted by the cap.
+    /// A personal access token: expires only if given an expiry, never evicted by the cap.
     Personal(PersonalAccessToken),
 }
 
@@ -144,6 +144,17 @@ pub struct PersonalAccessToken {
     pub last_token_part: String,
     pub name: String,
     pub bypass_two_factor: bool,
+    /// When it stops working (`None`: never). tokend's, optional.
+    pub expires_at: Option<Timestamp>,
+    /// Its last use, to `LAST_USED_RESOLUTION_SECONDS` (`None`: never used).
+    pub last_used_at: Option<Timestamp>,
+}
+
+impl PersonalAccessToken {
+    /// Whether it has expired at `now`.
+    pub fn expired(&self, now: Timestamp) -> bool {
+        self.expires_at.is_some_and(|e| e <= now)
+    }
 }
 
 /// A role (`rocketchat_roles`).
@@ -172,6 +183,8 @@ pub struct ApiToken {
     pub created_at: Timestamp,
     /// Last 4 characters of the token, the only part ever shown again.
     pub hint: String,
+    /// Its last use, to `LAST_USED_RESOLUTION_SECONDS` (`None`: never used).
+    pub last_used_at: Option<Timestamp>,
 }
 
 /// A SAYMON cookie session, stored under the hash of its id.

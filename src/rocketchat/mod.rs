@@ -4,6 +4,7 @@
 // per failed request, so boxing it would only add an allocation.
 #![allow(clippy::result_large_err)]
 
+pub mod admin;
 pub mod auth;
 pub mod body;
 pub mod error;
@@ -31,6 +32,7 @@ pub type RcApis = (
     users::UsersApi,
     pat::PatApi,
     info::InfoApi,
+    admin::AdminApi,
 );
 
 /// Every Rocket.Chat route: errors in Rocket.Chat's shape, the
@@ -44,6 +46,7 @@ pub fn api(core: Arc<Core>) -> RcRoutes {
         tokens::TokensApi { core: core.clone() },
         users::UsersApi { core: core.clone() },
         pat::PatApi { core: core.clone() },
-        info::InfoApi { core },
+        info::InfoApi { core: core.clone() },
+        admin::AdminApi { core },
     )))
 }

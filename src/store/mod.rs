@@ -8,11 +8,13 @@
 //! [`UserStore`] keeps users, [`TokenStore`] Rocket.Chat login tokens and
 //! personal access tokens, [`SaymonStore`] SAYMON API tokens and sessions,
 //! [`RoleStore`] roles and permissions, [`LoginAttemptStore`] failed-login
-//! records; [`Store`] is all five plus readiness.
+//! records, [`AuditStore`] the audit trail; [`Store`] is all six plus
+//! readiness.
 
 pub mod mongo;
 pub mod sqlite;
 
+pub use crate::core::audit::{AuditEvent, AuditKind, AuditQuery};
 use crate::core::credential::TokenHash;
 pub use crate::core::model::UniqueField;
 use crate::core::model::*;
@@ -208,6 +210,16 @@ pub trait TokenStore: Send + Sync {
     ) -> StoreResult<bool>;
     /// Removes the PAT with this name; false if there was none.
     async fn remove_personal_access_token(&self, user_id: &str, name: &str) -> StoreResult<bool>;
+    /// Sets `last_used_at = now` on the user's PAT with this hash, only if it
+    /// was never used or last used before `stale_before` (one conditional
+    /// write, so concurrent uses write once); true if it wrote.
+    async fn touch_personal_access_token(
+        &self,
+        user_id: &str,
+        hashed_token: &TokenHash,
+        now: Timestamp,
+        stale_before: Timestamp,
+    ) -> StoreResult<bool>;
 }
 
 /// SAYMON credentials: one API token per user, and cookie sessions.
@@ -223,6 +235,14 @@ pub trait SaymonStore: Send + Sync {
     async fn find_api_token(&self, hashed_token: &TokenHash) -> StoreResult<Option<ApiToken>>;
     /// Deletes the user's API token; false if there was none.
     async fn delete_api_token(&self, user_id: &str) -> StoreResult<bool>;
+    /// Sets `last_used_at = now` on the API token with this hash, only if it
+    /// was never used or last used before `stale_before`; true if it wrote.
+    async fn touch_api_token(
+        &self,
+        hashed_token: &TokenHash,
+        now: Timestamp,
+        stale_before: Timestamp,
+    ) -> StoreResult<bool>;
 
     /// Stores a new session, then keeps only the user's newest `max`
     /// sessions (by `created_at`): the oldest go, in the same write as far
@@ -288,11 +308,23 @@ pub trait LoginAttemptStore: Send + Sync {
     async fn withdraw_login_attempt(&self, id: &str) -> StoreResult<()>;
 }
 
+/// The audit trail (SQLite `audit_events`, MongoDB `tokend_audit`).
+#[async_trait]
+pub trait AuditStore: Send + Sync {
+    /// Appends one event.
+    async fn record_audit_event(&self, event: &AuditEvent) -> StoreResult<()>;
+    /// The events matching the query, newest first (then by id), and how
+    /// many match in all.
+    async fn audit_events(&self, query: &AuditQuery) -> StoreResult<(Vec<AuditEvent>, u64)>;
+    /// Deletes the events whose `expires_at` is not after `now`; returns how many.
+    async fn prune_audit_events(&self, now: Timestamp) -> StoreResult<u64>;
+}
+
 /// Persistent state of tokend: every concern, plus readiness.
 /// Implementations: [`SqliteStore`] and [`MongoStore`].
 #[async_trait]
 pub trait Store:
-    UserStore + TokenStore + SaymonStore + RoleStore + LoginAttemptStore + 'static
+    UserStore + TokenStore + SaymonStore + RoleStore + LoginAttemptStore + AuditStore + 'static
 {
     /// Checks that the store answers (readiness).
     async fn ping(&self) -> StoreResult<()>;

@@ -7,6 +7,7 @@
 mod common;
 
 mod adversarial;
+mod audit;
 mod concurrent_mint;
 mod mongo_faults;
 mod mongo_layout;

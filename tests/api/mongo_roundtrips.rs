@@ -87,7 +87,7 @@ async fn round_trips_per_route() {
     rows.push(Row {
         route: "POST users.createToken, another user",
         commands,
-        limit: 3,
+        limit: 4,
     });
 
     let (_, commands) = log.during(app.login("bob", USER_PASS)).await;
@@ -109,13 +109,14 @@ async fn round_trips_per_route() {
     rows.push(Row {
         route: "POST users.createToken, user at the cap",
         commands,
-        limit: 4,
+        limit: 5,
     });
     let (_, commands) = log.during(app.login("bob", USER_PASS)).await;
     rows.push(Row {
         route: "POST /api/v1/login, user at the cap",
         commands,
-        limit: 6,
+        // As the shared failed-login check makes it, +1 audit insert.
+        limit: 7,
     });
 
     // With the default permission cache (PERMISSIONS_CACHE_SECONDS=5), warm.
@@ -138,7 +139,7 @@ async fn round_trips_per_route() {
     rows.push(Row {
         route: "POST users.createToken, permission cache warm",
         commands,
-        limit: 2,
+        limit: 3,
     });
     for _ in 0..50 {
         create_warm().await.assert_status_is_ok();
@@ -148,7 +149,7 @@ async fn round_trips_per_route() {
     rows.push(Row {
         route: "POST users.createToken, cache warm, at the cap",
         commands,
-        limit: 3,
+        limit: 4,
     });
 
     // SAYMON, cold permission cache as above.
@@ -178,6 +179,21 @@ async fn round_trips_per_route() {
     rows.push(Row {
         route: "GET /node/api/users/current ?api-token=",
         commands,
+        limit: 4,
+    });
+    // Within LAST_USED_RESOLUTION_SECONDS of that use: no `lastUsedAt` write.
+    let (resp, commands) = log
+        .during(
+            app.client
+                .get("/node/api/users/current")
+                .query("api-token", &api_token)
+                .send(),
+        )
+        .await;
+    resp.assert_status_is_ok();
+    rows.push(Row {
+        route: "GET /node/api/users/current ?api-token= again",
+        commands,
         limit: 3,
     });
     let (resp, commands) = log
@@ -192,10 +208,11 @@ async fn round_trips_per_route() {
     rows.push(Row {
         route: "POST /node/api/users/session (password)",
         commands,
-        // As the password login, then `insert tokend_sessions` and the
+        // As the password login, then `insert tokend_sessions`, the
         // session cap's `find` of the user's sessions beyond
-        // `MAX_SESSIONS_PER_USER`.
-        limit: 6,
+        // `MAX_SESSIONS_PER_USER`, and an audit insert each for the login and
+        // the session.
+        limit: 8,
     });
     let (resp, commands) = log
         .during(

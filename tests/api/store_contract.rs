@@ -68,6 +68,8 @@ fn pat(name: &str, hash: &str) -> PersonalAccessToken {
         last_token_part: "abcdef".into(),
         name: name.into(),
         bypass_two_factor: false,
+        expires_at: None,
+        last_used_at: None,
     }
 }
 
@@ -648,17 +650,17 @@ store_tests! {
     async fn api_tokens_are_replaced_and_deleted(kind) {
         let store = open(&kind).await;
         let t = now();
-        let first = ApiToken { user_id: "u1".into(), hashed_token: h("a1"), created_at: t, hint: "wxyz".into() };
+        let first = ApiToken { user_id: "u1".into(), hashed_token: h("a1"), created_at: t, hint: "wxyz".into(), last_used_at: None };
         store.set_api_token(&first).await.unwrap();
         assert_eq!(store.api_token_of("u1").await.unwrap(), Some(first.clone()));
         assert_eq!(store.find_api_token(&h("a1")).await.unwrap(), Some(first));
-        let second = ApiToken { user_id: "u1".into(), hashed_token: h("a2"), created_at: t + Delta::seconds(1), hint: "abcd".into() };
+        let second = ApiToken { user_id: "u1".into(), hashed_token: h("a2"), created_at: t + Delta::seconds(1), hint: "abcd".into(), last_used_at: None };
         store.set_api_token(&second).await.unwrap();
         assert_eq!(store.find_api_token(&h("a1")).await.unwrap(), None);
         assert_eq!(store.find_api_token(&h("a2")).await.unwrap(), Some(second.clone()));
         assert_eq!(store.api_token_of("u1").await.unwrap(), Some(second.clone()));
         assert_eq!(store.api_token_of("u2").await.unwrap(), None);
-        let third = ApiToken { user_id: "u3".into(), hashed_token: h("a3"), created_at: t, hint: "efgh".into() };
+        let third = ApiToken { user_id: "u3".into(), hashed_token: h("a3"), created_at: t, hint: "efgh".into(), last_used_at: None };
         store.set_api_token(&third).await.unwrap();
         let mut batch = store.api_tokens_of(&["u1".into(), "u2".into(), "u3".into()]).await.unwrap();
         batch.sort_by(|a, b| a.user_id.cmp(&b.user_id));
@@ -667,6 +669,98 @@ store_tests! {
         assert!(store.delete_api_token("u1").await.unwrap());
         assert!(!store.delete_api_token("u1").await.unwrap());
         assert_eq!(store.find_api_token(&h("a2")).await.unwrap(), None);
+    }
+
+    async fn pat_expiry_and_last_use_round_trip(kind) {
+        let store = open(&kind).await;
+        let alice = inserted(&store, "alice").await;
+        let t = now();
+        let mut p = pat("ci", "p1");
+        p.expires_at = Some(t + Delta::days(3));
+        assert_eq!(store.add_personal_access_token(&alice.id, &p, 50).await.unwrap(), PatInsert::Inserted);
+        let found = store.find_by_token(Some(&alice.id), &h("p1")).await.unwrap().unwrap().1;
+        assert_eq!(found, LoginToken::Personal(p.clone()));
+        // First use writes; a second within the window does not; after it, it does.
+        assert!(store.touch_personal_access_token(&alice.id, &h("p1"), t, t - Delta::seconds(60)).await.unwrap());
+        let t2 = t + Delta::seconds(10);
+        assert!(!store.touch_personal_access_token(&alice.id, &h("p1"), t2, t2 - Delta::seconds(60)).await.unwrap());
+        assert_eq!(store.find_personal_access_token(&alice.id, "ci").await.unwrap().unwrap().last_used_at, Some(t));
+        let t3 = t + Delta::seconds(61);
+        assert!(store.touch_personal_access_token(&alice.id, &h("p1"), t3, t3 - Delta::seconds(60)).await.unwrap());
+        let stored = store.find_personal_access_token(&alice.id, "ci").await.unwrap().unwrap();
+        assert_eq!((stored.last_used_at, stored.expires_at), (Some(t3), p.expires_at));
+        // Only that user's PAT, never a login token.
+        store.push_login_token(&UserKey::Id(alice.id.clone()), &resume(t, "r1"), 10).await.unwrap();
+        assert!(!store.touch_personal_access_token(&alice.id, &h("r1"), t3, t3).await.unwrap());
+        assert!(!store.touch_personal_access_token("someone-else", &h("p1"), t3 + Delta::days(1), t3 + Delta::days(1)).await.unwrap());
+        // Replacing keeps what the new entry says.
+        let mut fresh = pat("ci", "p2");
+        fresh.expires_at = None;
+        assert!(store.replace_personal_access_token(&alice.id, &fresh).await.unwrap());
+        assert_eq!(store.find_personal_access_token(&alice.id, "ci").await.unwrap(), Some(fresh));
+    }
+
+    async fn api_token_last_use_is_conditional_and_reset(kind) {
+        let store = open(&kind).await;
+        let t = now();
+        let token = ApiToken { user_id: "u1".into(), hashed_token: h("a1"), created_at: t, hint: "wxyz".into(), last_used_at: None };
+        store.set_api_token(&token).await.unwrap();
+        assert!(store.touch_api_token(&h("a1"), t, t - Delta::seconds(60)).await.unwrap());
+        assert!(!store.touch_api_token(&h("a1"), t + Delta::seconds(5), t - Delta::seconds(55)).await.unwrap());
+        assert_eq!(store.api_token_of("u1").await.unwrap().unwrap().last_used_at, Some(t));
+        assert!(!store.touch_api_token(&h("nope"), t, t).await.unwrap());
+        let next = ApiToken { hashed_token: h("a2"), ..token };
+        store.set_api_token(&next).await.unwrap();
+        assert_eq!(store.api_token_of("u1").await.unwrap(), Some(next));
+    }
+
+    async fn audit_events_are_kept_filtered_paged_and_pruned(kind) {
+        let store = open(&kind).await;
+        let t = now();
+        let event = |i: i64, kind: AuditKind, actor: Option<&str>, target: &str| AuditEvent {
+            id: format!("event-{i:02}"),
+            at: t + Delta::seconds(i),
+            expires_at: t + Delta::days(1) + Delta::seconds(i),
+            kind,
+            actor: actor.map(str::to_string),
+            target: Some(target.into()),
+            route: Some("users.createToken".into()),
+            address: Some("203.0.113.7".into()),
+            request_id: Some(format!("req-{i}")),
+            outcome: kind.outcome().into(),
+            detail: None,
+        };
+        let all = [
+            event(0, AuditKind::LoginFailed, None, "bob"),
+            event(1, AuditKind::TokenMinted, Some("admin"), "bob"),
+            event(2, AuditKind::PatCreated, Some("carol"), "carol"),
+            event(3, AuditKind::TokenMinted, Some("bob"), "carol"),
+        ];
+        for e in &all {
+            store.record_audit_event(e).await.unwrap();
+        }
+        let q = |f: fn(&mut AuditQuery)| {
+            let mut q = AuditQuery { count: 10, ..AuditQuery::default() };
+            f(&mut q);
+            q
+        };
+        let (events, total) = store.audit_events(&q(|_| {})).await.unwrap();
+        assert_eq!(total, 4);
+        assert_eq!(events, all.iter().rev().cloned().collect::<Vec<_>>());
+        let ids = |events: Vec<AuditEvent>| events.into_iter().map(|e| e.id).collect::<Vec<_>>();
+        let (events, total) = store.audit_events(&q(|q| q.user = Some("bob".into()))).await.unwrap();
+        assert_eq!((ids(events), total), (vec!["event-03".to_string(), "event-01".into(), "event-00".into()], 3));
+        let (events, _) = store.audit_events(&q(|q| q.kind = Some(AuditKind::TokenMinted))).await.unwrap();
+        assert_eq!(ids(events), ["event-03", "event-01"]);
+        let mut ranged = q(|_| {});
+        ranged.since = Some(t + Delta::seconds(1));
+        ranged.until = Some(t + Delta::seconds(3));
+        assert_eq!(ids(store.audit_events(&ranged).await.unwrap().0), ["event-02", "event-01"]);
+        let (events, total) = store.audit_events(&q(|q| { q.offset = 1; q.count = 2; })).await.unwrap();
+        assert_eq!((ids(events), total), (vec!["event-02".to_string(), "event-01".into()], 4));
+        // Pruning removes exactly the events past their end.
+        assert_eq!(store.prune_audit_events(t + Delta::days(1) + Delta::seconds(1)).await.unwrap(), 2);
+        assert_eq!(ids(store.audit_events(&q(|_| {})).await.unwrap().0), ["event-03", "event-02"]);
     }
 
     async fn sessions_are_touched_until_they_expire(kind) {

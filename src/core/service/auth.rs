@@ -2,9 +2,11 @@
 //! with failed-login blocking, the REST rate limiter, the client address.
 
 use super::Core;
+use crate::core::audit::AuditKind;
 use crate::core::clock::truncate_ms;
 use crate::core::credential::{Caller, Credential, PasswordAttempt, Plaintext, TokenHash, Via};
 use crate::core::error::CoreError;
+use crate::core::metrics::METRICS;
 use crate::core::model::{LoginToken, Timestamp, User, UserKey};
 use crate::core::password::Checked;
 use crate::core::permissions::Permission;
@@ -125,12 +127,33 @@ impl Core {
             .unwrap_or(DateTime::<chrono::Utc>::MAX_UTC)
     }
 
-    /// Whether a stored token still authenticates at `now` (PATs never expire).
+    /// Whether a stored token still authenticates at `now` (a PAT until
+    /// its optional `expires_at`).
     fn token_is_live(&self, token: &LoginToken, now: Timestamp) -> bool {
         match token {
             LoginToken::Resume(r) => self.login_token_expiry(r.when) > now,
-            LoginToken::Personal(_) => true,
+            LoginToken::Personal(p) => !p.expired(now),
         }
+    }
+
+    /// The instant before which a recorded last use is stale: a token last
+    /// used before it gets `lastUsedAt` written again.
+    pub(super) fn last_use_stale_before(&self, now: Timestamp) -> Timestamp {
+        self.config
+            .last_used_resolution
+            .and_then(|r| chrono::Duration::from_std(r).ok())
+            .and_then(|d| now.checked_sub_signed(d))
+            .unwrap_or(now)
+    }
+
+    /// Whether a token last used at `last` needs its `lastUsedAt` written
+    /// at `now` (never with `LAST_USED_RESOLUTION_SECONDS=off`). Within the
+    /// window nothing is written, so a request stays at its one store read;
+    /// the write itself is one conditional update, so concurrent requests
+    /// write it once.
+    pub(super) fn last_use_due(&self, last: Option<Timestamp>, now: Timestamp) -> bool {
+        self.config.last_used_resolution.is_some()
+            && last.is_none_or(|t| t < self.last_use_stale_before(now))
     }
 
     /// Who presents this credential. The one rule for every credential:
@@ -159,14 +182,31 @@ impl Core {
         let Some((user, entry)) = self.store.find_by_token(user_id, hash).await? else {
             return Ok(None);
         };
-        if !self.token_is_live(&entry, self.now()) {
+        let now = self.now();
+        if !self.token_is_live(&entry, now) {
             return Ok(None);
         }
+        let Some(user) = active(user) else {
+            return Ok(None);
+        };
         let via = match entry {
             LoginToken::Resume(_) => Via::LoginToken(hash.clone()),
-            LoginToken::Personal(_) => Via::PersonalAccessToken(hash.clone()),
+            LoginToken::Personal(pat) => {
+                if self.last_use_due(pat.last_used_at, now) {
+                    let stale = self.last_use_stale_before(now);
+                    // Bookkeeping: a failed write must not refuse the request.
+                    if let Err(e) = self
+                        .store
+                        .touch_personal_access_token(&user.id, hash, now, stale)
+                        .await
+                    {
+                        tracing::warn!(error = %e, "recording a PAT's last use failed");
+                    }
+                }
+                Via::PersonalAccessToken(hash.clone())
+            }
         };
-        Ok(active(user).map(|user| Caller { user, via }))
+        Ok(Some(Caller { user, via }))
     }
 
     /// The user a stored SAYMON credential belongs to, if it still exists
@@ -190,12 +230,28 @@ impl Core {
     /// ([`Busy`] otherwise).
     async fn by_password(&self, attempt: PasswordAttempt) -> Result<Authenticated, CoreError> {
         let user = self.store.find_user(&attempt.user).await?;
+        let target = user.as_ref().map(|u| u.id.clone());
         let pending = match self
             .begin_login_attempt(user.as_ref(), attempt.user.typed(), attempt.ip)
             .await?
         {
             Ok(pending) => pending,
-            Err(blocked) => return Ok(Authenticated::Refused(Refused::Blocked(blocked))),
+            Err(blocked) => {
+                let scope = match blocked.scope {
+                    BlockScope::ForUser => "user",
+                    BlockScope::ForIp => "ip",
+                };
+                METRICS.logins.inc(&["blocked"]);
+                METRICS.throttle_blocks.inc(&[scope]);
+                self.audit(
+                    AuditKind::LoginBlocked,
+                    None,
+                    target.as_deref(),
+                    Some(scope),
+                )
+                .await;
+                return Ok(Authenticated::Refused(Refused::Blocked(blocked)));
+            }
         };
         let hash = user.as_ref().and_then(|u| u.password_bcrypt.as_ref());
         // An error (or a dropped request) leaves the reservation counted as a failure.
@@ -212,6 +268,14 @@ impl Core {
         match user {
             Some(user) if matches && user.active => {
                 self.login_attempt_succeeded(pending).await?;
+                METRICS.logins.inc(&["succeeded"]);
+                self.audit(
+                    AuditKind::LoginSucceeded,
+                    Some(&user.id),
+                    Some(&user.id),
+                    Some("password"),
+                )
+                .await;
                 Ok(Authenticated::Caller(Box::new(Caller {
                     user,
                     via: Via::Password,
@@ -219,6 +283,9 @@ impl Core {
             }
             _ => {
                 pending.failed();
+                METRICS.logins.inc(&["failed"]);
+                self.audit(AuditKind::LoginFailed, None, target.as_deref(), None)
+                    .await;
                 Ok(Authenticated::Refused(Refused::Rejected))
             }
         }
@@ -309,7 +376,17 @@ impl Core {
             Authenticated::Refused(refused) => return Ok(Login::Refused(refused)),
         };
         let token = match resumed {
-            Some(token) => token,
+            Some(token) => {
+                METRICS.logins.inc(&["succeeded"]);
+                self.audit(
+                    AuditKind::LoginSucceeded,
+                    Some(caller.id()),
+                    Some(caller.id()),
+                    Some("resume"),
+                )
+                .await;
+                token
+            }
             None => match self
                 .mint_login_token(&UserKey::Id(caller.user.id.clone()))
                 .await?
@@ -344,7 +421,10 @@ impl Core {
         }
         Ok(match self.rate_limiter.hit(ip, route, self.now()) {
             Ok(()) => RateLimit::Allowed,
-            Err(limited) => RateLimit::Limited(limited),
+            Err(limited) => {
+                METRICS.throttle_blocks.inc(&["rate_limit"]);
+                RateLimit::Limited(limited)
+            }
         })
     }
 

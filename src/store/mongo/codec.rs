@@ -33,6 +33,8 @@ pub const USER_KEYS: &str = "tokend_user_keys";
 /// tokend's lease serialising the writes that may remove an admin (see
 /// `admin_guard`): one document.
 pub const ADMIN_GUARD: &str = "tokend_admin_guard";
+/// The audit trail (TTL index on `expiresAt`).
+pub const AUDIT: &str = "tokend_audit";
 
 /// Rocket.Chat's server events: its failed-login and login records (shared
 /// with Rocket.Chat; tokend's own records also carry `expireAt`).
@@ -103,6 +105,10 @@ pub mod entry {
     pub const LAST_TOKEN_PART: &str = "lastTokenPart";
     pub const NAME: &str = "name";
     pub const BYPASS_TWO_FACTOR: &str = "bypassTwoFactor";
+    /// tokend's: when a PAT stops working (absent: never).
+    pub const EXPIRES_AT: &str = "expiresAt";
+    /// tokend's: a PAT's last use, to `LAST_USED_RESOLUTION_SECONDS`.
+    pub const LAST_USED_AT: &str = "lastUsedAt";
 }
 
 /// Every user field [`user_from`] decodes: the projection of every user read,
@@ -393,6 +399,8 @@ pub fn token_from(d: &Document) -> Option<LoginToken> {
             last_token_part: string(d.get(entry::LAST_TOKEN_PART)).unwrap_or_default(),
             name: string(d.get(entry::NAME))?,
             bypass_two_factor: boolean(d.get(entry::BYPASS_TWO_FACTOR)).unwrap_or(false),
+            expires_at: timestamp(d.get(entry::EXPIRES_AT)),
+            last_used_at: timestamp(d.get(entry::LAST_USED_AT)),
         }));
     }
     Some(LoginToken::Resume(ResumeToken {
@@ -482,14 +490,22 @@ pub fn token_doc(t: &LoginToken) -> Document {
 
 /// A personal access token entry.
 pub fn pat_doc(p: &PersonalAccessToken) -> Document {
-    doc! {
+    let mut d = doc! {
         entry::HASHED_TOKEN: p.hashed_token.as_str(),
         entry::TYPE: entry::PAT_TYPE,
         entry::CREATED_AT: date(p.created_at),
         entry::LAST_TOKEN_PART: &p.last_token_part,
         entry::NAME: &p.name,
         entry::BYPASS_TWO_FACTOR: p.bypass_two_factor,
+    };
+    // tokend's own fields, only when set: Rocket.Chat ignores them.
+    if let Some(t) = p.expires_at {
+        d.insert(entry::EXPIRES_AT, date(t));
     }
+    if let Some(t) = p.last_used_at {
+        d.insert(entry::LAST_USED_AT, date(t));
+    }
+    d
 }
 
 /// What the PAT cap reads of a user after a push: each entry's type and hash.
@@ -557,6 +573,7 @@ pub fn api_token_from(d: &Document) -> Option<ApiToken> {
         hashed_token: TokenHash::from_stored(string(d.get("hashedToken"))?),
         created_at: timestamp(d.get("createdAt")).unwrap_or_default(),
         hint: string(d.get("lastTokenPart")).unwrap_or_default(),
+        last_used_at: timestamp(d.get("lastUsedAt")),
     })
 }
 

@@ -18,6 +18,8 @@
 //!   remove the last active admin (see `admin_guard`).
 //! * `rocketchat_server_events`: Rocket.Chat's failed-login and login events,
 //!   read and written in its shape (see `login_attempts`).
+//! * `tokend_audit`: the audit trail, one document per credential event,
+//!   removed by a TTL index on its `expiresAt` (see `audit`).
 //!
 //! Without transactions (a standalone mongod has none, nor has the emulator)
 //! every method that must be atomic is one single-document write.
@@ -34,6 +36,7 @@
 //! [`StoreError::Unavailable`] (503), logged once here with their context.
 
 mod admin_guard;
+mod audit;
 mod claims;
 mod codec;
 mod errors;
@@ -175,6 +178,19 @@ fn index_plan() -> Vec<(&'static str, Vec<IndexModel>)> {
                     doc! { event::EXPIRE_AT: 1 },
                     IndexOptions::builder().expire_after(Duration::ZERO).build(),
                 ),
+            ],
+        ),
+        (
+            AUDIT,
+            vec![
+                // Retention: each event carries its own end (`AUDIT_RETENTION_DAYS`).
+                index(
+                    doc! { "expiresAt": 1 },
+                    IndexOptions::builder().expire_after(Duration::ZERO).build(),
+                ),
+                index(doc! { "at": -1 }, IndexOptions::default()),
+                index(doc! { "actor": 1, "at": -1 }, IndexOptions::default()),
+                index(doc! { "target": 1, "at": -1 }, IndexOptions::default()),
             ],
         ),
     ]

@@ -3,6 +3,18 @@
 
 use super::*;
 
+/// `$set` of the token's fields; a new token's `lastUsedAt` is `$unset`.
+fn set_api_token_update(token: &ApiToken) -> Document {
+    let mut fields = api_token_fields(token);
+    match token.last_used_at {
+        Some(t) => {
+            fields.insert("lastUsedAt", date(t));
+            doc! { "$set": fields }
+        }
+        None => doc! { "$set": fields, "$unset": { "lastUsedAt": "" } },
+    }
+}
+
 #[async_trait]
 impl SaymonStore for MongoStore {
     /// One upsert (two when a concurrent upsert of the same user wins the insert).
@@ -11,10 +23,7 @@ impl SaymonStore for MongoStore {
             let tokens = coll(&db, API_TOKENS);
             let upsert = || {
                 tokens
-                    .update_one(
-                        doc! { "_id": &token.user_id },
-                        doc! { "$set": api_token_fields(token) },
-                    )
+                    .update_one(doc! { "_id": &token.user_id }, set_api_token_update(token))
                     .upsert(true)
             };
             match upsert().await {
@@ -59,6 +68,28 @@ impl SaymonStore for MongoStore {
                 .find_one(doc! { "hashedToken": hashed_token.as_str() })
                 .await?;
             Ok(found.as_ref().and_then(api_token_from))
+        })
+        .await
+    }
+
+    /// One conditional update: `lastUsedAt` absent or older than `stale_before`.
+    async fn touch_api_token(
+        &self,
+        hashed_token: &TokenHash,
+        now: Timestamp,
+        stale_before: Timestamp,
+    ) -> StoreResult<bool> {
+        self.run("touch_api_token", |db| async move {
+            let result = coll(&db, API_TOKENS)
+                .update_one(
+                    doc! {
+                        "hashedToken": hashed_token.as_str(),
+                        "lastUsedAt": { "$not": { "$gte": date(stale_before) } },
+                    },
+                    doc! { "$set": { "lastUsedAt": date(now) } },
+                )
+                .await?;
+            Ok(result.modified_count > 0)
         })
         .await
     }

@@ -269,6 +269,34 @@ impl TokenStore for MongoStore {
         })
         .await
     }
+
+    /// One conditional update: `$elemMatch` on the PAT's hash with
+    /// `lastUsedAt` absent or older than `stale_before`, positional `$set`.
+    async fn touch_personal_access_token(
+        &self,
+        user_id: &str,
+        hashed_token: &TokenHash,
+        now: Timestamp,
+        stale_before: Timestamp,
+    ) -> StoreResult<bool> {
+        self.run("touch_personal_access_token", |db| async move {
+            let result = coll(&db, USERS)
+                .update_one(
+                    doc! {
+                        user::ID: user_id,
+                        user::LOGIN_TOKENS: { "$elemMatch": {
+                            entry::HASHED_TOKEN: hashed_token.as_str(),
+                            entry::TYPE: entry::PAT_TYPE,
+                            entry::LAST_USED_AT: { "$not": { "$gte": date(stale_before) } },
+                        } },
+                    },
+                    doc! { "$set": { in_tokens(&format!("$.{}", entry::LAST_USED_AT)): date(now) } },
+                )
+                .await?;
+            Ok(result.modified_count > 0)
+        })
+        .await
+    }
 }
 
 /// The trim after a push: the `when` of the `max`-th newest counted entry,

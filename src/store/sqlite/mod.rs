@@ -24,6 +24,7 @@
 //! The code is split like the traits: [`users`], [`tokens`], [`saymon`],
 //! [`roles`], [`login_attempts`].
 
+mod audit;
 mod login_attempts;
 mod roles;
 mod saymon;
@@ -65,6 +66,7 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 const MIGRATIONS: &[M<'static>] = &[
     M::up(include_str!("schema_v1.sql")),
     M::up(include_str!("schema_v2.sql")),
+    M::up(include_str!("schema_v3.sql")),
 ];
 
 /// The schema version this build writes.

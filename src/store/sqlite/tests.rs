@@ -109,6 +109,8 @@ async fn everything_survives_a_reopen() {
         last_token_part: "abcdef".into(),
         name: "ci".into(),
         bypass_two_factor: true,
+        expires_at: Some(t + chrono::Duration::days(3)),
+        last_used_at: Some(t),
     };
     let login = ResumeToken {
         when: t,
@@ -119,6 +121,7 @@ async fn everything_survives_a_reopen() {
         hashed_token: h("api-hash"),
         created_at: t,
         hint: "wxyz".into(),
+        last_used_at: None,
     };
     let session = Session {
         hashed_id: h("session-hash"),
