@@ -96,8 +96,8 @@ async fn round_trips_per_route() {
         commands,
         // find users; the attempt: insert + find rocketchat_server_events
         // (+ count with a client address), its success: update; the mint:
-        // findAndModify users.
-        limit: 5,
+        // findAndModify users; insert tokend_audit.
+        limit: 6,
     });
 
     // Bring bob to the cap of 50 login tokens: every new one now also trims.
