@@ -76,5 +76,7 @@ async fn seed_admin(core: &Core) -> Result<AdminSeed, CoreError> {
         CreateUser::Created(_) => Ok(AdminSeed::Created { username }),
         // Another instance created it first.
         CreateUser::Taken(_) => Ok(AdminSeed::Unchanged),
+        // `insert_user` has no caller to refuse.
+        CreateUser::NotAllowed(_) => Ok(AdminSeed::Unchanged),
     }
 }

@@ -15,7 +15,9 @@ use tokend::rocketchat::session::{
     LoginBody, LoginData, LoginOk, LoginPassword, LoginUser, PasswordDigest,
 };
 use tokend::rocketchat::tokens::{CreateTokenBody, CreateTokenOk, CreatedToken};
-use tokend::rocketchat::users::{CreateUserBody, UpdateUserBody, UpdateUserData};
+use tokend::rocketchat::users::{
+    CreateUserBody, OwnBasicInfoBody, OwnBasicInfoData, UpdateUserBody, UpdateUserData,
+};
 use tokend::rocketchat::view::MeView;
 use tokend::saymon::session::{SessionCreated, SessionRequest};
 use tokend::saymon::tokens::TokenCreated;
@@ -212,6 +214,13 @@ fn rocketchat_wire_types_redact_their_secrets() {
                 ..UpdateUserData::default()
             }),
         },
+        OwnBasicInfoBody {
+            data: Some(OwnBasicInfoData {
+                current_password: Some(SECRET.into()),
+                new_password: Some(SECRET.into()),
+                ..OwnBasicInfoData::default()
+            }),
+        },
         me,
     );
 }
@@ -241,6 +250,7 @@ fn saymon_wire_types_redact_their_secrets() {
             login: None,
             email: None,
             password: Some(SECRET.into()),
+            current_password: Some(SECRET.into()),
             display_name: None,
             permissions: None,
             status: None,

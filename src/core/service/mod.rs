@@ -19,7 +19,7 @@ pub mod tokens;
 pub mod users;
 
 pub use auth::{Authenticated, Blocked, Busy, Login, RateLimit, Refused};
-pub use saymon::OpenSession;
+pub use saymon::{IssueApiToken, OpenSession};
 pub use server::ServerInfo;
 pub use tokens::{CreatePat, CreateToken, Minted};
 pub use users::{
@@ -30,8 +30,9 @@ pub use users::{
 use super::clock::{Clock, Timestamp};
 use super::credential::Caller;
 use super::error::CoreError;
+use super::model::User;
 use super::password::Bcrypt;
-use super::permissions::{Granted, Perm, Permission, PermissionCache};
+use super::permissions::{Granted, Perm, Permission, PermissionCache, Snapshot};
 use super::ratelimit::RateLimiter;
 use super::throttle::LoginThrottle;
 use crate::config::Config;
@@ -149,6 +150,36 @@ impl Core {
         self.store.set_permission_roles(permission, roles).await?;
         self.permissions.invalidate();
         Ok(())
+    }
+
+    // --- the escalation rule ------------------------------------------------------
+
+    /// Whether `target` holds a permission that `caller` lacks (counting
+    /// only permissions tokend enforces). Nobody obtains a credential for,
+    /// sets the password of, or changes the privileges of a user who
+    /// outranks them: that would hand them the missing permissions.
+    pub(crate) async fn outranks(&self, target: &User, caller: &User) -> Result<bool, CoreError> {
+        Ok(self.permission_snapshot().await?.outranks(target, caller))
+    }
+
+    /// Whether turning `before` into `after` (other roles or permissions)
+    /// gives it a permission `caller` does not hold: nobody grants what they
+    /// do not hold, to others or to themselves.
+    pub(crate) async fn escalates(
+        &self,
+        caller: &User,
+        before: &User,
+        after: &User,
+    ) -> Result<bool, CoreError> {
+        Ok(self
+            .permission_snapshot()
+            .await?
+            .escalates(caller, before, after))
+    }
+
+    /// The permission map now, for several checks of one operation.
+    pub(crate) async fn permission_snapshot(&self) -> Result<Snapshot, CoreError> {
+        Ok(self.permissions.snapshot(self.store.as_ref()).await?)
     }
 
     /// Whether every one of these role ids exists.
