@@ -155,6 +155,9 @@ pub struct Role {
     pub scope: String,
     pub description: String,
     pub protected: bool,
+    /// `_updatedAt`: when it was written (Rocket.Chat's `roles.sync`);
+    /// `None` in a document that lacks it.
+    pub updated_at: Option<Timestamp>,
 }
 
 /// A permission and the roles that hold it (`rocketchat_permissions`).
@@ -162,6 +165,9 @@ pub struct Role {
 pub struct PermissionEntry {
     pub id: String,
     pub roles: Vec<String>,
+    /// `_updatedAt`: when its roles were last written
+    /// (`permissions.listAll?updatedSince=`); `None` in a document that lacks it.
+    pub updated_at: Option<Timestamp>,
 }
 
 /// The SAYMON-style API token of a user (one per user), stored hashed.

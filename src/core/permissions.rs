@@ -145,19 +145,21 @@ impl ManagesApiTokens for perm::ManageUsers {}
 pub trait ListsUsers: Perm {}
 impl ListsUsers for perm::ViewDRoom {}
 
-/// The permissions seeded at start-up (inserted when missing, never overwritten).
-pub fn default_permissions() -> Vec<PermissionEntry> {
+/// The permissions seeded at start-up (inserted when missing, never
+/// overwritten), stamped `now`.
+pub fn default_permissions(now: super::model::Timestamp) -> Vec<PermissionEntry> {
     Permission::ALL
         .iter()
         .map(|p| PermissionEntry {
             id: p.id().to_string(),
             roles: p.default_roles().iter().map(|r| r.to_string()).collect(),
+            updated_at: Some(now),
         })
         .collect()
 }
 
-/// Rocket.Chat's protected global roles, seeded when missing.
-pub fn default_roles() -> Vec<Role> {
+/// Rocket.Chat's protected global roles, seeded when missing, stamped `now`.
+pub fn default_roles(now: super::model::Timestamp) -> Vec<Role> {
     [
         (ADMIN_ROLE, "Admin"),
         (USER_ROLE, ""),
@@ -173,6 +175,7 @@ pub fn default_roles() -> Vec<Role> {
         scope: "Users".into(),
         description: description.into(),
         protected: true,
+        updated_at: Some(now),
     })
     .collect()
 }

@@ -25,10 +25,10 @@ pub enum AdminSeed {
 /// Seeds roles, permissions and the first admin.
 pub async fn seed(core: &Core) -> Result<AdminSeed, CoreError> {
     let store = core.store();
-    for role in default_roles() {
+    for role in default_roles(core.now()) {
         store.ensure_role(&role).await?;
     }
-    for permission in default_permissions() {
+    for permission in default_permissions(core.now()) {
         store.ensure_permission(&permission).await?;
     }
     seed_admin(core).await

@@ -9,6 +9,7 @@ pub mod body;
 pub mod error;
 pub mod info;
 pub mod pat;
+pub mod roles;
 pub mod session;
 pub mod tokens;
 pub mod users;
@@ -31,6 +32,7 @@ pub type RcApis = (
     users::UsersApi,
     pat::PatApi,
     info::InfoApi,
+    roles::RolesApi,
 );
 
 /// Every Rocket.Chat route: errors in Rocket.Chat's shape, the
@@ -44,6 +46,7 @@ pub fn api(core: Arc<Core>) -> RcRoutes {
         tokens::TokensApi { core: core.clone() },
         users::UsersApi { core: core.clone() },
         pat::PatApi { core: core.clone() },
-        info::InfoApi { core },
+        info::InfoApi { core: core.clone() },
+        roles::RolesApi { core },
     )))
 }

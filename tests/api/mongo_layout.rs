@@ -218,11 +218,16 @@ async fn roles_and_permissions_have_rocket_chats_layout() {
     );
     assert!(matches!(p.get("_updatedAt"), Some(Bson::DateTime(_))));
     let roles: Collection<Document> = db.collection("rocketchat_roles");
-    let admin = roles
+    let mut admin = roles
         .find_one(doc! { "_id": "admin" })
         .await
         .unwrap()
         .unwrap();
+    // Rocket.Chat's `_updatedAt` (a Date), which `roles.sync` filters on.
+    assert!(matches!(
+        admin.remove("_updatedAt"),
+        Some(Bson::DateTime(_))
+    ));
     assert_eq!(
         admin,
         doc! { "_id": "admin", "name": "admin", "scope": "Users", "description": "Admin",

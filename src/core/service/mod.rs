@@ -13,12 +13,14 @@
 //! * [`server`]: what the server tells about itself (`/api/info`).
 
 pub mod auth;
+pub mod roles;
 pub mod saymon;
 pub mod server;
 pub mod tokens;
 pub mod users;
 
 pub use auth::{Authenticated, Blocked, Busy, Login, RateLimit, Refused};
+pub use roles::{PublicRoles, RoleMembership, UpdatePermissions, UsersInRole};
 pub use saymon::{IssueApiToken, OpenSession};
 pub use server::ServerInfo;
 pub use tokens::{CreatePat, CreateToken, Minted};
@@ -147,7 +149,9 @@ impl Core {
         permission: &str,
         roles: &[String],
     ) -> Result<(), CoreError> {
-        self.store.set_permission_roles(permission, roles).await?;
+        self.store
+            .set_permission_roles(permission, roles, self.now())
+            .await?;
         self.permissions.invalidate();
         Ok(())
     }

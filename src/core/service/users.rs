@@ -671,7 +671,7 @@ fn sketch(roles: Vec<String>, permissions: Vec<String>) -> User {
 }
 
 /// Whether two lists hold the same ids, in any order.
-fn same_set(a: &[String], b: &[String]) -> bool {
+pub(super) fn same_set(a: &[String], b: &[String]) -> bool {
     a.iter().all(|x| b.contains(x)) && b.iter().all(|x| a.contains(x))
 }
 

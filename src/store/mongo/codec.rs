@@ -459,14 +459,18 @@ pub fn pat_named(name: &str) -> Document {
 
 /// A role document (`rocketchat_roles`).
 pub fn role_doc(r: &Role) -> Document {
-    doc! {
+    let mut d = doc! {
         "_id": &r.id,
         "name": &r.name,
         "scope": &r.scope,
         "description": &r.description,
         "protected": r.protected,
         "mandatory2fa": false,
+    };
+    if let Some(at) = r.updated_at {
+        d.insert("_updatedAt", date(at));
     }
+    d
 }
 
 /// A role from `rocketchat_roles`.
@@ -477,6 +481,7 @@ pub fn role_from(d: &Document) -> Option<Role> {
         scope: string(d.get("scope")).unwrap_or_else(|| "Users".into()),
         description: string(d.get("description")).unwrap_or_default(),
         protected: boolean(d.get("protected")).unwrap_or(false),
+        updated_at: timestamp(d.get("_updatedAt")),
         id,
     })
 }
@@ -486,6 +491,7 @@ pub fn permission_from(d: &Document) -> Option<PermissionEntry> {
     Some(PermissionEntry {
         id: id_of(d)?,
         roles: strings(d.get("roles")),
+        updated_at: timestamp(d.get("_updatedAt")),
     })
 }
 

@@ -54,7 +54,10 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The schema, one migration per version. Append only: never edit a
 /// migration that has shipped.
-const MIGRATIONS: &[M<'static>] = &[M::up(include_str!("schema_v1.sql"))];
+const MIGRATIONS: &[M<'static>] = &[
+    M::up(include_str!("schema_v1.sql")),
+    M::up(include_str!("schema_v2.sql")),
+];
 
 /// The schema version this build writes.
 pub fn schema_version() -> usize {

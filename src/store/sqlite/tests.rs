@@ -102,6 +102,7 @@ async fn everything_survives_a_reopen() {
         scope: "Users".into(),
         description: "reads logs".into(),
         protected: false,
+        updated_at: Some(t),
     };
     let pat = PersonalAccessToken {
         hashed_token: h("pat-hash"),
@@ -141,7 +142,7 @@ async fn everything_survives_a_reopen() {
             .unwrap();
         store.ensure_role(&role).await.unwrap();
         store
-            .set_permission_roles("view-logs", &["auditor".into()])
+            .set_permission_roles("view-logs", &["auditor".into()], t)
             .await
             .unwrap();
         let key = UserKey::Id(alice.id.clone());
@@ -172,6 +173,7 @@ async fn everything_survives_a_reopen() {
         vec![PermissionEntry {
             id: "view-logs".into(),
             roles: vec!["auditor".into()],
+            updated_at: Some(t),
         }]
     );
     assert_eq!(

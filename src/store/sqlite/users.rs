@@ -249,6 +249,38 @@ impl UserStore for SqliteStore {
         .await
     }
 
+    async fn users_in_roles(
+        &self,
+        roles: &[String],
+        offset: u64,
+        count: u64,
+    ) -> StoreResult<(Vec<User>, u64)> {
+        let offset = i64::try_from(offset).unwrap_or(i64::MAX);
+        let count = i64::try_from(count).unwrap_or(i64::MAX);
+        let wanted = super::to_json(roles);
+        self.read(move |c| {
+            const HOLDS: &str = "EXISTS (SELECT 1 FROM json_each(users.roles) AS r \
+                 JOIN json_each(?1) AS w ON r.value = w.value)";
+            let total: i64 = c.query_row(
+                &format!("SELECT COUNT(*) FROM users WHERE {HOLDS}"),
+                [&wanted],
+                |r| r.get(0),
+            )?;
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT {USER_COLUMNS} FROM users WHERE {HOLDS} \
+                 ORDER BY username, id LIMIT ?2 OFFSET ?3"
+            ))?;
+            let mut page = stmt
+                .query_map(rusqlite::params![wanted, count, offset], user_row)?
+                .collect::<Result<Vec<User>, _>>()?;
+            for user in &mut page {
+                user.emails = emails_of(c, &user.id)?;
+            }
+            Ok((page, total as u64))
+        })
+        .await
+    }
+
     async fn update_user(
         &self,
         id: &str,
