@@ -13,6 +13,7 @@ mod mongo_layout;
 mod mongo_roundtrips;
 mod rc_compat;
 mod rc_pat;
+mod rc_roles;
 mod rc_tokens;
 mod rc_users;
 mod saymon;
