@@ -83,6 +83,9 @@ pub struct User {
     pub require_password_change: bool,
     /// `services.password.bcrypt`: bcrypt of the SHA-256 hex of the password.
     pub password_bcrypt: Option<PasswordHash>,
+    /// `lastLogin`: the last login (Rocket.Chat's `login`, a SAYMON session
+    /// open); `None` if never.
+    pub last_login: Option<Timestamp>,
 }
 
 impl User {

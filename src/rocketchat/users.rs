@@ -148,6 +148,24 @@ pub struct OwnBasicInfoBody {
     pub data: Option<OwnBasicInfoData>,
 }
 
+/// Body of `users.deactivateIdle`.
+#[derive(Object, Debug, Clone, Default)]
+pub struct DeactivateIdleBody {
+    /// Deactivate users whose last login is at least this many days ago.
+    #[oai(rename = "daysIdle")]
+    pub days_idle: Option<u32>,
+    /// Only users holding this role; default `user`.
+    pub role: Option<String>,
+}
+
+/// `{"count": n, "success": true}`
+#[derive(Object, Debug)]
+pub struct CountOk {
+    /// How many users were deactivated.
+    pub count: u64,
+    pub success: bool,
+}
+
 /// Body of `users.setActiveStatus`.
 #[derive(Object, Debug, Clone, Default)]
 pub struct SetActiveStatusBody {
@@ -685,6 +703,33 @@ impl UsersApi {
                 id: user.id,
                 active: user.active,
             },
+            success: true,
+        }))
+    }
+
+    /// Deactivate every active user holding `role` (default `user`) whose
+    /// last login is `daysIdle` days ago or more, as Rocket.Chat's
+    /// `users.deactivateIdle` (permission `edit-other-user-active-status`).
+    /// Users never seen logging in stay; so does the last active admin;
+    /// each deactivated user's tokens and sessions end.
+    #[oai(
+        path = "/api/v1/users.deactivateIdle",
+        method = "post",
+        operation_id = "users.deactivateIdle"
+    )]
+    async fn deactivate_idle(
+        &self,
+        auth: RcAuth,
+        body: RcBody<DeactivateIdleBody>,
+    ) -> Result<Json<CountOk>, RcError> {
+        let grant: Granted<perm::EditOtherUserActiveStatus> =
+            self.grant(&auth.0, RcError::forbidden()).await?;
+        let b = body.0.unwrap_or_default();
+        let days = b.days_idle.ok_or_else(|| missing("daysIdle"))?;
+        let role = nonblank(b.role.as_deref()).unwrap_or(crate::core::permissions::USER_ROLE);
+        let count = self.core.deactivate_idle(&grant, days, role).await?;
+        Ok(Json(CountOk {
+            count,
             success: true,
         }))
     }

@@ -48,6 +48,7 @@ pub struct UserPatch {
     pub active: Option<bool>,
     pub require_password_change: Option<bool>,
     pub password_bcrypt: Option<PasswordHash>,
+    pub last_login: Option<Timestamp>,
     /// Remove every login token and personal access token in the same write.
     pub clear_login_tokens: bool,
 }
@@ -80,6 +81,9 @@ impl UserPatch {
         }
         if let Some(v) = p.password_bcrypt {
             user.password_bcrypt = Some(v);
+        }
+        if let Some(v) = p.last_login {
+            user.last_login = Some(v);
         }
         user.updated_at = now;
     }

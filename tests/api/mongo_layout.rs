@@ -127,9 +127,12 @@ async fn user_documents_have_rocket_chats_layout() {
             "emails",
             "roles",
             "active",
-            "services"
+            "services",
+            // Rocket.Chat's, written at every login.
+            "lastLogin"
         ])
     );
+    assert!(matches!(d.get("lastLogin"), Some(Bson::DateTime(_))));
     let id = d.get_str("_id").unwrap();
     assert_eq!(id.len(), 17);
     assert!(id.chars().all(|c| RC_ALPHABET.contains(c)), "{id}");
@@ -436,13 +439,18 @@ async fn a_user_written_by_rocket_chat_logs_in_and_keeps_its_fields() {
         "status",
         "statusConnection",
         "utcOffset",
-        "lastLogin",
         "settings",
         "__rooms",
         "createdAt",
     ] {
         assert_eq!(after.get(field), fixture.get(field), "{field}");
     }
+    // The logins above moved Rocket.Chat's `lastLogin` on, as Rocket.Chat does.
+    assert_ne!(after.get("lastLogin"), fixture.get("lastLogin"));
+    assert_eq!(
+        after.get_datetime("lastLogin").unwrap().timestamp_millis(),
+        app.core.now().timestamp_millis()
+    );
     let services = after.get_document("services").unwrap();
     let before_services = fixture.get_document("services").unwrap();
     assert_eq!(services.get("email2fa"), before_services.get("email2fa"));

@@ -41,6 +41,7 @@ fn user() -> User {
         active: true,
         require_password_change: false,
         password_bcrypt: Some(PasswordHash(HASH.into())),
+        last_login: None,
     }
 }
 

@@ -40,6 +40,7 @@ fn user(name: &str) -> User {
         password_bcrypt: Some(PasswordHash(
             "$2b$10$abcdefghijklmnopqrstuuP9x9BqkFNk1a0xRbGEtPY4uD1w1nQnK".into(),
         )),
+        last_login: Some(t),
     }
 }
 

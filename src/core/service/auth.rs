@@ -238,7 +238,23 @@ impl Core {
                 None => return Ok(Login::Refused(Refused::Rejected)),
             },
         };
+        self.record_login(&caller.user.id).await?;
         Ok(Login::Ok { caller, token })
+    }
+
+    /// Writes the user's `lastLogin` (Rocket.Chat does at every login;
+    /// `users.deactivateIdle` reads it).
+    pub(super) async fn record_login(&self, user_id: &str) -> Result<(), CoreError> {
+        let now = self.now();
+        let patch = crate::store::UserPatch {
+            last_login: Some(now),
+            ..Default::default()
+        };
+        self.store
+            .update_user(user_id, &patch, now, crate::store::AdminGuard::Off)
+            .await?
+            .ok();
+        Ok(())
     }
 
     /// Counts a call to `route` from `ip` against the rate limit. Callers

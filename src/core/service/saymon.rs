@@ -138,6 +138,7 @@ impl Core {
             absolute_expires_at: after(now, self.config.saymon_session_max),
         };
         self.store.insert_session(&session).await?;
+        self.record_login(&caller.user.id).await?;
         Ok(OpenSession::Opened {
             sid: issued.plaintext,
             caller,

@@ -269,6 +269,7 @@ impl Core {
             active: new.active,
             require_password_change: new.require_password_change,
             password_bcrypt,
+            last_login: None,
         };
         Ok(match unique(self.store.insert_user(&user).await)? {
             Ok(()) => CreateUser::Created(Box::new(user)),
@@ -497,6 +498,7 @@ impl Core {
             active: changes.active,
             require_password_change: changes.require_password_change,
             password_bcrypt: new_password,
+            last_login: None,
             clear_login_tokens: false,
         };
         let keep = myself.then_some(&by.via);
@@ -578,6 +580,53 @@ impl Core {
                 Patched::NoSuchUser | Patched::Taken(_) => SetActive::NoSuchUser,
             },
         )
+    }
+
+    /// Rocket.Chat's `users.deactivateIdle`: deactivates every active user
+    /// holding `role` whose last login is `days_idle` days ago or more (a user
+    /// never seen logging in is left alone, as Rocket.Chat does), ending its
+    /// credentials; the last active admin stays. Answers how many.
+    pub async fn deactivate_idle<P: SetsActiveStatus>(
+        &self,
+        _grant: &Granted<P>,
+        days_idle: u32,
+        role: &str,
+    ) -> Result<u64, CoreError> {
+        const PAGE: u64 = 500;
+        let cutoff = self.now() - chrono::Duration::days(i64::from(days_idle));
+        let mut idle = Vec::new();
+        let mut offset = 0;
+        loop {
+            let (users, total) = self
+                .store
+                .users_in_roles(&[role.to_string()], offset, PAGE)
+                .await?;
+            offset += users.len() as u64;
+            let fetched = users.len();
+            idle.extend(
+                users
+                    .into_iter()
+                    .filter(|u| u.active && u.last_login.is_some_and(|at| at <= cutoff))
+                    .map(|u| u.id),
+            );
+            if fetched == 0 || offset >= total {
+                break;
+            }
+        }
+        let mut count = 0;
+        for id in idle {
+            let patch = UserPatch {
+                active: Some(false),
+                ..UserPatch::default()
+            };
+            if let Patched::Updated(_) = self
+                .apply_patch(&id, patch, AdminGuard::KeepLastAdmin, None)
+                .await?
+            {
+                count += 1;
+            }
+        }
+        Ok(count)
     }
 
     /// Deletes a user and everything that authenticates as it.
@@ -667,6 +716,7 @@ fn sketch(roles: Vec<String>, permissions: Vec<String>) -> User {
         active: true,
         require_password_change: false,
         password_bcrypt: None,
+        last_login: None,
     }
 }
 

@@ -55,6 +55,8 @@ pub mod user {
     pub const REQUIRE_PASSWORD_CHANGE_REASON: &str = "requirePasswordChangeReason";
     /// bcrypt of the SHA-256 hex of the password.
     pub const PASSWORD: &str = "services.password.bcrypt";
+    /// Rocket.Chat's `lastLogin` (a Date).
+    pub const LAST_LOGIN: &str = "lastLogin";
     /// Login tokens and personal access tokens (see [`super::entry`]).
     pub const LOGIN_TOKENS: &str = "services.resume.loginTokens";
     /// The hash of any `loginTokens` entry (Rocket.Chat's lookup, index).
@@ -96,6 +98,7 @@ pub const USER_FIELDS: &[&str] = &[
     user::ACTIVE,
     user::REQUIRE_PASSWORD_CHANGE,
     user::PASSWORD,
+    user::LAST_LOGIN,
 ];
 
 /// A path inside the entries of `loginTokens` (`services.resume.loginTokens.<field>`).
@@ -225,6 +228,7 @@ enum UserValue<'a> {
     Active(bool),
     RequirePasswordChange(bool),
     Password(&'a PasswordHash),
+    LastLogin(Timestamp),
     /// An empty `loginTokens` list.
     NoTokens,
 }
@@ -256,6 +260,7 @@ impl UserValue<'_> {
                 (user::REQUIRE_PASSWORD_CHANGE_REASON, None),
             ],
             UserValue::Password(v) => present(user::PASSWORD, v.0.as_str().into()),
+            UserValue::LastLogin(t) => present(user::LAST_LOGIN, date(t)),
             UserValue::NoTokens => present(user::LOGIN_TOKENS, Bson::Array(Vec::new())),
         }
     }
@@ -279,6 +284,7 @@ pub fn user_doc(u: &User) -> Document {
         UserValue::RequirePasswordChange(u.require_password_change),
     ]);
     values.extend(u.password_bcrypt.as_ref().map(UserValue::Password));
+    values.extend(u.last_login.map(UserValue::LastLogin));
     values.push(UserValue::NoTokens);
     for (path, value) in values.iter().flat_map(UserValue::encode) {
         if let Some(value) = value {
@@ -304,6 +310,7 @@ pub fn user_update(patch: &UserPatch, now: Timestamp) -> Document {
             .map(UserValue::RequirePasswordChange),
     );
     values.extend(patch.password_bcrypt.as_ref().map(UserValue::Password));
+    values.extend(patch.last_login.map(UserValue::LastLogin));
     if patch.clear_login_tokens {
         values.push(UserValue::NoTokens);
     }
@@ -347,6 +354,7 @@ pub fn user_from(d: &Document) -> Option<User> {
         active: boolean(at(d, user::ACTIVE)).unwrap_or(false),
         require_password_change: boolean(at(d, user::REQUIRE_PASSWORD_CHANGE)).unwrap_or(false),
         password_bcrypt: string(at(d, user::PASSWORD)).map(PasswordHash),
+        last_login: timestamp(at(d, user::LAST_LOGIN)),
     })
 }
 
@@ -691,6 +699,7 @@ mod tests {
             active: true,
             require_password_change: true,
             password_bcrypt: Some(PasswordHash("$2b$10$x".into())),
+            last_login: Some(now),
         }
     }
 

@@ -68,6 +68,7 @@ fn user(name: &str) -> User {
         active: true,
         require_password_change: false,
         password_bcrypt: Some(PasswordHash("$2b$10$x".into())),
+        last_login: Some(t),
     }
 }
 
