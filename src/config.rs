@@ -78,6 +78,9 @@ pub struct Config {
     pub admin_email_verified: bool,
     /// `CREATE_TOKENS_FOR_USERS` is `yes` or `true`.
     pub create_tokens_for_users: bool,
+    /// `ACCOUNTS_REGISTRATION_FORM` is `Public` (Rocket.Chat's
+    /// `Accounts_RegistrationForm`): `users.register` is open.
+    pub registration_public: bool,
     /// `CREATE_TOKENS_FOR_USERS_SECRET`
     pub create_tokens_secret: Option<Secret>,
     /// `LOGIN_EXPIRATION_DAYS`
@@ -129,6 +132,7 @@ impl Default for Config {
             admin_name: None,
             admin_email_verified: false,
             create_tokens_for_users: false,
+            registration_public: false,
             create_tokens_secret: None,
             login_expiration: days(90),
             max_resume_login_tokens: 50,
@@ -344,6 +348,20 @@ impl Config {
             admin_name: env.get("ADMIN_NAME").map(|n| n.trim().to_string()),
             admin_email_verified: env.flag("ADMIN_EMAIL_VERIFIED", d.admin_email_verified)?,
             create_tokens_for_users,
+            registration_public: match env
+                .get("ACCOUNTS_REGISTRATION_FORM")
+                .as_deref()
+                .map(str::trim)
+            {
+                None | Some("Disabled") => false,
+                Some("Public") => true,
+                Some(other) => {
+                    return Err(ConfigError {
+                        var: "ACCOUNTS_REGISTRATION_FORM",
+                        message: format!("expected Public or Disabled, got {other:?}"),
+                    })
+                }
+            },
             create_tokens_secret: env.get("CREATE_TOKENS_FOR_USERS_SECRET").map(Secret),
             login_expiration: env.duration("LOGIN_EXPIRATION_DAYS", DAY, d.login_expiration)?,
             max_resume_login_tokens: env

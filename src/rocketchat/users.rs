@@ -13,8 +13,8 @@ use super::view::UserView;
 use crate::core::model::User;
 use crate::core::password::PasswordInput;
 use crate::core::service::{
-    CreateUser, DeleteUser, Denied, EmailChange, LogoutUser, NewUser, ReadUser, Refused, SetActive,
-    UpdateUser, UserChanges,
+    CreateUser, DeleteUser, Denied, EmailChange, LogoutUser, NewUser, ReadUser, Refused, Register,
+    SetActive, UpdateUser, UserChanges,
 };
 use crate::core::validate::{self, nonblank};
 use crate::core::validate::{is_plausible_email, is_valid_username};
@@ -147,6 +147,20 @@ crate::redacted_debug!(OwnBasicInfoData, email, name, username);
 pub struct OwnBasicInfoBody {
     pub data: Option<OwnBasicInfoData>,
 }
+
+/// Body of `users.register`: all four required.
+#[derive(Object, Clone, Default)]
+pub struct RegisterBody {
+    pub username: Option<String>,
+    pub email: Option<String>,
+    /// The password.
+    #[oai(write_only)]
+    pub pass: Option<String>,
+    /// Display name.
+    pub name: Option<String>,
+}
+
+crate::redacted_debug!(RegisterBody, username, email, name);
 
 /// Body of `users.deactivateIdle`.
 #[derive(Object, Debug, Clone, Default)]
@@ -705,6 +719,69 @@ impl UsersApi {
             },
             success: true,
         }))
+    }
+
+    /// Register oneself, as Rocket.Chat's `users.register` (no
+    /// authentication): a user with role `user`, only while
+    /// `ACCOUNTS_REGISTRATION_FORM=Public` (default `Disabled`). Counted by
+    /// the REST rate limit like `login`.
+    #[oai(
+        path = "/api/v1/users.register",
+        method = "post",
+        operation_id = "users.register"
+    )]
+    async fn register(
+        &self,
+        req: &poem::Request,
+        body: RcBody<RegisterBody>,
+    ) -> Result<Json<UserOk>, RcError> {
+        super::auth::enforce_rate_limit(&self.core, req, None).await?;
+        let b = body.0.unwrap_or_default();
+        for (property, present) in [
+            ("username", b.username.is_some()),
+            ("email", b.email.is_some()),
+            ("pass", b.pass.is_some()),
+            ("name", b.name.is_some()),
+        ] {
+            if !present {
+                return Err(missing(property));
+            }
+        }
+        let name = nonblank(b.name.as_deref()).ok_or_else(|| field_required("Name"))?;
+        if !valid_name_chars(name) {
+            return Err(RcError::failure("Name contains invalid characters"));
+        }
+        let username = nonblank(b.username.as_deref()).ok_or_else(|| field_required("Username"))?;
+        if !is_valid_username(username) {
+            return Err(invalid_username(username));
+        }
+        let email = nonblank(b.email.as_deref()).unwrap_or_default();
+        if !is_plausible_email(email) {
+            return Err(invalid_email(email));
+        }
+        let password = nonblank(b.pass.as_deref()).ok_or_else(|| field_required("Password"))?;
+        let new = NewUser {
+            username: username.to_string(),
+            name: Some(name.to_string()),
+            email: Some(email.to_string()),
+            password: Some(password.to_string()),
+            ..NewUser::default()
+        };
+        match self.core.register(new).await? {
+            Register::Created(user) => Ok(Json(UserOk {
+                user: UserView::full(&user),
+                success: true,
+            })),
+            Register::Disabled => Err(RcError::thrown(
+                "error-user-registration-disabled",
+                "User registration is disabled",
+                Some(json!({ "method": "registerUser" })),
+            )),
+            Register::Taken(UniqueField::Email) => {
+                Err(RcError::failure("Email already exists. [403]"))
+            }
+            Register::Taken(_) => Err(RcError::failure("Username is already in use")),
+        }
     }
 
     /// Deactivate every active user holding `role` (default `user`) whose

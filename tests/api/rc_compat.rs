@@ -567,3 +567,50 @@ mod idle {
         }
     }
 }
+
+/// Issue 14 item 5: `users.register`, switched by
+/// `ACCOUNTS_REGISTRATION_FORM` (Rocket.Chat's `Accounts_RegistrationForm`),
+/// default off.
+mod register {
+    use super::*;
+
+    fn body(name: &str) -> Value {
+        json!({ "username": name, "email": format!("{name}@example.org"), "pass": "reg-pass-123", "name": "Reg User" })
+    }
+
+    store_tests! {
+        async fn registration_is_off_by_default(kind) {
+            let app = TestApp::start(&kind).await;
+            let resp = app.client.post("/api/v1/users.register").body_json(&body("reg")).send().await;
+            let (status, answer) = status_json(resp).await;
+            assert_eq!((status, answer["errorType"].as_str()), (400, Some("error-user-registration-disabled")), "{answer}");
+            assert!(app.store.find_user(&tokend::core::UserKey::Username("reg".into())).await.unwrap().is_none());
+        }
+
+        /// `post-api-v1-users.register`: `{user: {_id, username, ...}, success}`.
+        async fn public_registration_makes_a_plain_user(kind) {
+            let mut config = test_config();
+            config.registration_public = true;
+            let app = TestApp::with_config(&kind, config).await;
+            // Fields a body may not set (roles) are ignored.
+            let mut b = body("reg");
+            b["roles"] = json!(["admin"]);
+            let resp = app.client.post("/api/v1/users.register").body_json(&b).send().await;
+            let (status, answer) = status_json(resp).await;
+            assert_eq!(status, 200, "{answer}");
+            assert_eq!(answer["success"], true);
+            let user = &answer["user"];
+            assert!(user["_id"].is_string() && user["username"] == "reg", "{answer}");
+            assert_eq!(user["roles"], json!(["user"]));
+            app.login("reg", "reg-pass-123").await;
+            for (b, error) in [
+                (body("reg"), "Username is already in use"),
+                (json!({ "username": "x", "email": "x@example.org", "name": "X" }), "must have required property 'pass' [invalid-params]"),
+            ] {
+                let resp = app.client.post("/api/v1/users.register").body_json(&b).send().await;
+                let (status, answer) = status_json(resp).await;
+                assert_eq!((status, answer["error"].as_str()), (400, Some(error)), "{answer}");
+            }
+        }
+    }
+}

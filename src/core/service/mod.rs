@@ -25,8 +25,8 @@ pub use saymon::{IssueApiToken, OpenSession};
 pub use server::ServerInfo;
 pub use tokens::{CreatePat, CreateToken, Minted};
 pub use users::{
-    CreateUser, DeleteUser, Denied, EmailChange, LogoutUser, NewUser, ReadUser, SetActive,
-    UpdateUser, UserChanges, UserListing, UserPage,
+    CreateUser, DeleteUser, Denied, EmailChange, LogoutUser, NewUser, ReadUser, Register,
+    SetActive, UpdateUser, UserChanges, UserListing, UserPage,
 };
 
 use super::clock::{Clock, Timestamp};

@@ -125,6 +125,16 @@ pub enum CreateUser {
     Taken(UniqueField),
 }
 
+/// Outcome of [`Core::register`].
+#[derive(Debug)]
+pub enum Register {
+    Created(Box<User>),
+    /// Registration is switched off.
+    Disabled,
+    /// The username or email address is taken (ignoring case).
+    Taken(UniqueField),
+}
+
 /// Outcome of [`Core::update_user`].
 #[derive(Debug)]
 pub enum UpdateUser {
@@ -231,6 +241,29 @@ impl Core {
             return Ok(CreateUser::NotAllowed(Denied::Escalation));
         }
         self.insert_user(new).await
+    }
+
+    /// Rocket.Chat's `users.register` (no caller): a new user with role
+    /// `user` and nothing else, only while `ACCOUNTS_REGISTRATION_FORM` is
+    /// `Public` (Rocket.Chat's `Accounts_RegistrationForm`).
+    pub async fn register(&self, new: NewUser) -> Result<Register, CoreError> {
+        if !self.config.registration_public {
+            return Ok(Register::Disabled);
+        }
+        let new = NewUser {
+            roles: Vec::new(),
+            permissions: Vec::new(),
+            active: true,
+            require_password_change: false,
+            email_verified: false,
+            kind: "user".into(),
+            ..new
+        };
+        Ok(match self.insert_user(new).await? {
+            CreateUser::Created(user) => Register::Created(user),
+            CreateUser::Taken(field) => Register::Taken(field),
+            CreateUser::NotAllowed(_) => Register::Disabled,
+        })
     }
 
     /// Creates a user without a caller: start-up seeding and operator tools
