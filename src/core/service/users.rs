@@ -229,10 +229,10 @@ impl Core {
         if !same_set(&roles, &plain) && !self.holds(by, Permission::AssignRoles).await? {
             return Ok(CreateUser::NotAllowed(Denied::Roles));
         }
-        if !new.permissions.is_empty()
-            && !(self.holds(by, Permission::ManageUsers).await?
-                || self.holds(by, Permission::AssignRoles).await?)
-        {
+        let may_grant = new.permissions.is_empty()
+            || self.holds(by, Permission::ManageUsers).await?
+            || self.holds(by, Permission::AssignRoles).await?;
+        if !may_grant {
             return Ok(CreateUser::NotAllowed(Denied::Permissions));
         }
         let before = sketch(plain, Vec::new());
