@@ -15,6 +15,9 @@ pub enum AdminSeed {
     Unchanged,
     /// Created with the configured password.
     Created { username: String },
+    /// Nobody active held the `admin` role and none could be created from
+    /// `ADMIN_*`: the oldest active user was made admin (Rocket.Chat's recovery).
+    Promoted { username: String },
     /// Created with a generated password, returned to be shown once.
     Generated {
         username: String,
@@ -31,7 +34,41 @@ pub async fn seed(core: &Core) -> Result<AdminSeed, CoreError> {
     for permission in default_permissions(core.now()) {
         store.ensure_permission(&permission).await?;
     }
-    seed_admin(core).await
+    match seed_admin(core).await? {
+        AdminSeed::Unchanged => promote_oldest(core).await,
+        seeded => Ok(seeded),
+    }
+}
+
+/// Rocket.Chat's recovery at start-up: when no active user holds the
+/// `admin` role, the oldest active user (by creation) gets it, so an
+/// operator locked out (say, two admins deactivated each other) gets back
+/// in by restarting. Users of another type (`bot`, `app`) are passed over.
+async fn promote_oldest(core: &Core) -> Result<AdminSeed, CoreError> {
+    if core.admin_exists().await? {
+        return Ok(AdminSeed::Unchanged);
+    }
+    let Some(oldest) = core.oldest_active_user().await? else {
+        return Ok(AdminSeed::Unchanged);
+    };
+    let mut roles = oldest.roles.clone();
+    roles.push(ADMIN_ROLE.to_string());
+    let patch = crate::store::UserPatch {
+        roles: Some(roles),
+        ..Default::default()
+    };
+    core.store()
+        .update_user(
+            &oldest.id,
+            &patch,
+            core.now(),
+            crate::store::AdminGuard::Off,
+        )
+        .await?
+        .ok();
+    Ok(AdminSeed::Promoted {
+        username: oldest.username.or(oldest.name).unwrap_or(oldest.id),
+    })
 }
 
 async fn seed_admin(core: &Core) -> Result<AdminSeed, CoreError> {

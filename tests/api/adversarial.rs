@@ -859,3 +859,37 @@ mod own_password {
         }
     }
 }
+
+/// Item 8, the way back: two admins deactivated each other, and restarting
+/// with `ADMIN_USERNAME`/`ADMIN_PASS` could not help (the name is taken). At
+/// start-up the oldest active user becomes admin, as Rocket.Chat does.
+mod admin_recovery {
+    use super::*;
+    use tokend::core::UserKey;
+    use tokend::store::{AdminGuard, UserPatch};
+
+    store_tests! {
+        async fn oldest_active_user_becomes_admin_at_start_up(kind) {
+            let app = TestApp::start(&kind).await;
+            app.clock.advance(chrono::Duration::seconds(1));
+            let bob = app.user("bob", &[]).await;
+            app.clock.advance(chrono::Duration::seconds(1));
+            app.user("carol", &[]).await;
+            // The admin is deactivated behind the guard's back (the race it lost).
+            let off = UserPatch { active: Some(false), ..UserPatch::default() };
+            app.store.update_user(&app.admin.user_id, &off, app.core.now(), AdminGuard::Off).await.unwrap().unwrap();
+            assert_eq!(app.me_status(&app.admin).await, 401, "nobody administers tokend now");
+
+            let outcome = seed::seed(&app.core).await.unwrap();
+            assert_eq!(outcome, AdminSeed::Promoted { username: "bob".into() });
+            let stored = app.store.find_user(&UserKey::Id(bob.id.clone())).await.unwrap().unwrap();
+            assert_eq!(stored.roles, vec!["user".to_string(), "admin".to_string()]);
+            let bob_creds = app.login("bob", USER_PASS).await;
+            let resp = app.rc_post("/api/v1/users.setActiveStatus", &bob_creds,
+                json!({ "userId": app.admin.user_id, "activeStatus": true })).await;
+            assert_eq!(resp.0.status(), 200, "bob can bring the admin back");
+            // With an active admin, nobody else is promoted.
+            assert_eq!(seed::seed(&app.core).await.unwrap(), AdminSeed::Unchanged);
+        }
+    }
+}

@@ -378,6 +378,31 @@ impl Core {
         }
     }
 
+    /// The active user of type `user` created first (seeding's recovery).
+    pub(crate) async fn oldest_active_user(&self) -> Result<Option<User>, CoreError> {
+        const PAGE: u64 = 1000;
+        let mut oldest: Option<User> = None;
+        let mut offset = 0;
+        loop {
+            let (users, total) = self.store.list_users(offset, PAGE).await?;
+            offset += users.len() as u64;
+            let fetched = users.len();
+            for user in users {
+                if user.active
+                    && user.kind == "user"
+                    && oldest
+                        .as_ref()
+                        .is_none_or(|o| user.created_at < o.created_at)
+                {
+                    oldest = Some(user);
+                }
+            }
+            if fetched == 0 || offset >= total {
+                return Ok(oldest);
+            }
+        }
+    }
+
     /// Number of users (seeding).
     pub(crate) async fn count_users(&self) -> Result<u64, CoreError> {
         Ok(self.store.count_users().await?)
