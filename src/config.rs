@@ -85,6 +85,9 @@ pub struct Config {
     pub create_tokens_secret: Option<Secret>,
     /// `LOGIN_EXPIRATION_DAYS`
     pub login_expiration: Duration,
+    /// Whether `LOGIN_EXPIRATION_DAYS` was set: if not, a shared Rocket.Chat
+    /// database's `Accounts_LoginExpiration` setting decides.
+    pub login_expiration_set: bool,
     /// `MAX_RESUME_LOGIN_TOKENS`
     pub max_resume_login_tokens: usize,
     /// `PERMISSIONS_CACHE_SECONDS`
@@ -135,6 +138,7 @@ impl Default for Config {
             registration_public: false,
             create_tokens_secret: None,
             login_expiration: days(90),
+            login_expiration_set: false,
             max_resume_login_tokens: 50,
             permissions_cache: Duration::from_secs(5),
             login_block: LoginBlockConfig {
@@ -364,6 +368,7 @@ impl Config {
             },
             create_tokens_secret: env.get("CREATE_TOKENS_FOR_USERS_SECRET").map(Secret),
             login_expiration: env.duration("LOGIN_EXPIRATION_DAYS", DAY, d.login_expiration)?,
+            login_expiration_set: env.get("LOGIN_EXPIRATION_DAYS").is_some(),
             max_resume_login_tokens: env
                 .positive("MAX_RESUME_LOGIN_TOKENS", d.max_resume_login_tokens)?,
             permissions_cache: Duration::from_secs(env.parse(

@@ -34,6 +34,12 @@ pub async fn seed(core: &Core) -> Result<AdminSeed, CoreError> {
     for permission in default_permissions(core.now()) {
         store.ensure_permission(&permission).await?;
     }
+    if let Some(days) = core.adopt_rc_login_expiration().await? {
+        tracing::info!(
+            days,
+            "login tokens last as Rocket.Chat's Accounts_LoginExpiration says"
+        );
+    }
     match seed_admin(core).await? {
         AdminSeed::Unchanged => promote_oldest(core).await,
         seeded => Ok(seeded),

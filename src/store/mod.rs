@@ -267,6 +267,10 @@ pub trait RoleStore: Send + Sync {
     async fn permissions(&self) -> StoreResult<Vec<PermissionEntry>>;
     /// Every role.
     async fn roles(&self) -> StoreResult<Vec<Role>>;
+    /// Rocket.Chat's `Accounts_LoginExpiration` setting (days), when the
+    /// store is a Rocket.Chat database that has one (`rocketchat_settings`);
+    /// `None` otherwise (SQLite never has one).
+    async fn rc_login_expiration_days(&self) -> StoreResult<Option<f64>>;
 }
 
 /// Persistent state of tokend: every concern, plus readiness.

@@ -529,3 +529,41 @@ async fn abandoned_name_claims_are_taken_over_once_stale() {
         .unwrap();
     assert_eq!(claim.get_str("userId").unwrap(), again.id);
 }
+
+/// Issue 14 item 6: on a shared Rocket.Chat database, login tokens last as
+/// Rocket.Chat's `Accounts_LoginExpiration` setting says (days) unless
+/// `LOGIN_EXPIRATION_DAYS` is set.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_lifetime_follows_rocket_chats_setting() {
+    let (app, db) = setup_or_skip!();
+    db.collection::<Document>("rocketchat_settings")
+        .insert_one(doc! { "_id": "Accounts_LoginExpiration", "type": "int", "value": 2 })
+        .await
+        .unwrap();
+    tokend::core::seed::seed(&app.core).await.unwrap();
+    let creds = app.login("admin", ADMIN_PASS).await;
+    app.clock
+        .advance(chrono::Duration::days(2) - chrono::Duration::seconds(1));
+    assert_eq!(app.me_status(&creds).await, 200);
+    app.clock.advance(chrono::Duration::seconds(2));
+    assert_eq!(
+        app.me_status(&creds).await,
+        401,
+        "2 days, not the default 90"
+    );
+
+    // With LOGIN_EXPIRATION_DAYS set, the setting is not read.
+    let kind = StoreKind::Mongo(tokend_url(&db));
+    let mut config = test_config();
+    config.login_expiration_set = true;
+    let app = TestApp::with_config(&kind, config).await;
+    let creds = app.login("admin", ADMIN_PASS).await;
+    app.clock.advance(chrono::Duration::days(3));
+    assert_eq!(app.me_status(&creds).await, 200, "the configured 90 days");
+}
+
+/// The URI of this database on the test server.
+fn tokend_url(db: &Database) -> String {
+    let base = std::env::var("MONGO_URL").unwrap();
+    crate::common::emulator::with_database(&base, db.name())
+}

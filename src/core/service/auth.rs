@@ -97,8 +97,10 @@ impl Core {
     /// When a login token minted at `when` stops working (the last
     /// representable instant when the configured lifetime reaches past it).
     pub fn login_token_expiry(&self, when: Timestamp) -> Timestamp {
-        chrono::Duration::from_std(self.config.login_expiration)
-            .ok()
+        let ms = self
+            .login_expiration_ms
+            .load(std::sync::atomic::Ordering::Relaxed);
+        chrono::Duration::try_milliseconds(ms)
             .and_then(|lifetime| when.checked_add_signed(lifetime))
             .unwrap_or(DateTime::<chrono::Utc>::MAX_UTC)
     }

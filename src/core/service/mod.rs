@@ -53,6 +53,10 @@ pub struct Core {
     rate_limiter: RateLimiter,
     /// The bound on concurrent password checks and hashing.
     bcrypt: Bcrypt,
+    /// The login-token lifetime in milliseconds: `LOGIN_EXPIRATION_DAYS`,
+    /// or a shared Rocket.Chat database's `Accounts_LoginExpiration` read at
+    /// start-up when that variable is unset.
+    login_expiration_ms: AtomicI64,
     /// Last `when` handed out, so login tokens minted by this process get
     /// distinct, increasing timestamps and the cap keeps exactly the newest.
     last_stamp: AtomicI64,
@@ -66,6 +70,9 @@ impl Core {
             throttle: LoginThrottle::new(config.login_block.clone()),
             rate_limiter: RateLimiter::new(config.rate_limit.clone()),
             bcrypt: Bcrypt::new(config.password_checks_max),
+            login_expiration_ms: AtomicI64::new(
+                i64::try_from(config.login_expiration.as_millis()).unwrap_or(i64::MAX),
+            ),
             config,
             store,
             clock,
@@ -92,6 +99,29 @@ impl Core {
     /// Whether the store answers (readiness).
     pub async fn ready(&self) -> Result<(), CoreError> {
         Ok(self.store.ping().await?)
+    }
+
+    /// Adopts a shared Rocket.Chat database's `Accounts_LoginExpiration`
+    /// (days) as the login-token lifetime unless `LOGIN_EXPIRATION_DAYS` is
+    /// set (start-up). Answers the lifetime adopted, if any.
+    pub(crate) async fn adopt_rc_login_expiration(&self) -> Result<Option<f64>, CoreError> {
+        if self.config.login_expiration_set {
+            return Ok(None);
+        }
+        let Some(days) = self.store.rc_login_expiration_days().await? else {
+            return Ok(None);
+        };
+        let ms = days * 86_400_000.0;
+        let max = crate::config::MAX_DURATION.as_millis() as f64;
+        if !(ms.is_finite() && ms > 0.0 && ms <= max) {
+            tracing::warn!(
+                days,
+                "ignoring Rocket.Chat's Accounts_LoginExpiration: out of range"
+            );
+            return Ok(None);
+        }
+        self.login_expiration_ms.store(ms as i64, Ordering::Relaxed);
+        Ok(Some(days))
     }
 
     /// A millisecond timestamp strictly greater than any this process issued before.

@@ -24,6 +24,8 @@ pub const USERS: &str = "users";
 pub const PERMISSIONS: &str = "rocketchat_permissions";
 /// Rocket.Chat's roles.
 pub const ROLES: &str = "rocketchat_roles";
+/// Rocket.Chat's settings (read only: `Accounts_LoginExpiration`).
+pub const SETTINGS: &str = "rocketchat_settings";
 /// tokend's SAYMON API tokens, one per user (`_id` = user id).
 pub const API_TOKENS: &str = "tokend_api_tokens";
 /// tokend's SAYMON sessions (`_id` = hash of the session id).

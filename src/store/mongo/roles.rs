@@ -64,6 +64,22 @@ impl RoleStore for MongoStore {
         .await
     }
 
+    async fn rc_login_expiration_days(&self) -> StoreResult<Option<f64>> {
+        self.run("rc_login_expiration_days", |db| async move {
+            let setting = coll(&db, SETTINGS)
+                .find_one(doc! { "_id": "Accounts_LoginExpiration" })
+                .projection(doc! { "value": 1 })
+                .await?;
+            Ok(setting.and_then(|d| match d.get("value") {
+                Some(mongodb::bson::Bson::Double(v)) => Some(*v),
+                Some(mongodb::bson::Bson::Int32(v)) => Some(f64::from(*v)),
+                Some(mongodb::bson::Bson::Int64(v)) => Some(*v as f64),
+                _ => None,
+            }))
+        })
+        .await
+    }
+
     async fn roles(&self) -> StoreResult<Vec<Role>> {
         self.run("roles", |db| async move {
             let cursor = coll(&db, ROLES).find(doc! {}).await?;

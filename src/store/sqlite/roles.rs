@@ -80,6 +80,11 @@ impl RoleStore for SqliteStore {
         .await
     }
 
+    async fn rc_login_expiration_days(&self) -> StoreResult<Option<f64>> {
+        // Rocket.Chat's settings live only in its MongoDB.
+        Ok(None)
+    }
+
     async fn roles(&self) -> StoreResult<Vec<Role>> {
         self.read(|c| {
             let mut stmt = c.prepare_cached(
