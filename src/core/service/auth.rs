@@ -245,17 +245,21 @@ impl Core {
     }
 
     /// Writes the user's `lastLogin` (Rocket.Chat does at every login;
-    /// `users.deactivateIdle` reads it).
+    /// `users.deactivateIdle` reads it). Bookkeeping: the credential is
+    /// already issued, so a failed write is logged, not the login's failure.
     pub(super) async fn record_login(&self, user_id: &str) -> Result<(), CoreError> {
         let now = self.now();
         let patch = crate::store::UserPatch {
             last_login: Some(now),
             ..Default::default()
         };
-        self.store
+        if let Err(error) = self
+            .store
             .update_user(user_id, &patch, now, crate::store::AdminGuard::Off)
-            .await?
-            .ok();
+            .await
+        {
+            tracing::warn!(%error, "could not record lastLogin");
+        }
         Ok(())
     }
 
