@@ -207,6 +207,10 @@ fn report_admin(outcome: &AdminSeed) {
     match outcome {
         AdminSeed::Unchanged => {}
         AdminSeed::Created { username } => tracing::info!(%username, "created the first admin"),
+        AdminSeed::Promoted { username } => tracing::warn!(
+            %username,
+            "no active admin: made the oldest active user admin (as Rocket.Chat does)"
+        ),
         AdminSeed::Generated { username, password } => {
             tracing::warn!(%username, "created the first admin with a generated password (printed once on stderr)");
             // Printed once, straight to stderr, never through the log pipeline.

@@ -93,10 +93,16 @@ pub struct Config {
     pub admin_email_verified: bool,
     /// `CREATE_TOKENS_FOR_USERS` is `yes` or `true`.
     pub create_tokens_for_users: bool,
+    /// `ACCOUNTS_REGISTRATION_FORM` is `Public` (Rocket.Chat's
+    /// `Accounts_RegistrationForm`): `users.register` is open.
+    pub registration_public: bool,
     /// `CREATE_TOKENS_FOR_USERS_SECRET`
     pub create_tokens_secret: Option<Secret>,
     /// `LOGIN_EXPIRATION_DAYS`
     pub login_expiration: Duration,
+    /// Whether `LOGIN_EXPIRATION_DAYS` was set: if not, a shared Rocket.Chat
+    /// database's `Accounts_LoginExpiration` setting decides.
+    pub login_expiration_set: bool,
     /// `MAX_RESUME_LOGIN_TOKENS`
     pub max_resume_login_tokens: usize,
     /// `PERMISSIONS_CACHE_SECONDS`
@@ -164,8 +170,10 @@ impl Default for Config {
             admin_name: None,
             admin_email_verified: false,
             create_tokens_for_users: false,
+            registration_public: false,
             create_tokens_secret: None,
             login_expiration: days(90),
+            login_expiration_set: false,
             max_resume_login_tokens: 50,
             permissions_cache: Duration::from_secs(5),
             shutdown_drain: Duration::ZERO,
@@ -391,8 +399,23 @@ impl Config {
             admin_name: env.get("ADMIN_NAME").map(|n| n.trim().to_string()),
             admin_email_verified: env.flag("ADMIN_EMAIL_VERIFIED", d.admin_email_verified)?,
             create_tokens_for_users,
+            registration_public: match env
+                .get("ACCOUNTS_REGISTRATION_FORM")
+                .as_deref()
+                .map(str::trim)
+            {
+                None | Some("Disabled") => false,
+                Some("Public") => true,
+                Some(other) => {
+                    return Err(ConfigError {
+                        var: "ACCOUNTS_REGISTRATION_FORM",
+                        message: format!("expected Public or Disabled, got {other:?}"),
+                    })
+                }
+            },
             create_tokens_secret: env.get("CREATE_TOKENS_FOR_USERS_SECRET").map(Secret),
             login_expiration: env.duration("LOGIN_EXPIRATION_DAYS", DAY, d.login_expiration)?,
+            login_expiration_set: env.get("LOGIN_EXPIRATION_DAYS").is_some(),
             max_resume_login_tokens: env
                 .positive("MAX_RESUME_LOGIN_TOKENS", d.max_resume_login_tokens)?,
             shutdown_drain: Duration::from_secs(env.parse(

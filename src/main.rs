@@ -310,6 +310,8 @@ async fn run_operator(core: &Core, cmd: Operator) -> Result<ExitCode, String> {
                     Ok(ExitCode::SUCCESS)
                 }
                 CreateUser::Taken(field) => Err(format!("{field:?} already taken")),
+                // The operator creates users without a caller's permissions.
+                CreateUser::NotAllowed(denied) => Err(format!("not allowed: {denied:?}")),
             }
         }
         Operator::User(UserCommand::Passwd {

@@ -136,11 +136,18 @@ async fn request_logs_carry_no_secret() {
         app.rc_get("/api/v1/me", &pat_creds)
             .await
             .assert_status_is_ok();
+        let current: String = {
+            use sha2::Digest;
+            sha2::Sha256::digest(USER_PASS.as_bytes())
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect()
+        };
         let resp = app
             .rc_post(
-                "/api/v1/users.update",
+                "/api/v1/users.updateOwnBasicInfo",
                 &pat_creds,
-                json!({"userId": bob.id, "data": {"password": "the-new-password-77"}}),
+                json!({"data": {"newPassword": "the-new-password-77", "currentPassword": current}}),
             )
             .await;
         resp.assert_status_is_ok();
@@ -154,6 +161,7 @@ async fn request_logs_carry_no_secret() {
             pat,
             relogin.token,
             "the-new-password-77".to_string(),
+            current,
         ]
     }
     .with_subscriber(subscriber)

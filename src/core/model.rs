@@ -83,6 +83,9 @@ pub struct User {
     pub require_password_change: bool,
     /// `services.password.bcrypt`: bcrypt of the SHA-256 hex of the password.
     pub password_bcrypt: Option<PasswordHash>,
+    /// `lastLogin`: the last login (Rocket.Chat's `login`, a SAYMON session
+    /// open); `None` if never.
+    pub last_login: Option<Timestamp>,
 }
 
 impl User {
@@ -166,6 +169,9 @@ pub struct Role {
     pub scope: String,
     pub description: String,
     pub protected: bool,
+    /// `_updatedAt`: when it was written (Rocket.Chat's `roles.sync`);
+    /// `None` in a document that lacks it.
+    pub updated_at: Option<Timestamp>,
 }
 
 /// A permission and the roles that hold it (`rocketchat_permissions`).
@@ -173,6 +179,9 @@ pub struct Role {
 pub struct PermissionEntry {
     pub id: String,
     pub roles: Vec<String>,
+    /// `_updatedAt`: when its roles were last written
+    /// (`permissions.listAll?updatedSince=`); `None` in a document that lacks it.
+    pub updated_at: Option<Timestamp>,
 }
 
 /// The SAYMON-style API token of a user (one per user), stored hashed.

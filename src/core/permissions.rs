@@ -68,8 +68,18 @@ permissions! {
     CreateUser = "create-user" by ["admin"],
     /// Delete users (Rocket.Chat).
     DeleteUser = "delete-user" by ["admin"],
-    /// Change other users' profiles and roles (Rocket.Chat).
+    /// Change other users' profiles (Rocket.Chat).
     EditOtherUserInfo = "edit-other-user-info" by ["admin"],
+    /// Set other users' passwords (Rocket.Chat; with `edit-other-user-info`).
+    EditOtherUserPassword = "edit-other-user-password" by ["admin"],
+    /// Change which roles a user has (Rocket.Chat), and a user's own
+    /// permissions (SAYMON, also with `manage-users`).
+    AssignRoles = "assign-roles" by ["admin"],
+    /// Give the `admin` role (Rocket.Chat).
+    AssignAdminRole = "assign-admin-role" by ["admin"],
+    /// Read and change which roles hold which permission (Rocket.Chat
+    /// `permissions.update`, `roles.getUsersInRole`).
+    AccessPermissions = "access-permissions" by ["admin"],
     /// Activate and deactivate users (Rocket.Chat).
     EditOtherUserActiveStatus = "edit-other-user-active-status" by ["admin"],
     /// Open direct messages; Rocket.Chat lets it list users (`users.list`).
@@ -139,19 +149,21 @@ impl ManagesApiTokens for perm::ManageUsers {}
 pub trait ListsUsers: Perm {}
 impl ListsUsers for perm::ViewDRoom {}
 
-/// The permissions seeded at start-up (inserted when missing, never overwritten).
-pub fn default_permissions() -> Vec<PermissionEntry> {
+/// The permissions seeded at start-up (inserted when missing, never
+/// overwritten), stamped `now`.
+pub fn default_permissions(now: super::model::Timestamp) -> Vec<PermissionEntry> {
     Permission::ALL
         .iter()
         .map(|p| PermissionEntry {
             id: p.id().to_string(),
             roles: p.default_roles().iter().map(|r| r.to_string()).collect(),
+            updated_at: Some(now),
         })
         .collect()
 }
 
-/// Rocket.Chat's protected global roles, seeded when missing.
-pub fn default_roles() -> Vec<Role> {
+/// Rocket.Chat's protected global roles, seeded when missing, stamped `now`.
+pub fn default_roles(now: super::model::Timestamp) -> Vec<Role> {
     [
         (ADMIN_ROLE, "Admin"),
         (USER_ROLE, ""),
@@ -167,6 +179,7 @@ pub fn default_roles() -> Vec<Role> {
         scope: "Users".into(),
         description: description.into(),
         protected: true,
+        updated_at: Some(now),
     })
     .collect()
 }
@@ -244,5 +257,62 @@ impl PermissionCache {
             }
         }
         Ok(set.into_iter().collect())
+    }
+
+    /// The permission map as of now, for several checks in one operation
+    /// (one store read at most).
+    pub async fn snapshot(&self, store: &dyn RoleStore) -> StoreResult<Snapshot> {
+        Ok(Snapshot(self.map(store).await?))
+    }
+}
+
+/// The permission → roles map at one moment (see [`PermissionCache::snapshot`]).
+pub struct Snapshot(PermissionMap);
+
+impl Snapshot {
+    /// Whether the user holds the permission through a role or directly.
+    pub fn has(&self, user: &User, permission: Permission) -> bool {
+        let permission = permission.id();
+        user.permissions.iter().any(|p| p == permission)
+            || self
+                .0
+                .get(permission)
+                .is_some_and(|roles| roles.iter().any(|r| user.roles.contains(r)))
+    }
+
+    /// The permissions tokend enforces that the user holds: its effective
+    /// set, less ids neither tokend nor the permission store knows (a
+    /// SAYMON permission such as `manage-objects` confers nothing here).
+    /// The escalation rule compares these sets.
+    pub fn enforced(&self, user: &User) -> BTreeSet<String> {
+        let map = &self.0;
+        let known = |p: &str| map.contains_key(p) || Permission::ALL.iter().any(|k| k.id() == p);
+        let mut set: BTreeSet<String> = user
+            .permissions
+            .iter()
+            .filter(|p| known(p))
+            .cloned()
+            .collect();
+        for (perm, roles) in map.iter() {
+            if roles.iter().any(|r| user.roles.contains(r)) {
+                set.insert(perm.clone());
+            }
+        }
+        set
+    }
+
+    /// Whether `target` holds an enforced permission `caller` lacks.
+    pub fn outranks(&self, target: &User, caller: &User) -> bool {
+        target.id != caller.id && !self.enforced(target).is_subset(&self.enforced(caller))
+    }
+
+    /// Whether turning `before` into `after` gives it an enforced
+    /// permission `caller` does not hold.
+    pub fn escalates(&self, caller: &User, before: &User, after: &User) -> bool {
+        let had = self.enforced(before);
+        let mine = self.enforced(caller);
+        self.enforced(after)
+            .difference(&had)
+            .any(|p| !mine.contains(p))
     }
 }

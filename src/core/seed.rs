@@ -15,6 +15,9 @@ pub enum AdminSeed {
     Unchanged,
     /// Created with the configured password.
     Created { username: String },
+    /// Nobody active held the `admin` role and none could be created from
+    /// `ADMIN_*`: the oldest active user was made admin (Rocket.Chat's recovery).
+    Promoted { username: String },
     /// Created with a generated password, returned to be shown once.
     Generated {
         username: String,
@@ -25,20 +28,60 @@ pub enum AdminSeed {
 /// Seeds roles, permissions and the first admin.
 pub async fn seed(core: &Core) -> Result<AdminSeed, CoreError> {
     seed_roles(core).await?;
-    seed_admin(core).await
+    if let Some(days) = core.adopt_rc_login_expiration().await? {
+        tracing::info!(
+            days,
+            "login tokens last as Rocket.Chat's Accounts_LoginExpiration says"
+        );
+    }
+    match seed_admin(core).await? {
+        AdminSeed::Unchanged => promote_oldest(core).await,
+        seeded => Ok(seeded),
+    }
 }
 
 /// Seeds the default roles and permissions only (the operator CLI: never
 /// an admin it did not ask for).
 pub async fn seed_roles(core: &Core) -> Result<(), CoreError> {
     let store = core.store();
-    for role in default_roles() {
+    for role in default_roles(core.now()) {
         store.ensure_role(&role).await?;
     }
-    for permission in default_permissions() {
+    for permission in default_permissions(core.now()) {
         store.ensure_permission(&permission).await?;
     }
     Ok(())
+}
+
+/// Rocket.Chat's recovery at start-up: when no active user holds the
+/// `admin` role, the oldest active user (by creation) gets it, so an
+/// operator locked out (say, two admins deactivated each other) gets back
+/// in by restarting. Users of another type (`bot`, `app`) are passed over.
+async fn promote_oldest(core: &Core) -> Result<AdminSeed, CoreError> {
+    if core.admin_exists().await? {
+        return Ok(AdminSeed::Unchanged);
+    }
+    let Some(oldest) = core.oldest_active_user().await? else {
+        return Ok(AdminSeed::Unchanged);
+    };
+    let mut roles = oldest.roles.clone();
+    roles.push(ADMIN_ROLE.to_string());
+    let patch = crate::store::UserPatch {
+        roles: Some(roles),
+        ..Default::default()
+    };
+    core.store()
+        .update_user(
+            &oldest.id,
+            &patch,
+            core.now(),
+            crate::store::AdminGuard::Off,
+        )
+        .await?
+        .ok();
+    Ok(AdminSeed::Promoted {
+        username: oldest.username.or(oldest.name).unwrap_or(oldest.id),
+    })
 }
 
 async fn seed_admin(core: &Core) -> Result<AdminSeed, CoreError> {
@@ -83,5 +126,7 @@ async fn seed_admin(core: &Core) -> Result<AdminSeed, CoreError> {
         CreateUser::Created(_) => Ok(AdminSeed::Created { username }),
         // Another instance created it first.
         CreateUser::Taken(_) => Ok(AdminSeed::Unchanged),
+        // `insert_user` has no caller to refuse.
+        CreateUser::NotAllowed(_) => Ok(AdminSeed::Unchanged),
     }
 }

@@ -139,6 +139,11 @@ impl RcError {
         }))
     }
 
+    /// 400 for `API.v1.failure("<message>", "<errorType>")`.
+    pub fn failure_typed(message: &str, error_type: &str) -> Self {
+        RcError::BadRequest(failure(message.to_string(), Some(error_type), None))
+    }
+
     /// 400 for `API.v1.failure("<message>")`: a bare message, no `errorType`.
     pub fn failure(message: &str) -> Self {
         RcError::BadRequest(failure(message.to_string(), None, None))

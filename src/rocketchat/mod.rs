@@ -10,6 +10,7 @@ pub mod body;
 pub mod error;
 pub mod info;
 pub mod pat;
+pub mod roles;
 pub mod session;
 pub mod tokens;
 pub mod users;
@@ -33,6 +34,7 @@ pub type RcApis = (
     pat::PatApi,
     info::InfoApi,
     admin::AdminApi,
+    roles::RolesApi,
 );
 
 /// Every Rocket.Chat route: errors in Rocket.Chat's shape, the
@@ -47,6 +49,7 @@ pub fn api(core: Arc<Core>) -> RcRoutes {
         users::UsersApi { core: core.clone() },
         pat::PatApi { core: core.clone() },
         info::InfoApi { core: core.clone() },
-        admin::AdminApi { core },
+        admin::AdminApi { core: core.clone() },
+        roles::RolesApi { core },
     )))
 }

@@ -143,7 +143,7 @@ fn unauthorized() -> RcError {
     RcError::login_failed("Unauthorized", "Unauthorized", None)
 }
 
-fn blocked(b: Blocked) -> RcError {
+pub(super) fn blocked(b: Blocked) -> RcError {
     let (code, message) = match b.scope {
         BlockScope::ForUser => (
             "error-login-blocked-for-user",

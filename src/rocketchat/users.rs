@@ -11,9 +11,10 @@ use super::error::RcError;
 use super::tokens::{invalid_user, user_param};
 use super::view::UserView;
 use crate::core::model::User;
+use crate::core::password::PasswordInput;
 use crate::core::service::{
-    CreateUser, DeleteUser, Denied, EmailChange, LogoutUser, NewUser, ReadUser, SetActive,
-    UpdateUser, UserChanges,
+    CreateUser, DeleteUser, Denied, EmailChange, LogoutUser, NewUser, ReadUser, Refused, Register,
+    SetActive, UpdateUser, UserChanges,
 };
 use crate::core::validate::{self, nonblank};
 use crate::core::validate::{is_plausible_email, is_valid_username};
@@ -120,6 +121,65 @@ pub struct UpdateUserBody {
     pub data: Option<UpdateUserData>,
 }
 
+/// The fields of `users.updateOwnBasicInfo`'s `data`. Empty strings leave
+/// a field alone. Rocket.Chat's `nickname`, `bio`, `statusText` and
+/// `customFields` are accepted and ignored (tokend keeps none of them).
+#[derive(Object, Clone, Default)]
+pub struct OwnBasicInfoData {
+    /// Replaces the first email address (unverified).
+    pub email: Option<String>,
+    pub name: Option<String>,
+    pub username: Option<String>,
+    /// The current password as the lowercase SHA-256 hex of it, as
+    /// Rocket.Chat's clients send it; required with `newPassword`.
+    #[oai(rename = "currentPassword", write_only)]
+    pub current_password: Option<String>,
+    /// The new password, plain. Every other login token and session of the
+    /// user ends; the one in use stays.
+    #[oai(rename = "newPassword", write_only)]
+    pub new_password: Option<String>,
+}
+
+crate::redacted_debug!(OwnBasicInfoData, email, name, username);
+
+/// Body of `users.updateOwnBasicInfo`.
+#[derive(Object, Debug, Clone, Default)]
+pub struct OwnBasicInfoBody {
+    pub data: Option<OwnBasicInfoData>,
+}
+
+/// Body of `users.register`: all four required.
+#[derive(Object, Clone, Default)]
+pub struct RegisterBody {
+    pub username: Option<String>,
+    pub email: Option<String>,
+    /// The password.
+    #[oai(write_only)]
+    pub pass: Option<String>,
+    /// Display name.
+    pub name: Option<String>,
+}
+
+crate::redacted_debug!(RegisterBody, username, email, name);
+
+/// Body of `users.deactivateIdle`.
+#[derive(Object, Debug, Clone, Default)]
+pub struct DeactivateIdleBody {
+    /// Deactivate users whose last login is at least this many days ago.
+    #[oai(rename = "daysIdle")]
+    pub days_idle: Option<u32>,
+    /// Only users holding this role; default `user`.
+    pub role: Option<String>,
+}
+
+/// `{"count": n, "success": true}`
+#[derive(Object, Debug)]
+pub struct CountOk {
+    /// How many users were deactivated.
+    pub count: u64,
+    pub success: bool,
+}
+
 /// Body of `users.setActiveStatus`.
 #[derive(Object, Debug, Clone, Default)]
 pub struct SetActiveStatusBody {
@@ -192,6 +252,46 @@ fn not_allowed(reason: &str, action: &str) -> RcError {
         reason,
         Some(json!({ "method": SAVE_USER, "action": action })),
     )
+}
+
+/// Rocket.Chat's answer to a change the caller may not make
+/// (`validateUserData` and `validateUserEditing` texts).
+pub(super) fn refusal(denied: Denied) -> RcError {
+    match denied {
+        Denied::OwnVerification => {
+            not_allowed("Editing email verification is not allowed", "Editing_user")
+        }
+        Denied::EditOthers
+        | Denied::RequirePasswordChange
+        | Denied::Permissions
+        | Denied::Outranked => not_allowed("Editing user is not allowed", "Editing_user"),
+        Denied::Roles | Denied::Escalation => {
+            not_allowed("Assign roles is not allowed", "Assign_role")
+        }
+        Denied::AssignAdmin => not_allowed("Assigning admin is not allowed", "Assign_admin"),
+        Denied::OthersPassword | Denied::CurrentPasswordRequired => {
+            not_allowed("Edit user password is not allowed", "Update_user")
+        }
+        Denied::ActiveStatus => RcError::thrown(
+            "error-not-allowed",
+            "Not allowed",
+            Some(json!({ "method": "setUserActiveStatus" })),
+        ),
+    }
+}
+
+/// Rocket.Chat's answer when the current password of a change is refused
+/// (its password check is the second factor `password`).
+pub(super) fn current_password_refused(refused: Refused) -> RcError {
+    match refused {
+        Refused::Rejected => RcError::thrown(
+            "totp-invalid",
+            "TOTP Invalid",
+            Some(json!({ "method": "password" })),
+        ),
+        Refused::Blocked(b) => super::session::blocked(b),
+        Refused::Busy(b) => RcError::too_busy(b.retry_after),
+    }
 }
 
 fn field_required(field: &str) -> RcError {
@@ -365,6 +465,7 @@ impl UsersApi {
                 success: true,
             })),
             CreateUser::Taken(field) => Err(duplicate(field, Some(username), Some(email))),
+            CreateUser::NotAllowed(denied) => Err(refusal(denied)),
         }
     }
 
@@ -503,28 +604,87 @@ impl UsersApi {
             permissions: None,
             active: data.active,
             require_password_change: data.require_password_change,
+            // Rocket.Chat's users.update takes no current password: one's
+            // own goes through users.updateOwnBasicInfo.
+            current_password: None,
+            ip: None,
         };
         match self.core.update_user(&auth.0, &user_id, changes).await? {
             UpdateUser::Updated(user) => Ok(Json(UserOk {
                 user: UserView::full(&user),
                 success: true,
             })),
-            UpdateUser::NotAllowed(denied) => Err(match denied {
-                Denied::OwnVerification => {
-                    not_allowed("Editing email verification is not allowed", "Editing_user")
-                }
-                Denied::EditOthers | Denied::RequirePasswordChange | Denied::Permissions => {
-                    not_allowed("Editing user is not allowed", "Editing_user")
-                }
-                Denied::Roles => not_allowed("Assign roles is not allowed", "Assign_role"),
-                Denied::ActiveStatus => RcError::thrown(
-                    "error-not-allowed",
-                    "Not allowed",
-                    Some(json!({ "method": "setUserActiveStatus" })),
-                ),
-            }),
+            UpdateUser::NotAllowed(denied) => Err(refusal(denied)),
+            UpdateUser::CurrentPassword(refused) => Err(current_password_refused(refused)),
             UpdateUser::UnknownRole => Err(Self::invalid_role()),
             UpdateUser::NoSuchUser => Err(invalid_user()),
+            UpdateUser::LastAdmin => Err(last_admin(SAVE_USER)),
+            UpdateUser::Taken(field) => Err(duplicate(field, username, new_email)),
+        }
+    }
+
+    /// Change one's own name, username, email address or password, as
+    /// Rocket.Chat's `users.updateOwnBasicInfo`. A new password
+    /// (`newPassword`) needs the current one (`currentPassword`, its SHA-256
+    /// hex), checked like a login (a wrong one counts toward the failed-login
+    /// block); it ends every other login token and session of the user.
+    #[oai(
+        path = "/api/v1/users.updateOwnBasicInfo",
+        method = "post",
+        operation_id = "users.updateOwnBasicInfo"
+    )]
+    async fn update_own_basic_info(
+        &self,
+        req: &poem::Request,
+        auth: RcAuth,
+        body: RcBody<OwnBasicInfoBody>,
+    ) -> Result<Json<UserOk>, RcError> {
+        let data = body.0.and_then(|b| b.data).ok_or_else(|| missing("data"))?;
+        if nonblank(data.name.as_deref()).is_some_and(|n| !valid_name_chars(n)) {
+            return Err(RcError::failure("Name contains invalid characters"));
+        }
+        let username = nonblank(data.username.as_deref());
+        if let Some(name) = username {
+            if !is_valid_username(name) {
+                return Err(invalid_username(name));
+            }
+        }
+        let new_email = nonblank(data.email.as_deref());
+        if let Some(email) = new_email {
+            if !is_plausible_email(email) {
+                return Err(invalid_email(email));
+            }
+        }
+        let new_password = nonblank(data.new_password.as_deref());
+        let current_password = nonblank(data.current_password.as_deref());
+        if new_password.is_some() && current_password.is_none() {
+            return Err(RcError::thrown(
+                "totp-required",
+                "TOTP Required",
+                Some(json!({ "method": "password" })),
+            ));
+        }
+        let changes = UserChanges {
+            username: username.map(str::to_string),
+            name: nonblank(data.name.as_deref()).map(str::to_string),
+            email: new_email.map(|e| EmailChange {
+                address: Some(e.to_string()),
+                verified: None,
+            }),
+            password: new_password.map(str::to_string),
+            current_password: current_password.map(|d| PasswordInput::Sha256Digest(d.to_string())),
+            ip: crate::http::client_ip(&self.core, req),
+            ..UserChanges::default()
+        };
+        let me = auth.0.user.id.clone();
+        match self.core.update_user(&auth.0, &me, changes).await? {
+            UpdateUser::Updated(user) => Ok(Json(UserOk {
+                user: UserView::full(&user),
+                success: true,
+            })),
+            UpdateUser::NotAllowed(denied) => Err(refusal(denied)),
+            UpdateUser::CurrentPassword(refused) => Err(current_password_refused(refused)),
+            UpdateUser::UnknownRole | UpdateUser::NoSuchUser => Err(invalid_user()),
             UpdateUser::LastAdmin => Err(last_admin(SAVE_USER)),
             UpdateUser::Taken(field) => Err(duplicate(field, username, new_email)),
         }
@@ -557,6 +717,96 @@ impl UsersApi {
                 id: user.id,
                 active: user.active,
             },
+            success: true,
+        }))
+    }
+
+    /// Register oneself, as Rocket.Chat's `users.register` (no
+    /// authentication): a user with role `user`, only while
+    /// `ACCOUNTS_REGISTRATION_FORM=Public` (default `Disabled`). Counted by
+    /// the REST rate limit like `login`.
+    #[oai(
+        path = "/api/v1/users.register",
+        method = "post",
+        operation_id = "users.register"
+    )]
+    async fn register(
+        &self,
+        req: &poem::Request,
+        body: RcBody<RegisterBody>,
+    ) -> Result<Json<UserOk>, RcError> {
+        super::auth::enforce_rate_limit(&self.core, req, None).await?;
+        let b = body.0.unwrap_or_default();
+        for (property, present) in [
+            ("username", b.username.is_some()),
+            ("email", b.email.is_some()),
+            ("pass", b.pass.is_some()),
+            ("name", b.name.is_some()),
+        ] {
+            if !present {
+                return Err(missing(property));
+            }
+        }
+        let name = nonblank(b.name.as_deref()).ok_or_else(|| field_required("Name"))?;
+        if !valid_name_chars(name) {
+            return Err(RcError::failure("Name contains invalid characters"));
+        }
+        let username = nonblank(b.username.as_deref()).ok_or_else(|| field_required("Username"))?;
+        if !is_valid_username(username) {
+            return Err(invalid_username(username));
+        }
+        let email = nonblank(b.email.as_deref()).unwrap_or_default();
+        if !is_plausible_email(email) {
+            return Err(invalid_email(email));
+        }
+        let password = nonblank(b.pass.as_deref()).ok_or_else(|| field_required("Password"))?;
+        let new = NewUser {
+            username: username.to_string(),
+            name: Some(name.to_string()),
+            email: Some(email.to_string()),
+            password: Some(password.to_string()),
+            ..NewUser::default()
+        };
+        match self.core.register(new).await? {
+            Register::Created(user) => Ok(Json(UserOk {
+                user: UserView::full(&user),
+                success: true,
+            })),
+            Register::Disabled => Err(RcError::thrown(
+                "error-user-registration-disabled",
+                "User registration is disabled",
+                Some(json!({ "method": "registerUser" })),
+            )),
+            Register::Taken(UniqueField::Email) => {
+                Err(RcError::failure("Email already exists. [403]"))
+            }
+            Register::Taken(_) => Err(RcError::failure("Username is already in use")),
+        }
+    }
+
+    /// Deactivate every active user holding `role` (default `user`) whose
+    /// last login is `daysIdle` days ago or more, as Rocket.Chat's
+    /// `users.deactivateIdle` (permission `edit-other-user-active-status`).
+    /// Users never seen logging in stay; so does the last active admin;
+    /// each deactivated user's tokens and sessions end.
+    #[oai(
+        path = "/api/v1/users.deactivateIdle",
+        method = "post",
+        operation_id = "users.deactivateIdle"
+    )]
+    async fn deactivate_idle(
+        &self,
+        auth: RcAuth,
+        body: RcBody<DeactivateIdleBody>,
+    ) -> Result<Json<CountOk>, RcError> {
+        let grant: Granted<perm::EditOtherUserActiveStatus> =
+            self.grant(&auth.0, RcError::forbidden()).await?;
+        let b = body.0.unwrap_or_default();
+        let days = b.days_idle.ok_or_else(|| missing("daysIdle"))?;
+        let role = nonblank(b.role.as_deref()).unwrap_or(crate::core::permissions::USER_ROLE);
+        let count = self.core.deactivate_idle(&grant, days, role).await?;
+        Ok(Json(CountOk {
+            count,
             success: true,
         }))
     }

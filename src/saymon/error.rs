@@ -128,6 +128,15 @@ impl SaymonError {
         ))
     }
 
+    /// 403 for an act the caller's permissions do not cover: it would give
+    /// (or hand a credential of) a user permissions the caller lacks.
+    pub fn beyond_own_permissions() -> Self {
+        SaymonError::Forbidden(body(
+            "Forbidden",
+            "Not allowed: the user would get permissions you do not hold.",
+        ))
+    }
+
     /// 404 `ResourceNotFound`.
     pub fn not_found(message: impl Into<String>) -> Self {
         SaymonError::NotFound(body("ResourceNotFound", message))

@@ -7,6 +7,7 @@
 
 use super::auth::ManageUsers;
 use super::error::SaymonError;
+use crate::core::service::IssueApiToken;
 use crate::core::Core;
 use crate::http::ApiTags;
 use poem_openapi::{param::Path, payload::Json, ApiResponse, OpenApi};
@@ -43,7 +44,8 @@ pub enum TokenDeleted {
 impl TokensApi {
     /// Create the API token of a user (permission `manage-users`), replacing
     /// its previous one. Pass it as `?api-token=` on later requests, or trade
-    /// it for a session. 404 `ResourceNotFound` for an unknown user.
+    /// it for a session. 404 `ResourceNotFound` for an unknown user; 403 for
+    /// a user holding permissions the caller lacks.
     #[oai(
         path = "/node/api/users/:id/auth-token",
         method = "post",
@@ -56,8 +58,9 @@ impl TokensApi {
         id: Path<String>,
     ) -> Result<TokenCreated, SaymonError> {
         match self.core.issue_api_token(&auth.0, &id.0).await? {
-            Some(token) => Ok(TokenCreated::Ok(Json(token.into_exposed()))),
-            None => Err(SaymonError::user_not_found(&id.0)),
+            IssueApiToken::Issued(token) => Ok(TokenCreated::Ok(Json(token.into_exposed()))),
+            IssueApiToken::NoSuchUser => Err(SaymonError::user_not_found(&id.0)),
+            IssueApiToken::Outranked => Err(SaymonError::beyond_own_permissions()),
         }
     }
 

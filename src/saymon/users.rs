@@ -4,13 +4,16 @@
 //! The same users as the Rocket.Chat routes (see [`super::view`] for the
 //! field mapping): a user created here logs in there, and the reverse.
 
-use super::auth::{ManageUsers, SaymonAuth};
+use super::auth::{refused_error, ManageUsers, SaymonAuth};
 use super::error::SaymonError;
 use super::view::{
     token_hint, LimitedUserView, UserEntry, UserView, STATUS_ACTIVE, STATUS_BLOCKED,
 };
 use crate::core::model::User;
-use crate::core::service::{CreateUser, DeleteUser, EmailChange, NewUser, UpdateUser, UserChanges};
+use crate::core::password::PasswordInput;
+use crate::core::service::{
+    CreateUser, DeleteUser, Denied, EmailChange, NewUser, UpdateUser, UserChanges,
+};
 use crate::core::validate::{self, is_plausible_email, is_valid_username, nonblank};
 use crate::core::{Caller, Core, Permission, UniqueField, UserKey};
 use crate::http::ApiTags;
@@ -57,9 +60,13 @@ pub struct UserPatchBody {
     pub login: Option<String>,
     /// Replaces the first email address.
     pub email: Option<String>,
-    /// A new password.
+    /// A new password. Changing one's own needs `currentPassword`.
     #[oai(write_only)]
     pub password: Option<String>,
+    /// The caller's current password (plain), required with `password`
+    /// when changing one's own. A tokend field: SAYMON documents none.
+    #[oai(write_only, rename = "currentPassword")]
+    pub current_password: Option<String>,
     /// New display name: not blank, and different from the login.
     #[oai(rename = "displayName")]
     pub display_name: Option<String>,
@@ -115,6 +122,23 @@ pub enum UserDeleted {
     /// Empty body.
     #[oai(status = 200)]
     Ok,
+}
+
+/// 400 for a change manage-users does not cover; 403 for one beyond the
+/// caller's own permissions.
+fn refusal(denied: Denied) -> SaymonError {
+    match denied {
+        Denied::CurrentPasswordRequired => SaymonError::missing("currentPassword"),
+        Denied::Outranked | Denied::Escalation => SaymonError::beyond_own_permissions(),
+        Denied::AssignAdmin => SaymonError::forbidden(Permission::AssignAdminRole.id()),
+        Denied::Roles => SaymonError::forbidden(Permission::AssignRoles.id()),
+        Denied::OwnVerification
+        | Denied::EditOthers
+        | Denied::RequirePasswordChange
+        | Denied::Permissions
+        | Denied::OthersPassword
+        | Denied::ActiveStatus => SaymonError::forbidden(Permission::ManageUsers.id()),
+    }
 }
 
 fn duplicate(field: UniqueField) -> SaymonError {
@@ -345,6 +369,7 @@ impl UsersApi {
         let created = match self.core.create_user(&auth.0, new).await? {
             CreateUser::Created(user) => user,
             CreateUser::Taken(field) => return Err(duplicate(field)),
+            CreateUser::NotAllowed(denied) => return Err(refusal(denied)),
         };
         let view = UserView::full(&self.core, auth.0.caller(), &created).await?;
         Ok(UserOk::Ok(Json(view)))
@@ -407,6 +432,7 @@ impl UsersApi {
             check_password(password)?;
         }
         changes.password = body.password;
+        changes.current_password = body.current_password.map(PasswordInput::Plain);
         changes.permissions = body.permissions;
         changes.active = active_flag(body.status, body.active)?;
         match self.core.update_user(caller, &user.id, changes).await? {
@@ -417,10 +443,12 @@ impl UsersApi {
             UpdateUser::NoSuchUser => Err(SaymonError::user_not_found(&id.0)),
             UpdateUser::Taken(field) => Err(duplicate(field)),
             UpdateUser::LastAdmin => Err(SaymonError::bad_request(LAST_ADMIN)),
-            // Roles are not set here; manage-users allows every change.
-            UpdateUser::UnknownRole | UpdateUser::NotAllowed(_) => {
-                Err(SaymonError::forbidden(Permission::ManageUsers.id()))
-            }
+            UpdateUser::NotAllowed(denied) => Err(refusal(denied)),
+            UpdateUser::CurrentPassword(refused) => Err(refused_error(refused, || {
+                SaymonError::bad_request("currentPassword is wrong.")
+            })),
+            // Roles are not set here.
+            UpdateUser::UnknownRole => Err(SaymonError::forbidden(Permission::ManageUsers.id())),
         }
     }
 

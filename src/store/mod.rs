@@ -51,6 +51,7 @@ pub struct UserPatch {
     pub active: Option<bool>,
     pub require_password_change: Option<bool>,
     pub password_bcrypt: Option<PasswordHash>,
+    pub last_login: Option<Timestamp>,
     /// Remove every login token and personal access token in the same write.
     pub clear_login_tokens: bool,
 }
@@ -83,6 +84,9 @@ impl UserPatch {
         }
         if let Some(v) = p.password_bcrypt {
             user.password_bcrypt = Some(v);
+        }
+        if let Some(v) = p.last_login {
+            user.last_login = Some(v);
         }
         user.updated_at = now;
     }
@@ -132,6 +136,14 @@ pub trait UserStore: Send + Sync {
     async fn find_user(&self, key: &UserKey) -> StoreResult<Option<User>>;
     /// A page of users sorted by username, and the total count.
     async fn list_users(&self, offset: u64, count: u64) -> StoreResult<(Vec<User>, u64)>;
+    /// A page of the users holding any of these roles, sorted by username,
+    /// and how many hold one in all.
+    async fn users_in_roles(
+        &self,
+        roles: &[String],
+        offset: u64,
+        count: u64,
+    ) -> StoreResult<(Vec<User>, u64)>;
     /// Applies a patch and returns the updated user (`None` if there is no
     /// such user); with [`AdminGuard::KeepLastAdmin`], writes nothing and
     /// answers `Err(LastAdmin)` if the patch would leave no active admin.
@@ -271,12 +283,22 @@ pub trait RoleStore: Send + Sync {
     async fn ensure_role(&self, role: &Role) -> StoreResult<()>;
     /// Inserts the permission with these roles unless it exists.
     async fn ensure_permission(&self, permission: &PermissionEntry) -> StoreResult<()>;
-    /// Sets the roles of a permission, creating it if needed.
-    async fn set_permission_roles(&self, id: &str, roles: &[String]) -> StoreResult<()>;
+    /// Sets the roles of a permission, creating it if needed, and its
+    /// `updated_at` to `now`.
+    async fn set_permission_roles(
+        &self,
+        id: &str,
+        roles: &[String],
+        now: Timestamp,
+    ) -> StoreResult<()>;
     /// Every permission with its roles.
     async fn permissions(&self) -> StoreResult<Vec<PermissionEntry>>;
     /// Every role.
     async fn roles(&self) -> StoreResult<Vec<Role>>;
+    /// Rocket.Chat's `Accounts_LoginExpiration` setting (days), when the
+    /// store is a Rocket.Chat database that has one (`rocketchat_settings`);
+    /// `None` otherwise (SQLite never has one).
+    async fn rc_login_expiration_days(&self) -> StoreResult<Option<f64>>;
 }
 
 /// Failed-login records, shared by every tokend on the same database (on

@@ -993,3 +993,335 @@ mod growth {
         }
     }
 }
+
+/// Item 6: every delegated permission against every escalation path, in
+/// both dialects. The rule: nobody grants a permission or role they do not
+/// hold, nor obtains a credential (login token, SAYMON API token, password)
+/// for a user who holds permissions they lack.
+mod escalation {
+    use super::*;
+    use tokend::core::service::{CreateUser, IssueApiToken, NewUser};
+    use tokend::core::{perm, UserKey};
+
+    /// The delegations a security review tried: each alone, and the pairs
+    /// Rocket.Chat's finer permissions are meant to be used in.
+    const DELEGATIONS: &[&[&str]] = &[
+        &["manage-users"],
+        &["create-user"],
+        &["edit-other-user-info"],
+        &["edit-other-user-password"],
+        &["edit-other-user-info", "edit-other-user-password"],
+        &["user-generate-access-token"],
+        &["assign-roles"],
+        &["edit-other-user-info", "assign-roles"],
+        &["manage-users", "assign-roles", "user-generate-access-token"],
+    ];
+
+    /// Permissions none of the delegates hold, all of which admin holds.
+    const WANTED: &[&str] = &[
+        "assign-admin-role",
+        "user-generate-access-token",
+        "manage-users",
+    ];
+
+    struct Delegate {
+        user: tokend::core::User,
+        rc: Creds,
+        api_token: String,
+    }
+
+    /// A user with role `user` plus these permissions, logged in through
+    /// both dialects.
+    async fn delegate(app: &TestApp, n: usize, permissions: &[&str]) -> Delegate {
+        let name = format!("delegate{n}");
+        let created = app
+            .core
+            .insert_user(NewUser {
+                username: name.clone(),
+                name: Some(format!("Delegate {n}")),
+                email: Some(format!("{name}@example.com")),
+                password: Some(USER_PASS.into()),
+                permissions: permissions.iter().map(|p| p.to_string()).collect(),
+                active: true,
+                ..NewUser::default()
+            })
+            .await
+            .unwrap();
+        let CreateUser::Created(user) = created else {
+            panic!("{created:?}")
+        };
+        let grant = app.grant::<perm::ManageUsers>(&app.admin).await;
+        let IssueApiToken::Issued(token) =
+            app.core.issue_api_token(&grant, &user.id).await.unwrap()
+        else {
+            panic!("no API token")
+        };
+        let rc = app.login(&name, USER_PASS).await;
+        Delegate {
+            user: *user,
+            rc,
+            api_token: token.into_exposed(),
+        }
+    }
+
+    async fn saymon(
+        app: &TestApp,
+        method: &str,
+        path: &str,
+        token: &str,
+        body: Value,
+    ) -> (u16, Value) {
+        let req = match method {
+            "POST" => app.client.post(path),
+            "PATCH" => app.client.patch(path),
+            _ => unreachable!(),
+        };
+        let resp = req.query("api-token", &token).body_json(&body).send().await;
+        let status = resp.0.status().as_u16();
+        let text = resp.0.into_body().into_string().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    async fn stored(app: &TestApp, id: &str) -> tokend::core::User {
+        app.store
+            .find_user(&UserKey::Id(id.into()))
+            .await
+            .unwrap()
+            .unwrap()
+    }
+
+    store_tests! {
+        async fn every_delegation_against_every_escalation_path(kind) {
+            let app = TestApp::start(&kind).await;
+            let admin_before = stored(&app, &app.admin.user_id).await;
+            let admin_tokens = app.tokens_of(&app.admin.user_id).await.len();
+            let victim = app.user("victim", &[]).await;
+            for (n, permissions) in DELEGATIONS.iter().enumerate() {
+                let d = delegate(&app, n, permissions).await;
+                let me = &d.user.id;
+                let case = |path: &str| format!("{permissions:?}: {path}");
+
+                // 1. Self-grant through SAYMON's permissions PATCH.
+                let mut wanted: Vec<&str> = permissions.to_vec();
+                wanted.extend(WANTED);
+                let (status, body) = saymon(&app, "PATCH", &format!("/node/api/users/{me}"), &d.api_token,
+                    json!({ "permissions": wanted })).await;
+                assert_ne!(status, 200, "{} {body}", case("SAYMON self permissions"));
+                // ... and the same grant to an accomplice.
+                let (status, body) = saymon(&app, "PATCH", &format!("/node/api/users/{}", victim.id), &d.api_token,
+                    json!({ "permissions": WANTED })).await;
+                assert_ne!(status, 200, "{} {body}", case("SAYMON victim permissions"));
+                assert_eq!(stored(&app, me).await.permissions, d.user.permissions, "{}", case("self permissions"));
+                assert!(stored(&app, &victim.id).await.permissions.is_empty(), "{}", case("victim permissions"));
+
+                // 2. Create a user with the admin role (Rocket.Chat) or admin's
+                // permissions (SAYMON).
+                let resp = app.rc_post("/api/v1/users.create", &d.rc, json!({
+                    "username": format!("evil{n}"), "name": "Evil", "email": format!("evil{n}@example.com"),
+                    "password": "evil-pass-123", "roles": ["admin", "user"] })).await;
+                assert_ne!(resp.0.status(), 200, "{}", case("users.create admin"));
+                let (status, body) = saymon(&app, "POST", "/node/api/users", &d.api_token,
+                    json!({ "login": format!("evil{n}s"), "password": "evil-pass-123", "permissions": WANTED })).await;
+                assert_ne!(status, 200, "{} {body}", case("SAYMON create with permissions"));
+                for login in [format!("evil{n}"), format!("evil{n}s")] {
+                    assert!(app.store.find_user(&UserKey::Username(login)).await.unwrap().is_none(), "{}", case("created"));
+                }
+
+                // 3. Set roles through users.update: oneself and the victim.
+                for target in [me.as_str(), victim.id.as_str()] {
+                    for roles in [json!(["user", "admin"]), json!(["user", "bot"])] {
+                        let resp = app.rc_post("/api/v1/users.update", &d.rc,
+                            json!({ "userId": target, "data": { "roles": roles } })).await;
+                        assert_ne!(resp.0.status(), 200, "{} {roles}", case("users.update roles"));
+                    }
+                    assert_eq!(stored(&app, target).await.roles, vec!["user".to_string()], "{}", case("roles"));
+                }
+
+                // 4. Mint a login token for the admin.
+                let resp = app.rc_post("/api/v1/users.createToken", &d.rc,
+                    json!({ "userId": app.admin.user_id })).await;
+                assert_ne!(resp.0.status(), 200, "{}", case("users.createToken admin"));
+
+                // 5. Create the admin's SAYMON API token (to then use it).
+                let (status, body) = saymon(&app, "POST", &format!("/node/api/users/{}/auth-token", app.admin.user_id),
+                    &d.api_token, json!({})).await;
+                assert_ne!(status, 200, "{} {body}", case("SAYMON admin API token"));
+                let admin_token = app.core.api_token_hint(&app.caller(&app.admin).await, &app.admin.user_id).await.unwrap();
+                assert!(admin_token.is_none(), "{}", case("admin API token"));
+
+                // 6. Reset the admin's password, in both dialects.
+                let resp = app.rc_post("/api/v1/users.update", &d.rc,
+                    json!({ "userId": app.admin.user_id, "data": { "password": "pwned-pass-123" } })).await;
+                assert_ne!(resp.0.status(), 200, "{}", case("users.update admin password"));
+                let (status, body) = saymon(&app, "PATCH", &format!("/node/api/users/{}", app.admin.user_id),
+                    &d.api_token, json!({ "password": "pwned-pass-123" })).await;
+                assert_ne!(status, 200, "{} {body}", case("SAYMON admin password"));
+                assert_eq!(stored(&app, &app.admin.user_id).await.password_bcrypt, admin_before.password_bcrypt,
+                    "{}", case("admin password"));
+            }
+            assert_eq!(app.tokens_of(&app.admin.user_id).await.len(), admin_tokens, "a login token was minted for admin");
+        }
+
+        /// The rule refuses only escalation: what a delegate holds, it can
+        /// still hand out, and over users it does not outrank its powers work.
+        async fn delegations_still_work_within_their_holder(kind) {
+            let app = TestApp::start(&kind).await;
+            let victim = app.user("victim", &[]).await;
+            // user-generate-access-token: a token for a plain user.
+            let d = delegate(&app, 0, &["user-generate-access-token"]).await;
+            let resp = app.rc_post("/api/v1/users.createToken", &d.rc, json!({ "userId": victim.id })).await;
+            assert_eq!(resp.0.status(), 200);
+            // manage-users: a plain user's API token and password, and a
+            // permission it holds itself.
+            let d = delegate(&app, 1, &["manage-users"]).await;
+            let (status, body) = saymon(&app, "POST", &format!("/node/api/users/{}/auth-token", victim.id),
+                &d.api_token, json!({})).await;
+            assert_eq!(status, 200, "{body}");
+            let (status, body) = saymon(&app, "PATCH", &format!("/node/api/users/{}", victim.id), &d.api_token,
+                json!({ "password": "victim-new-pass", "permissions": ["manage-users"] })).await;
+            assert_eq!(status, 200, "{body}");
+            app.login("victim", "victim-new-pass").await;
+            // edit-other-user-info + edit-other-user-password: another plain
+            // user's password; assign-roles: a role conferring nothing new.
+            let d = delegate(&app, 2, &["edit-other-user-info", "edit-other-user-password", "assign-roles"]).await;
+            let carol = app.user("carol", &[]).await;
+            let resp = app.rc_post("/api/v1/users.update", &d.rc, json!({ "userId": carol.id,
+                "data": { "password": "carol-new-pass", "roles": ["user", "guest"] } })).await;
+            let (status, body) = status_json(resp).await;
+            assert_eq!(status, 200, "{body}");
+            assert_eq!(body["user"]["roles"], json!(["user", "guest"]));
+            app.login("carol", "carol-new-pass").await;
+            // The admin holds everything: it still does all of it.
+            let resp = app.rc_post("/api/v1/users.update", &app.admin, json!({ "userId": carol.id,
+                "data": { "roles": ["user", "admin"] } })).await;
+            assert_eq!(resp.0.status(), 200);
+        }
+    }
+}
+
+/// Item 7: a stolen token cannot change the password. One's own password
+/// changes only with the current one (Rocket.Chat's
+/// `users.updateOwnBasicInfo` with `currentPassword` as SHA-256 hex; SAYMON's
+/// self PATCH with `currentPassword`), checked like a login, and the change
+/// ends every other login token and session of the user.
+mod own_password {
+    use super::*;
+    use sha2::{Digest, Sha256};
+    use tokend::core::UserKey;
+
+    fn sha256_hex(s: &str) -> String {
+        Sha256::digest(s.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
+    store_tests! {
+        async fn own_password_needs_the_current_one(kind) {
+            let app = TestApp::with_config(&kind, config(|c| c.login_block.user_attempts = 3)).await;
+            app.user("bob", &[]).await;
+            let stolen = app.login("bob", USER_PASS).await;
+            let path = "/api/v1/users.updateOwnBasicInfo";
+
+            // Without the current password, or with a wrong one: refused.
+            let (status, body) = status_json(app.rc_post(path, &stolen,
+                json!({ "data": { "newPassword": "taken-over-1" } })).await).await;
+            assert_eq!((status, body["errorType"].as_str()), (400, Some("totp-required")), "{body}");
+            let (status, body) = status_json(app.rc_post(path, &stolen,
+                json!({ "data": { "newPassword": "taken-over-1", "currentPassword": sha256_hex("guess") } })).await).await;
+            assert_eq!((status, body["errorType"].as_str()), (400, Some("totp-invalid")), "{body}");
+            // Nor through users.update, which takes no current password.
+            let (status, _) = status_json(app.rc_post("/api/v1/users.update", &stolen,
+                json!({ "userId": stolen.user_id, "data": { "password": "taken-over-1" } })).await).await;
+            assert_eq!(status, 400);
+            // Guessing is throttled as logins are: the third failure blocks.
+            for _ in 0..2 {
+                let _ = app.rc_post(path, &stolen,
+                    json!({ "data": { "newPassword": "taken-over-1", "currentPassword": sha256_hex("guess") } })).await;
+            }
+            let (status, body) = status_json(app.rc_post(path, &stolen,
+                json!({ "data": { "newPassword": "taken-over-1", "currentPassword": sha256_hex(USER_PASS) } })).await).await;
+            assert_eq!(status, 401, "blocked even with the right one: {body}");
+            assert_eq!(body["error"], "error-login-blocked-for-user", "{body}");
+            let stored = app.store.find_user(&UserKey::Username("bob".into())).await.unwrap().unwrap();
+            let old = tokend::core::password::PasswordInput::Plain(USER_PASS.into());
+            let check = tokend::core::password::verify_password(&old, stored.password_bcrypt.as_ref());
+            assert!(check.await.unwrap(), "the password is unchanged");
+        }
+
+        async fn own_password_change_ends_the_other_logins(kind) {
+            let app = TestApp::start(&kind).await;
+            let bob = app.user("bob", &[]).await;
+            let current = app.login("bob", USER_PASS).await;
+            let other = app.login("bob", USER_PASS).await;
+            let (status, sid) = status_json(saymon_session(&app, "bob", USER_PASS, None).await).await;
+            assert_eq!(status, 200);
+            let sid = sid.as_str().unwrap().to_string();
+            let (status, body) = status_json(app.rc_post("/api/v1/users.updateOwnBasicInfo", &current,
+                json!({ "data": { "name": "Bobby", "newPassword": "bob-new-pass-1",
+                                  "currentPassword": sha256_hex(USER_PASS) } })).await).await;
+            assert_eq!(status, 200, "{body}");
+            assert_eq!(body["success"], true);
+            assert_eq!(body["user"]["name"], "Bobby");
+            assert_eq!(app.me_status(&current).await, 200, "the token in use stays");
+            assert_eq!(app.me_status(&other).await, 401, "every other login token ends");
+            let by_sid = app.client.get("/node/api/users/current").header("Cookie", format!("sid={sid}")).send().await;
+            assert_eq!(by_sid.0.status(), 401, "every session ends");
+            app.login("bob", "bob-new-pass-1").await;
+
+            // SAYMON: a manage-users holder changing its own password through
+            // PATCH gives `currentPassword` too.
+            let admin = app.store.find_user(&UserKey::Username("admin".into())).await.unwrap().unwrap();
+            let path = format!("/node/api/users/{}", admin.id);
+            let patch = |body: Value| app.client.patch(&path).header("Authorization", basic("admin", ADMIN_PASS))
+                .body_json(&body).send();
+            let (status, body) = status_json(patch(json!({ "password": "admin-new-pass" })).await).await;
+            assert_eq!(status, 400, "{body}");
+            assert!(body["message"].as_str().unwrap().contains("currentPassword"), "{body}");
+            let (status, body) = status_json(patch(json!({ "password": "admin-new-pass", "currentPassword": "wrong" })).await).await;
+            assert_eq!(status, 400, "{body}");
+            let (status, body) = status_json(patch(json!({ "password": "admin-new-pass", "currentPassword": ADMIN_PASS })).await).await;
+            assert_eq!(status, 200, "{body}");
+            assert_eq!(app.me_status(&app.admin).await, 401, "Basic auth kept no login token of the admin's");
+            app.login("admin", "admin-new-pass").await;
+            assert!(app.tokens_of(&bob.id).await.len() >= 2);
+        }
+    }
+}
+
+/// Item 8, the way back: two admins deactivated each other, and restarting
+/// with `ADMIN_USERNAME`/`ADMIN_PASS` could not help (the name is taken). At
+/// start-up the oldest active user becomes admin, as Rocket.Chat does.
+mod admin_recovery {
+    use super::*;
+    use tokend::core::UserKey;
+    use tokend::store::{AdminGuard, UserPatch};
+
+    store_tests! {
+        async fn oldest_active_user_becomes_admin_at_start_up(kind) {
+            let app = TestApp::start(&kind).await;
+            app.clock.advance(chrono::Duration::seconds(1));
+            let bob = app.user("bob", &[]).await;
+            app.clock.advance(chrono::Duration::seconds(1));
+            app.user("carol", &[]).await;
+            // The admin is deactivated behind the guard's back (the race it lost).
+            let off = UserPatch { active: Some(false), ..UserPatch::default() };
+            app.store.update_user(&app.admin.user_id, &off, app.core.now(), AdminGuard::Off).await.unwrap().unwrap();
+            assert_eq!(app.me_status(&app.admin).await, 401, "nobody administers tokend now");
+
+            let outcome = seed::seed(&app.core).await.unwrap();
+            assert_eq!(outcome, AdminSeed::Promoted { username: "bob".into() });
+            let stored = app.store.find_user(&UserKey::Id(bob.id.clone())).await.unwrap().unwrap();
+            assert_eq!(stored.roles, vec!["user".to_string(), "admin".to_string()]);
+            let bob_creds = app.login("bob", USER_PASS).await;
+            let resp = app.rc_post("/api/v1/users.setActiveStatus", &bob_creds,
+                json!({ "userId": app.admin.user_id, "activeStatus": true })).await;
+            assert_eq!(resp.0.status(), 200, "bob can bring the admin back");
+            // With an active admin, nobody else is promoted.
+            assert_eq!(seed::seed(&app.core).await.unwrap(), AdminSeed::Unchanged);
+        }
+    }
+}

@@ -15,6 +15,7 @@ mod mongo_roundtrips;
 mod multi_instance;
 mod rc_compat;
 mod rc_pat;
+mod rc_roles;
 mod rc_tokens;
 mod rc_users;
 mod saymon;

@@ -127,9 +127,12 @@ async fn user_documents_have_rocket_chats_layout() {
             "emails",
             "roles",
             "active",
-            "services"
+            "services",
+            // Rocket.Chat's, written at every login.
+            "lastLogin"
         ])
     );
+    assert!(matches!(d.get("lastLogin"), Some(Bson::DateTime(_))));
     let id = d.get_str("_id").unwrap();
     assert_eq!(id.len(), 17);
     assert!(id.chars().all(|c| RC_ALPHABET.contains(c)), "{id}");
@@ -218,11 +221,16 @@ async fn roles_and_permissions_have_rocket_chats_layout() {
     );
     assert!(matches!(p.get("_updatedAt"), Some(Bson::DateTime(_))));
     let roles: Collection<Document> = db.collection("rocketchat_roles");
-    let admin = roles
+    let mut admin = roles
         .find_one(doc! { "_id": "admin" })
         .await
         .unwrap()
         .unwrap();
+    // Rocket.Chat's `_updatedAt` (a Date), which `roles.sync` filters on.
+    assert!(matches!(
+        admin.remove("_updatedAt"),
+        Some(Bson::DateTime(_))
+    ));
     assert_eq!(
         admin,
         doc! { "_id": "admin", "name": "admin", "scope": "Users", "description": "Admin",
@@ -432,13 +440,18 @@ async fn a_user_written_by_rocket_chat_logs_in_and_keeps_its_fields() {
         "status",
         "statusConnection",
         "utcOffset",
-        "lastLogin",
         "settings",
         "__rooms",
         "createdAt",
     ] {
         assert_eq!(after.get(field), fixture.get(field), "{field}");
     }
+    // The logins above moved Rocket.Chat's `lastLogin` on, as Rocket.Chat does.
+    assert_ne!(after.get("lastLogin"), fixture.get("lastLogin"));
+    assert_eq!(
+        after.get_datetime("lastLogin").unwrap().timestamp_millis(),
+        app.core.now().timestamp_millis()
+    );
     let services = after.get_document("services").unwrap();
     let before_services = fixture.get_document("services").unwrap();
     assert_eq!(services.get("email2fa"), before_services.get("email2fa"));
@@ -523,4 +536,42 @@ async fn abandoned_name_claims_are_taken_over_once_stale() {
         .unwrap()
         .unwrap();
     assert_eq!(claim.get_str("userId").unwrap(), again.id);
+}
+
+/// Issue 14 item 6: on a shared Rocket.Chat database, login tokens last as
+/// Rocket.Chat's `Accounts_LoginExpiration` setting says (days) unless
+/// `LOGIN_EXPIRATION_DAYS` is set.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_lifetime_follows_rocket_chats_setting() {
+    let (app, db) = setup_or_skip!();
+    db.collection::<Document>("rocketchat_settings")
+        .insert_one(doc! { "_id": "Accounts_LoginExpiration", "type": "int", "value": 2 })
+        .await
+        .unwrap();
+    tokend::core::seed::seed(&app.core).await.unwrap();
+    let creds = app.login("admin", ADMIN_PASS).await;
+    app.clock
+        .advance(chrono::Duration::days(2) - chrono::Duration::seconds(1));
+    assert_eq!(app.me_status(&creds).await, 200);
+    app.clock.advance(chrono::Duration::seconds(2));
+    assert_eq!(
+        app.me_status(&creds).await,
+        401,
+        "2 days, not the default 90"
+    );
+
+    // With LOGIN_EXPIRATION_DAYS set, the setting is not read.
+    let kind = StoreKind::Mongo(tokend_url(&db));
+    let mut config = test_config();
+    config.login_expiration_set = true;
+    let app = TestApp::with_config(&kind, config).await;
+    let creds = app.login("admin", ADMIN_PASS).await;
+    app.clock.advance(chrono::Duration::days(3));
+    assert_eq!(app.me_status(&creds).await, 200, "the configured 90 days");
+}
+
+/// The URI of this database on the test server.
+fn tokend_url(db: &Database) -> String {
+    let base = std::env::var("MONGO_URL").unwrap();
+    crate::common::emulator::with_database(&base, db.name())
 }

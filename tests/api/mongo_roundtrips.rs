@@ -87,6 +87,8 @@ async fn round_trips_per_route() {
     rows.push(Row {
         route: "POST users.createToken, another user",
         commands,
+        // The caller, the target (the escalation rule compares their
+        // permissions), one permission read for both checks, the push.
         limit: 4,
     });
 
@@ -96,8 +98,8 @@ async fn round_trips_per_route() {
         commands,
         // find users; the attempt: insert + find rocketchat_server_events
         // (+ count with a client address), its success: update; the mint:
-        // findAndModify users; insert tokend_audit.
-        limit: 6,
+        // findAndModify users; insert tokend_audit; `lastLogin`.
+        limit: 7,
     });
 
     // Bring bob to the cap of 50 login tokens: every new one now also trims.
@@ -109,14 +111,16 @@ async fn round_trips_per_route() {
     rows.push(Row {
         route: "POST users.createToken, user at the cap",
         commands,
+        // As above, plus the trim of the oldest token.
         limit: 5,
     });
     let (_, commands) = log.during(app.login("bob", USER_PASS)).await;
     rows.push(Row {
         route: "POST /api/v1/login, user at the cap",
         commands,
-        // As the shared failed-login check makes it, +1 audit insert.
-        limit: 7,
+        // As the shared failed-login check makes it, +1 audit insert,
+        // +1 `lastLogin`.
+        limit: 8,
     });
 
     // With the default permission cache (PERMISSIONS_CACHE_SECONDS=5), warm.
@@ -139,6 +143,7 @@ async fn round_trips_per_route() {
     rows.push(Row {
         route: "POST users.createToken, permission cache warm",
         commands,
+        // The caller, the target (for the escalation rule), the push.
         limit: 3,
     });
     for _ in 0..50 {
@@ -149,6 +154,7 @@ async fn round_trips_per_route() {
     rows.push(Row {
         route: "POST users.createToken, cache warm, at the cap",
         commands,
+        // As warm, plus the trim.
         limit: 4,
     });
 
@@ -210,9 +216,9 @@ async fn round_trips_per_route() {
         commands,
         // As the password login, then `insert tokend_sessions`, the
         // session cap's `find` of the user's sessions beyond
-        // `MAX_SESSIONS_PER_USER`, and an audit insert each for the login and
-        // the session.
-        limit: 8,
+        // `MAX_SESSIONS_PER_USER`, an audit insert each for the login and
+        // the session, and `lastLogin`.
+        limit: 9,
     });
     let (resp, commands) = log
         .during(

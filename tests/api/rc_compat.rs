@@ -491,3 +491,126 @@ async fn openapi_lists_json_and_form_bodies() {
         "{description}"
     );
 }
+
+/// Issue 14 item 5: `lastLogin` written at every login, and
+/// `users.deactivateIdle` reading it.
+mod idle {
+    use super::*;
+    use tokend::core::UserKey;
+
+    async fn last_login(app: &TestApp, name: &str) -> Option<tokend::core::Timestamp> {
+        app.store
+            .find_user(&UserKey::Username(name.into()))
+            .await
+            .unwrap()
+            .unwrap()
+            .last_login
+    }
+
+    store_tests! {
+        async fn every_login_writes_last_login(kind) {
+            let app = TestApp::start(&kind).await;
+            app.user("bob", &[]).await;
+            assert_eq!(last_login(&app, "bob").await, None);
+            let t0 = app.core.now();
+            let creds = app.login("bob", USER_PASS).await;
+            assert_eq!(last_login(&app, "bob").await, Some(t0), "password login");
+            app.clock.advance(chrono::Duration::hours(1));
+            let resp = app.client.post("/api/v1/login").body_json(&json!({ "resume": creds.token })).send().await;
+            resp.assert_status_is_ok();
+            assert_eq!(last_login(&app, "bob").await, Some(app.core.now()), "resume login");
+            app.clock.advance(chrono::Duration::hours(1));
+            let resp = app.client.post("/node/api/users/session")
+                .body_json(&json!({ "login": "bob", "password": USER_PASS })).send().await;
+            resp.assert_status_is_ok();
+            assert_eq!(last_login(&app, "bob").await, Some(app.core.now()), "SAYMON session");
+            // A token request is no login.
+            app.clock.advance(chrono::Duration::hours(1));
+            assert_eq!(app.me_status(&creds).await, 200);
+            assert_ne!(last_login(&app, "bob").await, Some(app.core.now()));
+        }
+
+        /// Rocket.Chat's `users.deactivateIdle`: `{daysIdle, role}` →
+        /// `{count, success}` (RC OpenAPI `post-api-v1-users.deactivateIdle`).
+        async fn deactivate_idle_users(kind) {
+            let app = TestApp::start(&kind).await;
+            for name in ["old", "recent", "oldbot"] {
+                app.user(name, if name == "oldbot" { &["bot"] } else { &[] }).await;
+            }
+            app.user("never", &[]).await;
+            let old = app.login("old", USER_PASS).await;
+            app.login("oldbot", USER_PASS).await;
+            app.clock.advance(chrono::Duration::days(40));
+            app.login("recent", USER_PASS).await;
+            // The admin logged in 40 days ago too: re-login so it stays.
+            let admin = app.login("admin", ADMIN_PASS).await;
+
+            app.user("plain", &[]).await;
+            let plain = app.login("plain", USER_PASS).await;
+            let (status, body) = status_json(app.rc_post("/api/v1/users.deactivateIdle", &plain, json!({ "daysIdle": 30 })).await).await;
+            assert_eq!((status, body["error"].as_str()), (403, Some(NO_PERMISSION)));
+            let (status, body) = status_json(app.rc_post("/api/v1/users.deactivateIdle", &admin, json!({})).await).await;
+            assert_eq!((status, body["errorType"].as_str()), (400, Some("invalid-params")), "{body}");
+
+            let (status, body) = status_json(app.rc_post("/api/v1/users.deactivateIdle", &admin, json!({ "daysIdle": 30 })).await).await;
+            assert_eq!(status, 200, "{body}");
+            assert!(body["count"].is_u64() && body["success"] == true, "post-api-v1-users.deactivateIdle: {body}");
+            assert_eq!(body["count"], 1, "only old: {body}");
+            let active = |name: &'static str| { let app = &app; async move {
+                app.store.find_user(&UserKey::Username(name.into())).await.unwrap().unwrap().active } };
+            assert!(!active("old").await);
+            assert!(active("recent").await && active("never").await && active("oldbot").await);
+            assert_eq!(app.me_status(&old).await, 401, "its tokens ended");
+            let (_, body) = status_json(app.rc_post("/api/v1/users.deactivateIdle", &admin, json!({ "daysIdle": 30, "role": "bot" })).await).await;
+            assert_eq!(body["count"], 1);
+            assert!(!active("oldbot").await);
+        }
+    }
+}
+
+/// Issue 14 item 5: `users.register`, switched by
+/// `ACCOUNTS_REGISTRATION_FORM` (Rocket.Chat's `Accounts_RegistrationForm`),
+/// default off.
+mod register {
+    use super::*;
+
+    fn body(name: &str) -> Value {
+        json!({ "username": name, "email": format!("{name}@example.org"), "pass": "reg-pass-123", "name": "Reg User" })
+    }
+
+    store_tests! {
+        async fn registration_is_off_by_default(kind) {
+            let app = TestApp::start(&kind).await;
+            let resp = app.client.post("/api/v1/users.register").body_json(&body("reg")).send().await;
+            let (status, answer) = status_json(resp).await;
+            assert_eq!((status, answer["errorType"].as_str()), (400, Some("error-user-registration-disabled")), "{answer}");
+            assert!(app.store.find_user(&tokend::core::UserKey::Username("reg".into())).await.unwrap().is_none());
+        }
+
+        /// `post-api-v1-users.register`: `{user: {_id, username, ...}, success}`.
+        async fn public_registration_makes_a_plain_user(kind) {
+            let mut config = test_config();
+            config.registration_public = true;
+            let app = TestApp::with_config(&kind, config).await;
+            // Fields a body may not set (roles) are ignored.
+            let mut b = body("reg");
+            b["roles"] = json!(["admin"]);
+            let resp = app.client.post("/api/v1/users.register").body_json(&b).send().await;
+            let (status, answer) = status_json(resp).await;
+            assert_eq!(status, 200, "{answer}");
+            assert_eq!(answer["success"], true);
+            let user = &answer["user"];
+            assert!(user["_id"].is_string() && user["username"] == "reg", "{answer}");
+            assert_eq!(user["roles"], json!(["user"]));
+            app.login("reg", "reg-pass-123").await;
+            for (b, error) in [
+                (body("reg"), "Username is already in use"),
+                (json!({ "username": "x", "email": "x@example.org", "name": "X" }), "must have required property 'pass' [invalid-params]"),
+            ] {
+                let resp = app.client.post("/api/v1/users.register").body_json(&b).send().await;
+                let (status, answer) = status_json(resp).await;
+                assert_eq!((status, answer["error"].as_str()), (400, Some(error)), "{answer}");
+            }
+        }
+    }
+}

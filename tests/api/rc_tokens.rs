@@ -640,7 +640,7 @@ store_tests! {
         assert_eq!(find("api-bypass-rate-limit"), Some(vec!["admin".to_string(), "bot".to_string(), "app".to_string()]));
         assert!(app.store.roles().await.unwrap().iter().any(|r| r.id == "admin" && r.scope == "Users" && r.protected));
         // An operator's change survives a restart (seeding again).
-        app.store.set_permission_roles("user-generate-access-token", &["bot".to_string()]).await.unwrap();
+        app.store.set_permission_roles("user-generate-access-token", &["bot".to_string()], app.core.now()).await.unwrap();
         let again = tokend::core::seed::seed(&app.core).await.unwrap();
         assert_eq!(again, tokend::core::seed::AdminSeed::Unchanged);
         let perms = app.store.permissions().await.unwrap();

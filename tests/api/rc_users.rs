@@ -411,7 +411,9 @@ store_tests! {
 
         let refused = [
             (json!({ "verified": true }), "Editing email verification is not allowed [error-action-not-allowed]"),
-            (json!({ "roles": ["admin"] }), "Assign roles is not allowed [error-action-not-allowed]"),
+            (json!({ "roles": ["admin"] }), "Assigning admin is not allowed [error-action-not-allowed]"),
+            (json!({ "roles": ["user", "bot"] }), "Assign roles is not allowed [error-action-not-allowed]"),
+            (json!({ "password": "a-new-pass-1" }), "Edit user password is not allowed [error-action-not-allowed]"),
             (json!({ "requirePasswordChange": false }), "Editing user is not allowed [error-action-not-allowed]"),
             (json!({ "active": true }), "Not allowed [error-not-allowed]"),
         ];

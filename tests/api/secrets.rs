@@ -15,7 +15,9 @@ use tokend::rocketchat::session::{
     LoginBody, LoginData, LoginOk, LoginPassword, LoginUser, PasswordDigest,
 };
 use tokend::rocketchat::tokens::{CreateTokenBody, CreateTokenOk, CreatedToken};
-use tokend::rocketchat::users::{CreateUserBody, UpdateUserBody, UpdateUserData};
+use tokend::rocketchat::users::{
+    CreateUserBody, OwnBasicInfoBody, OwnBasicInfoData, UpdateUserBody, UpdateUserData,
+};
 use tokend::rocketchat::view::MeView;
 use tokend::saymon::session::{SessionCreated, SessionRequest};
 use tokend::saymon::tokens::TokenCreated;
@@ -39,6 +41,7 @@ fn user() -> User {
         active: true,
         require_password_change: false,
         password_bcrypt: Some(PasswordHash(HASH.into())),
+        last_login: None,
     }
 }
 
@@ -215,6 +218,13 @@ fn rocketchat_wire_types_redact_their_secrets() {
                 ..UpdateUserData::default()
             }),
         },
+        OwnBasicInfoBody {
+            data: Some(OwnBasicInfoData {
+                current_password: Some(SECRET.into()),
+                new_password: Some(SECRET.into()),
+                ..OwnBasicInfoData::default()
+            }),
+        },
         me,
     );
 }
@@ -244,6 +254,7 @@ fn saymon_wire_types_redact_their_secrets() {
             login: None,
             email: None,
             password: Some(SECRET.into()),
+            current_password: Some(SECRET.into()),
             display_name: None,
             permissions: None,
             status: None,

@@ -39,6 +39,7 @@ fn auditor() -> Role {
         scope: "Users".into(),
         description: "added before the restart".into(),
         protected: false,
+        updated_at: None,
     }
 }
 

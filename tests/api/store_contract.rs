@@ -40,6 +40,7 @@ fn user(name: &str) -> User {
         password_bcrypt: Some(PasswordHash(
             "$2b$10$abcdefghijklmnopqrstuuP9x9BqkFNk1a0xRbGEtPY4uD1w1nQnK".into(),
         )),
+        last_login: Some(t),
     }
 }
 
@@ -152,34 +153,68 @@ store_tests! {
             scope: "Users".into(),
             description: "first".into(),
             protected: true,
+            updated_at: Some(now()),
         };
         store.ensure_role(&role).await.unwrap();
         store
             .ensure_role(&Role { description: "second".into(), ..role.clone() })
             .await
             .unwrap();
+        // A role without a recorded write time reads back without one.
+        let old = Role { id: "old".into(), name: "old".into(), updated_at: None, ..role.clone() };
+        store.ensure_role(&old).await.unwrap();
         let roles = store.roles().await.unwrap();
         assert_eq!(roles.iter().filter(|r| r.id == "auditor").collect::<Vec<_>>(), vec![&role]);
+        assert_eq!(roles.iter().filter(|r| r.id == "old").collect::<Vec<_>>(), vec![&old]);
     }
 
     async fn permissions_are_ensured_never_overwritten_and_set_explicitly(kind) {
         let store = open(&kind).await;
-        let p = PermissionEntry { id: "do-things".into(), roles: vec!["admin".into()] };
+        let seeded = now() - chrono::Duration::days(1);
+        let p = PermissionEntry { id: "do-things".into(), roles: vec!["admin".into()], updated_at: Some(seeded) };
         store.ensure_permission(&p).await.unwrap();
-        // An operator's change survives the next start-up's ensure.
-        store.set_permission_roles("do-things", &["admin".into(), "user".into()]).await.unwrap();
+        // An operator's change survives the next start-up's ensure, and
+        // records when it was made.
+        let changed = now();
+        store.set_permission_roles("do-things", &["admin".into(), "user".into()], changed).await.unwrap();
         store.ensure_permission(&p).await.unwrap();
         // Setting creates a missing permission.
-        store.set_permission_roles("new-perm", &["bot".into()]).await.unwrap();
+        store.set_permission_roles("new-perm", &["bot".into()], changed).await.unwrap();
+        let untimed = PermissionEntry { id: "untimed".into(), roles: vec![], updated_at: None };
+        store.ensure_permission(&untimed).await.unwrap();
         let mut all = store.permissions().await.unwrap();
         all.sort_by(|a, b| a.id.cmp(&b.id));
         assert_eq!(
             all,
             vec![
-                PermissionEntry { id: "do-things".into(), roles: vec!["admin".into(), "user".into()] },
-                PermissionEntry { id: "new-perm".into(), roles: vec!["bot".into()] },
+                PermissionEntry { id: "do-things".into(), roles: vec!["admin".into(), "user".into()], updated_at: Some(changed) },
+                PermissionEntry { id: "new-perm".into(), roles: vec!["bot".into()], updated_at: Some(changed) },
+                untimed,
             ]
         );
+    }
+
+    async fn users_in_roles_pages_the_holders_of_any_role(kind) {
+        let store = open(&kind).await;
+        let mut names = Vec::new();
+        for (name, roles) in [("dora", vec!["user", "bot"]), ("amy", vec!["admin"]), ("cid", vec!["user"]),
+                              ("bea", vec!["bot"]), ("eve", vec!["guest", "botany"])] {
+            let mut u = user(name);
+            u.roles = roles.into_iter().map(String::from).collect();
+            store.insert_user(&u).await.unwrap();
+            names.push(name);
+        }
+        let usernames = |users: &[User]| users.iter().map(|u| u.username.clone().unwrap()).collect::<Vec<_>>();
+        let (page, total) = store.users_in_roles(&["bot".into()], 0, 10).await.unwrap();
+        assert_eq!((usernames(&page), total), (vec!["bea".to_string(), "dora".to_string()], 2));
+        // Exact role ids only: "botany" is not "bot".
+        let (page, total) = store.users_in_roles(&["bot".into(), "admin".into()], 1, 1).await.unwrap();
+        assert_eq!((usernames(&page), total), (vec!["bea".to_string()], 3));
+        assert_eq!(page[0].emails, user("bea").emails, "full users, emails included");
+        let (page, total) = store.users_in_roles(&["nobody".into()], 0, 10).await.unwrap();
+        assert_eq!((page.len(), total), (0, 0));
+        let (page, total) = store.users_in_roles(&["user".into()], 0, 0).await.unwrap();
+        assert_eq!((page.len(), total), (0, 2));
     }
 
     async fn users_round_trip_and_are_found_by_every_key(kind) {

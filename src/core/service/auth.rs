@@ -121,8 +121,10 @@ impl Core {
     /// When a login token minted at `when` stops working (the last
     /// representable instant when the configured lifetime reaches past it).
     pub fn login_token_expiry(&self, when: Timestamp) -> Timestamp {
-        chrono::Duration::from_std(self.config.login_expiration)
-            .ok()
+        let ms = self
+            .login_expiration_ms
+            .load(std::sync::atomic::Ordering::Relaxed);
+        chrono::Duration::try_milliseconds(ms)
             .and_then(|lifetime| when.checked_add_signed(lifetime))
             .unwrap_or(DateTime::<chrono::Utc>::MAX_UTC)
     }
@@ -395,7 +397,27 @@ impl Core {
                 None => return Ok(Login::Refused(Refused::Rejected)),
             },
         };
+        self.record_login(&caller.user.id).await?;
         Ok(Login::Ok { caller, token })
+    }
+
+    /// Writes the user's `lastLogin` (Rocket.Chat does at every login;
+    /// `users.deactivateIdle` reads it). Bookkeeping: the credential is
+    /// already issued, so a failed write is logged, not the login's failure.
+    pub(super) async fn record_login(&self, user_id: &str) -> Result<(), CoreError> {
+        let now = self.now();
+        let patch = crate::store::UserPatch {
+            last_login: Some(now),
+            ..Default::default()
+        };
+        if let Err(error) = self
+            .store
+            .update_user(user_id, &patch, now, crate::store::AdminGuard::Off)
+            .await
+        {
+            tracing::warn!(%error, "could not record lastLogin");
+        }
+        Ok(())
     }
 
     /// Counts a call to `route` from `ip` against the rate limit. Callers

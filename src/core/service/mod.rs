@@ -14,6 +14,7 @@
 
 pub mod auth;
 pub mod operator;
+pub mod roles;
 pub mod saymon;
 pub mod server;
 pub mod tokens;
@@ -21,20 +22,22 @@ pub mod users;
 
 pub use auth::{Authenticated, Blocked, Busy, Login, PendingLogin, RateLimit, Refused};
 pub use operator::{OperatorOutcome, Revoke};
-pub use saymon::OpenSession;
+pub use roles::{PublicRoles, RoleMembership, UpdatePermissions, UsersInRole};
+pub use saymon::{IssueApiToken, OpenSession};
 pub use server::ServerInfo;
 pub use tokens::{CreatePat, CreateToken, Minted, PatExpiry, UserPats};
 pub use users::{
-    CreateUser, DeleteUser, Denied, EmailChange, LogoutUser, NewUser, ReadUser, SetActive,
-    UpdateUser, UserChanges, UserListing, UserPage,
+    CreateUser, DeleteUser, Denied, EmailChange, LogoutUser, NewUser, ReadUser, Register,
+    SetActive, UpdateUser, UserChanges, UserListing, UserPage,
 };
 
 use super::audit::{AuditEvent, AuditKind, AuditPage, AuditQuery, RequestMeta, CLI_ACTOR};
 use super::clock::{Clock, Timestamp};
 use super::credential::Caller;
 use super::error::CoreError;
+use super::model::User;
 use super::password::Bcrypt;
-use super::permissions::{perm, Granted, Perm, Permission, PermissionCache};
+use super::permissions::{perm, Granted, Perm, Permission, PermissionCache, Snapshot};
 use super::ratelimit::RateLimiter;
 use super::throttle::LoginThrottle;
 use crate::config::Config;
@@ -53,6 +56,10 @@ pub struct Core {
     rate_limiter: RateLimiter,
     /// The bound on concurrent password checks and hashing.
     bcrypt: Bcrypt,
+    /// The login-token lifetime in milliseconds: `LOGIN_EXPIRATION_DAYS`,
+    /// or a shared Rocket.Chat database's `Accounts_LoginExpiration` read at
+    /// start-up when that variable is unset.
+    login_expiration_ms: AtomicI64,
     /// Last `when` handed out, so login tokens minted by this process get
     /// distinct, increasing timestamps and the cap keeps exactly the newest.
     last_stamp: AtomicI64,
@@ -70,6 +77,9 @@ impl Core {
             throttle: LoginThrottle::new(config.login_block.clone()),
             rate_limiter: RateLimiter::new(config.rate_limit.clone()),
             bcrypt: Bcrypt::new(config.password_checks_max),
+            login_expiration_ms: AtomicI64::new(
+                i64::try_from(config.login_expiration.as_millis()).unwrap_or(i64::MAX),
+            ),
             config,
             store,
             clock,
@@ -110,6 +120,29 @@ impl Core {
     /// load balancer stops sending requests; every request is still served.
     pub fn begin_drain(&self) {
         self.draining.store(true, Ordering::Release);
+    }
+
+    /// Adopts a shared Rocket.Chat database's `Accounts_LoginExpiration`
+    /// (days) as the login-token lifetime unless `LOGIN_EXPIRATION_DAYS` is
+    /// set (start-up). Answers the lifetime adopted, if any.
+    pub(crate) async fn adopt_rc_login_expiration(&self) -> Result<Option<f64>, CoreError> {
+        if self.config.login_expiration_set {
+            return Ok(None);
+        }
+        let Some(days) = self.store.rc_login_expiration_days().await? else {
+            return Ok(None);
+        };
+        let ms = days * 86_400_000.0;
+        let max = crate::config::MAX_DURATION.as_millis() as f64;
+        if !(ms.is_finite() && ms > 0.0 && ms <= max) {
+            tracing::warn!(
+                days,
+                "ignoring Rocket.Chat's Accounts_LoginExpiration: out of range"
+            );
+            return Ok(None);
+        }
+        self.login_expiration_ms.store(ms as i64, Ordering::Relaxed);
+        Ok(Some(days))
     }
 
     /// A millisecond timestamp strictly greater than any this process issued before.
@@ -251,9 +284,41 @@ impl Core {
         permission: &str,
         roles: &[String],
     ) -> Result<(), CoreError> {
-        self.store.set_permission_roles(permission, roles).await?;
+        self.store
+            .set_permission_roles(permission, roles, self.now())
+            .await?;
         self.permissions.invalidate();
         Ok(())
+    }
+
+    // --- the escalation rule ------------------------------------------------------
+
+    /// Whether `target` holds a permission that `caller` lacks (counting
+    /// only permissions tokend enforces). Nobody obtains a credential for,
+    /// sets the password of, or changes the privileges of a user who
+    /// outranks them: that would hand them the missing permissions.
+    pub(crate) async fn outranks(&self, target: &User, caller: &User) -> Result<bool, CoreError> {
+        Ok(self.permission_snapshot().await?.outranks(target, caller))
+    }
+
+    /// Whether turning `before` into `after` (other roles or permissions)
+    /// gives it a permission `caller` does not hold: nobody grants what they
+    /// do not hold, to others or to themselves.
+    pub(crate) async fn escalates(
+        &self,
+        caller: &User,
+        before: &User,
+        after: &User,
+    ) -> Result<bool, CoreError> {
+        Ok(self
+            .permission_snapshot()
+            .await?
+            .escalates(caller, before, after))
+    }
+
+    /// The permission map now, for several checks of one operation.
+    pub(crate) async fn permission_snapshot(&self) -> Result<Snapshot, CoreError> {
+        Ok(self.permissions.snapshot(self.store.as_ref()).await?)
     }
 
     /// Whether every one of these role ids exists.

@@ -24,6 +24,16 @@ pub enum OpenSession {
     Refused(super::Refused),
 }
 
+/// Outcome of [`Core::issue_api_token`].
+#[derive(Debug)]
+pub enum IssueApiToken {
+    /// The new token, shown once.
+    Issued(Plaintext),
+    NoSuchUser,
+    /// The user holds permissions the caller lacks.
+    Outranked,
+}
+
 /// `d` after `now`; `now` itself if that is past the representable range.
 fn after(now: Timestamp, d: Duration) -> Timestamp {
     chrono::Duration::from_std(d)
@@ -60,23 +70,23 @@ impl Core {
             .await
     }
 
-    /// Issues a new API token for a user, replacing any previous one;
-    /// `None` if there is no such user.
+    /// Issues a new API token for a user, replacing any previous one. For
+    /// another user, refused when it holds permissions the caller lacks
+    /// (the token would hand them over).
     pub async fn issue_api_token<P: ManagesApiTokens>(
         &self,
         grant: &Granted<P>,
         user_id: &str,
-    ) -> Result<Option<Plaintext>, CoreError> {
-        if self
-            .lookup(&UserKey::Id(user_id.to_string()))
-            .await?
-            .is_none()
-        {
-            return Ok(None);
+    ) -> Result<IssueApiToken, CoreError> {
+        let Some(user) = self.lookup(&UserKey::Id(user_id.to_string())).await? else {
+            return Ok(IssueApiToken::NoSuchUser);
+        };
+        if self.outranks(&user, &grant.caller().user).await? {
+            return Ok(IssueApiToken::Outranked);
         }
         let issued = issue(TokenKind::ApiToken);
         let entry = ApiToken {
-            user_id: user_id.to_string(),
+            user_id: user.id.clone(),
             hashed_token: issued.hash,
             created_at: self.now(),
             hint: issued.hint,
@@ -91,7 +101,7 @@ impl Core {
             None,
         )
         .await;
-        Ok(Some(issued.plaintext))
+        Ok(IssueApiToken::Issued(issued.plaintext))
     }
 
     /// Deletes a user's API token (none is fine); false if there is no such user.
@@ -166,6 +176,7 @@ impl Core {
             None,
         )
         .await;
+        self.record_login(&caller.user.id).await?;
         Ok(OpenSession::Opened {
             sid: issued.plaintext,
             caller,

@@ -97,7 +97,8 @@ impl Core {
     /// `users.createToken`: a login token for `target`. Switched on by
     /// `CREATE_TOKENS_FOR_USERS`, or by `CREATE_TOKENS_FOR_USERS_SECRET`, whose
     /// value must then be presented; for another user the caller also needs
-    /// `user-generate-access-token`.
+    /// `user-generate-access-token`, and the target may hold no permission
+    /// the caller lacks (a token would hand them over).
     pub async fn create_token(
         &self,
         caller: &Caller,
@@ -108,31 +109,35 @@ impl Core {
             Some(configured) => secret.is_some_and(|s| secret_matches(s, &configured.0)),
             None => self.config.create_tokens_for_users,
         };
+        // The target is looked up first, so an unknown user is reported as such.
+        let Some(user) = self.store.find_user(target).await? else {
+            return Ok(CreateToken::NoSuchUser);
+        };
+        let myself = user.id == caller.user.id;
         let allowed = enabled
-            && (target.matches(&caller.user)
-                || self
-                    .holds(caller, Permission::UserGenerateAccessToken)
-                    .await?);
-        if !allowed {
-            // The target is looked up first, so an unknown user is reported as such.
-            return Ok(match self.store.find_user(target).await? {
-                None => CreateToken::NoSuchUser,
-                Some(_) => CreateToken::NotAuthorized,
+            && (myself || {
+                let perms = self.permission_snapshot().await?;
+                perms.has(&caller.user, Permission::UserGenerateAccessToken)
+                    && !perms.outranks(&user, &caller.user)
             });
+        if !allowed {
+            return Ok(CreateToken::NotAuthorized);
         }
-        Ok(match self.mint_login_token(target).await? {
-            Some(minted) => {
-                self.audit(
-                    AuditKind::TokenMinted,
-                    Some(caller.id()),
-                    Some(&minted.user_id),
-                    None,
-                )
-                .await;
-                CreateToken::Minted(minted)
-            }
-            None => CreateToken::NoSuchUser,
-        })
+        Ok(
+            match self.mint_login_token(&UserKey::Id(user.id.clone())).await? {
+                Some(minted) => {
+                    self.audit(
+                        AuditKind::TokenMinted,
+                        Some(caller.id()),
+                        Some(&minted.user_id),
+                        None,
+                    )
+                    .await;
+                    CreateToken::Minted(minted)
+                }
+                None => CreateToken::NoSuchUser,
+            },
+        )
     }
 
     /// Ends the credential the caller used for this request (Rocket.Chat

@@ -3,16 +3,19 @@
 //! revoke together), deactivation and deletion ending every credential, and
 //! the last-admin guard, for both dialects.
 
+use super::auth::{Authenticated, Refused};
 use super::{unique, Core};
 use crate::core::audit::AuditKind;
-use crate::core::credential::{Caller, Via};
+use crate::core::credential::{Caller, Credential, PasswordAttempt, Via};
 use crate::core::error::CoreError;
 use crate::core::model::{Email, User, UserKey};
+use crate::core::password::PasswordInput;
 use crate::core::permissions::{
     CreatesUsers, DeletesUsers, Granted, ListsUsers, Permission, SetsActiveStatus, USER_ROLE,
 };
 use crate::core::{ids, permissions::ADMIN_ROLE, validate};
 use crate::store::{AdminGuard, LastAdmin, UniqueField, UserPatch};
+use std::net::IpAddr;
 
 /// A user to create. Syntax checks of the fields are the dialect's job.
 #[derive(Clone, Default)]
@@ -67,6 +70,11 @@ pub struct UserChanges {
     pub permissions: Option<Vec<String>>,
     pub active: Option<bool>,
     pub require_password_change: Option<bool>,
+    /// The caller's current password: required to change one's own.
+    pub current_password: Option<PasswordInput>,
+    /// The client's address, for the login throttle that the current
+    /// password check goes through.
+    pub ip: Option<IpAddr>,
 }
 
 crate::redacted_debug!(
@@ -87,20 +95,43 @@ pub enum Denied {
     OwnVerification,
     /// Changing another user without `edit-other-user-info` / `manage-users`.
     EditOthers,
-    /// Setting roles without `edit-other-user-info` / `manage-users`.
+    /// Changing roles without `assign-roles`.
     Roles,
     /// Setting `requirePasswordChange` without `edit-other-user-info` / `manage-users`.
     RequirePasswordChange,
-    /// Setting permissions without `manage-users` / `edit-other-user-info`.
+    /// Changing a user's own permissions without `manage-users` / `assign-roles`.
     Permissions,
     /// Changing `active` without `edit-other-user-active-status` / `manage-users`.
     ActiveStatus,
+    /// Giving the `admin` role without `assign-admin-role`.
+    AssignAdmin,
+    /// Setting another user's password without `edit-other-user-password` / `manage-users`.
+    OthersPassword,
+    /// The target holds permissions the caller lacks: no password, token or
+    /// privilege change for it.
+    Outranked,
+    /// The change would give a permission the caller does not hold.
+    Escalation,
+    /// Changing one's own password without giving the current one.
+    CurrentPasswordRequired,
 }
 
 /// Outcome of [`Core::create_user`].
 #[derive(Debug)]
 pub enum CreateUser {
     Created(Box<User>),
+    /// The roles or permissions asked for are beyond the caller.
+    NotAllowed(Denied),
+    /// The username or email address is taken (ignoring case).
+    Taken(UniqueField),
+}
+
+/// Outcome of [`Core::register`].
+#[derive(Debug)]
+pub enum Register {
+    Created(Box<User>),
+    /// Registration is switched off.
+    Disabled,
     /// The username or email address is taken (ignoring case).
     Taken(UniqueField),
 }
@@ -117,6 +148,9 @@ pub enum UpdateUser {
     Taken(UniqueField),
     /// It would leave no active admin.
     LastAdmin,
+    /// The current password given for one's own password change was
+    /// refused (wrong, or the login throttle blocks, or bcrypt is busy).
+    CurrentPassword(Refused),
 }
 
 /// Outcome of [`Core::set_active`].
@@ -172,13 +206,65 @@ pub struct UserPage {
 }
 
 impl Core {
-    /// Creates a user (hashing its password).
+    /// Creates a user (hashing its password). Roles other than `["user"]`
+    /// need `assign-roles`, the `admin` role `assign-admin-role`, own
+    /// permissions `assign-roles` or `manage-users`; and the new user may
+    /// hold no permission beyond a plain user's that the caller lacks.
     pub async fn create_user<P: CreatesUsers>(
         &self,
-        _grant: &Granted<P>,
+        grant: &Granted<P>,
         new: NewUser,
     ) -> Result<CreateUser, CoreError> {
+        let by = grant.caller();
+        let plain = vec![USER_ROLE.to_string()];
+        let roles = if new.roles.is_empty() {
+            plain.clone()
+        } else {
+            new.roles.clone()
+        };
+        if roles.iter().any(|r| r == ADMIN_ROLE)
+            && !self.holds(by, Permission::AssignAdminRole).await?
+        {
+            return Ok(CreateUser::NotAllowed(Denied::AssignAdmin));
+        }
+        if !same_set(&roles, &plain) && !self.holds(by, Permission::AssignRoles).await? {
+            return Ok(CreateUser::NotAllowed(Denied::Roles));
+        }
+        let may_grant = new.permissions.is_empty()
+            || self.holds(by, Permission::ManageUsers).await?
+            || self.holds(by, Permission::AssignRoles).await?;
+        if !may_grant {
+            return Ok(CreateUser::NotAllowed(Denied::Permissions));
+        }
+        let before = sketch(plain, Vec::new());
+        let after = sketch(roles, new.permissions.clone());
+        if self.escalates(&by.user, &before, &after).await? {
+            return Ok(CreateUser::NotAllowed(Denied::Escalation));
+        }
         self.insert_user(new).await
+    }
+
+    /// Rocket.Chat's `users.register` (no caller): a new user with role
+    /// `user` and nothing else, only while `ACCOUNTS_REGISTRATION_FORM` is
+    /// `Public` (Rocket.Chat's `Accounts_RegistrationForm`).
+    pub async fn register(&self, new: NewUser) -> Result<Register, CoreError> {
+        if !self.config.registration_public {
+            return Ok(Register::Disabled);
+        }
+        let new = NewUser {
+            roles: Vec::new(),
+            permissions: Vec::new(),
+            active: true,
+            require_password_change: false,
+            email_verified: false,
+            kind: "user".into(),
+            ..new
+        };
+        Ok(match self.insert_user(new).await? {
+            CreateUser::Created(user) => Register::Created(user),
+            CreateUser::Taken(field) => Register::Taken(field),
+            CreateUser::NotAllowed(_) => Register::Disabled,
+        })
     }
 
     /// Creates a user without a caller: start-up seeding and operator tools
@@ -217,6 +303,7 @@ impl Core {
             active: new.active,
             require_password_change: new.require_password_change,
             password_bcrypt,
+            last_login: None,
         };
         Ok(match unique(self.store.insert_user(&user).await)? {
             Ok(()) => CreateUser::Created(Box::new(user)),
@@ -292,6 +379,31 @@ impl Core {
         }
     }
 
+    /// The active user of type `user` created first (seeding's recovery).
+    pub(crate) async fn oldest_active_user(&self) -> Result<Option<User>, CoreError> {
+        const PAGE: u64 = 1000;
+        let mut oldest: Option<User> = None;
+        let mut offset = 0;
+        loop {
+            let (users, total) = self.store.list_users(offset, PAGE).await?;
+            offset += users.len() as u64;
+            let fetched = users.len();
+            for user in users {
+                if user.active
+                    && user.kind == "user"
+                    && oldest
+                        .as_ref()
+                        .is_none_or(|o| user.created_at < o.created_at)
+                {
+                    oldest = Some(user);
+                }
+            }
+            if fetched == 0 || offset >= total {
+                return Ok(oldest);
+            }
+        }
+    }
+
     /// Number of users (seeding).
     pub(crate) async fn count_users(&self) -> Result<u64, CoreError> {
         Ok(self.store.count_users().await?)
@@ -312,11 +424,18 @@ impl Core {
         Ok(UserPage { users, total })
     }
 
-    /// Changes a user. Oneself: name, username, email, password. Others, and
-    /// roles and `requirePasswordChange` for oneself: `edit-other-user-info`
-    /// or `manage-users`; `active`: `edit-other-user-active-status` or
-    /// `manage-users`. Deactivation ends every credential of the user; a new
-    /// password ends every login token and session but the caller's own.
+    /// Changes a user. Oneself: name, username, email, and the password
+    /// with the current one. Others: `edit-other-user-info` or
+    /// `manage-users`; their password also `edit-other-user-password` (or
+    /// `manage-users`). Roles: `assign-roles` when they change,
+    /// `assign-admin-role` when they include `admin`; the user's own
+    /// permissions: `assign-roles` or `manage-users`; `requirePasswordChange`:
+    /// as for others; `active`: `edit-other-user-active-status` or
+    /// `manage-users`. The escalation rule on top: no change gives a user a
+    /// permission the caller lacks, and nobody sets the password or the
+    /// privileges of a user who holds permissions the caller lacks.
+    /// Deactivation ends every credential of the user; a new password ends
+    /// every login token and session but the caller's own.
     pub async fn update_user(
         &self,
         by: &Caller,
@@ -337,14 +456,30 @@ impl Core {
             if !self.roles_exist(roles).await? {
                 return Ok(UpdateUser::UnknownRole);
             }
-            if !others {
-                return Ok(UpdateUser::NotAllowed(Denied::Roles));
+            if roles.iter().any(|r| r == ADMIN_ROLE)
+                && !self.holds(by, Permission::AssignAdminRole).await?
+            {
+                return Ok(UpdateUser::NotAllowed(Denied::AssignAdmin));
             }
+        }
+        let Some(target) = self.lookup(&UserKey::Id(id.to_string())).await? else {
+            return Ok(UpdateUser::NoSuchUser);
+        };
+        let roles_change = changes
+            .roles
+            .as_ref()
+            .is_some_and(|r| !same_set(r, &target.roles));
+        if roles_change && !self.holds(by, Permission::AssignRoles).await? {
+            return Ok(UpdateUser::NotAllowed(Denied::Roles));
         }
         if changes.require_password_change.is_some() && !others {
             return Ok(UpdateUser::NotAllowed(Denied::RequirePasswordChange));
         }
-        if changes.permissions.is_some() && !others {
+        let permissions_change = changes
+            .permissions
+            .as_ref()
+            .is_some_and(|p| !same_set(p, &target.permissions));
+        if permissions_change && !(manage || self.holds(by, Permission::AssignRoles).await?) {
             return Ok(UpdateUser::NotAllowed(Denied::Permissions));
         }
         if changes.active.is_some()
@@ -355,9 +490,46 @@ impl Core {
         {
             return Ok(UpdateUser::NotAllowed(Denied::ActiveStatus));
         }
-        let Some(target) = self.lookup(&UserKey::Id(id.to_string())).await? else {
-            return Ok(UpdateUser::NoSuchUser);
-        };
+        if changes.password.is_some() && !myself {
+            if !(manage || self.holds(by, Permission::EditOtherUserPassword).await?) {
+                return Ok(UpdateUser::NotAllowed(Denied::OthersPassword));
+            }
+            if self.outranks(&target, &by.user).await? {
+                return Ok(UpdateUser::NotAllowed(Denied::Outranked));
+            }
+        }
+        if roles_change || permissions_change {
+            if self.outranks(&target, &by.user).await? {
+                return Ok(UpdateUser::NotAllowed(Denied::Outranked));
+            }
+            let mut after = target.clone();
+            if let Some(roles) = &changes.roles {
+                after.roles = roles.clone();
+            }
+            if let Some(permissions) = &changes.permissions {
+                after.permissions = permissions.clone();
+            }
+            if self.escalates(&by.user, &target, &after).await? {
+                return Ok(UpdateUser::NotAllowed(Denied::Escalation));
+            }
+        }
+        // One's own password changes only with the current one, checked as
+        // a password login (so guessing it is throttled like a login), and
+        // last: it costs a bcrypt.
+        if changes.password.is_some() && myself {
+            let Some(current) = changes.current_password.clone() else {
+                return Ok(UpdateUser::NotAllowed(Denied::CurrentPasswordRequired));
+            };
+            let attempt = PasswordAttempt {
+                user: UserKey::Id(target.id.clone()),
+                password: current,
+                ip: changes.ip,
+            };
+            match self.authenticate(Credential::Password(attempt)).await? {
+                Authenticated::Caller(_) => {}
+                Authenticated::Refused(refused) => return Ok(UpdateUser::CurrentPassword(refused)),
+            }
+        }
         // Deactivating or demoting may leave nobody to administer tokend:
         // the store refuses it for the last active admin, atomically with
         // the write.
@@ -385,6 +557,7 @@ impl Core {
             active: changes.active,
             require_password_change: changes.require_password_change,
             password_bcrypt: new_password,
+            last_login: None,
             clear_login_tokens: false,
         };
         let keep = myself.then_some(&by.via);
@@ -483,6 +656,59 @@ impl Core {
         )
     }
 
+    /// Rocket.Chat's `users.deactivateIdle`: deactivates every active user
+    /// holding `role` whose last login is `days_idle` days ago or more (a user
+    /// never seen logging in is left alone, as Rocket.Chat does), ending its
+    /// credentials; the last active admin stays. Answers how many.
+    pub async fn deactivate_idle<P: SetsActiveStatus>(
+        &self,
+        grant: &Granted<P>,
+        days_idle: u32,
+        role: &str,
+    ) -> Result<u64, CoreError> {
+        const PAGE: u64 = 500;
+        let cutoff = self.now() - chrono::Duration::days(i64::from(days_idle));
+        let mut idle = Vec::new();
+        let mut offset = 0;
+        loop {
+            let (users, total) = self
+                .store
+                .users_in_roles(&[role.to_string()], offset, PAGE)
+                .await?;
+            offset += users.len() as u64;
+            let fetched = users.len();
+            idle.extend(
+                users
+                    .into_iter()
+                    .filter(|u| u.active && u.last_login.is_some_and(|at| at <= cutoff))
+                    .map(|u| u.id),
+            );
+            if fetched == 0 || offset >= total {
+                break;
+            }
+        }
+        let mut count = 0;
+        for id in idle {
+            let patch = UserPatch {
+                active: Some(false),
+                ..UserPatch::default()
+            };
+            if let Patched::Updated(_) = self
+                .apply_patch(
+                    grant.caller().id(),
+                    &id,
+                    patch,
+                    AdminGuard::KeepLastAdmin,
+                    None,
+                )
+                .await?
+            {
+                count += 1;
+            }
+        }
+        Ok(count)
+    }
+
     /// Deletes a user and everything that authenticates as it.
     pub async fn delete_user<P: DeletesUsers>(
         &self,
@@ -566,6 +792,31 @@ pub(super) enum Patched {
     Taken(UniqueField),
     /// The store's guard refused: it would leave no active admin.
     LastAdmin,
+}
+
+/// A user with only these roles and permissions, for the escalation rule.
+fn sketch(roles: Vec<String>, permissions: Vec<String>) -> User {
+    let epoch = chrono::DateTime::UNIX_EPOCH;
+    User {
+        id: String::new(),
+        created_at: epoch,
+        updated_at: epoch,
+        kind: "user".into(),
+        username: None,
+        name: None,
+        emails: Vec::new(),
+        roles,
+        permissions,
+        active: true,
+        require_password_change: false,
+        password_bcrypt: None,
+        last_login: None,
+    }
+}
+
+/// Whether two lists hold the same ids, in any order.
+pub(super) fn same_set(a: &[String], b: &[String]) -> bool {
+    a.iter().all(|x| b.contains(x)) && b.iter().all(|x| a.contains(x))
 }
 
 /// The email list after a change of the first address.

@@ -24,6 +24,8 @@ pub const USERS: &str = "users";
 pub const PERMISSIONS: &str = "rocketchat_permissions";
 /// Rocket.Chat's roles.
 pub const ROLES: &str = "rocketchat_roles";
+/// Rocket.Chat's settings (read only: `Accounts_LoginExpiration`).
+pub const SETTINGS: &str = "rocketchat_settings";
 /// tokend's SAYMON API tokens, one per user (`_id` = user id).
 pub const API_TOKENS: &str = "tokend_api_tokens";
 /// tokend's SAYMON sessions (`_id` = hash of the session id).
@@ -81,6 +83,8 @@ pub mod user {
     pub const REQUIRE_PASSWORD_CHANGE_REASON: &str = "requirePasswordChangeReason";
     /// bcrypt of the SHA-256 hex of the password.
     pub const PASSWORD: &str = "services.password.bcrypt";
+    /// Rocket.Chat's `lastLogin` (a Date).
+    pub const LAST_LOGIN: &str = "lastLogin";
     /// Login tokens and personal access tokens (see [`super::entry`]).
     pub const LOGIN_TOKENS: &str = "services.resume.loginTokens";
     /// The hash of any `loginTokens` entry (Rocket.Chat's lookup, index).
@@ -126,6 +130,7 @@ pub const USER_FIELDS: &[&str] = &[
     user::ACTIVE,
     user::REQUIRE_PASSWORD_CHANGE,
     user::PASSWORD,
+    user::LAST_LOGIN,
 ];
 
 /// A path inside the entries of `loginTokens` (`services.resume.loginTokens.<field>`).
@@ -255,6 +260,7 @@ enum UserValue<'a> {
     Active(bool),
     RequirePasswordChange(bool),
     Password(&'a PasswordHash),
+    LastLogin(Timestamp),
     /// An empty `loginTokens` list.
     NoTokens,
 }
@@ -286,6 +292,7 @@ impl UserValue<'_> {
                 (user::REQUIRE_PASSWORD_CHANGE_REASON, None),
             ],
             UserValue::Password(v) => present(user::PASSWORD, v.0.as_str().into()),
+            UserValue::LastLogin(t) => present(user::LAST_LOGIN, date(t)),
             UserValue::NoTokens => present(user::LOGIN_TOKENS, Bson::Array(Vec::new())),
         }
     }
@@ -309,6 +316,7 @@ pub fn user_doc(u: &User) -> Document {
         UserValue::RequirePasswordChange(u.require_password_change),
     ]);
     values.extend(u.password_bcrypt.as_ref().map(UserValue::Password));
+    values.extend(u.last_login.map(UserValue::LastLogin));
     values.push(UserValue::NoTokens);
     for (path, value) in values.iter().flat_map(UserValue::encode) {
         if let Some(value) = value {
@@ -334,6 +342,7 @@ pub fn user_update(patch: &UserPatch, now: Timestamp) -> Document {
             .map(UserValue::RequirePasswordChange),
     );
     values.extend(patch.password_bcrypt.as_ref().map(UserValue::Password));
+    values.extend(patch.last_login.map(UserValue::LastLogin));
     if patch.clear_login_tokens {
         values.push(UserValue::NoTokens);
     }
@@ -377,6 +386,7 @@ pub fn user_from(d: &Document) -> Option<User> {
         active: boolean(at(d, user::ACTIVE)).unwrap_or(false),
         require_password_change: boolean(at(d, user::REQUIRE_PASSWORD_CHANGE)).unwrap_or(false),
         password_bcrypt: string(at(d, user::PASSWORD)).map(PasswordHash),
+        last_login: timestamp(at(d, user::LAST_LOGIN)),
     })
 }
 
@@ -527,14 +537,18 @@ pub fn pat_named(name: &str) -> Document {
 
 /// A role document (`rocketchat_roles`).
 pub fn role_doc(r: &Role) -> Document {
-    doc! {
+    let mut d = doc! {
         "_id": &r.id,
         "name": &r.name,
         "scope": &r.scope,
         "description": &r.description,
         "protected": r.protected,
         "mandatory2fa": false,
+    };
+    if let Some(at) = r.updated_at {
+        d.insert("_updatedAt", date(at));
     }
+    d
 }
 
 /// A role from `rocketchat_roles`.
@@ -545,6 +559,7 @@ pub fn role_from(d: &Document) -> Option<Role> {
         scope: string(d.get("scope")).unwrap_or_else(|| "Users".into()),
         description: string(d.get("description")).unwrap_or_default(),
         protected: boolean(d.get("protected")).unwrap_or(false),
+        updated_at: timestamp(d.get("_updatedAt")),
         id,
     })
 }
@@ -554,6 +569,7 @@ pub fn permission_from(d: &Document) -> Option<PermissionEntry> {
     Some(PermissionEntry {
         id: id_of(d)?,
         roles: strings(d.get("roles")),
+        updated_at: timestamp(d.get("_updatedAt")),
     })
 }
 
@@ -754,6 +770,7 @@ mod tests {
             active: true,
             require_password_change: true,
             password_bcrypt: Some(PasswordHash("$2b$10$x".into())),
+            last_login: Some(now),
         }
     }
 

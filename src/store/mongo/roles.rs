@@ -1,13 +1,6 @@
 //! [`RoleStore`]: Rocket.Chat's `rocketchat_roles` and `rocketchat_permissions`.
 
 use super::*;
-use mongodb::bson::{Bson, DateTime as BsonDate};
-
-/// Bookkeeping date for `_updatedAt` where the trait passes no time (seeded
-/// permissions). Rocket.Chat's clients sync on it; no rule of tokend reads it.
-fn bookkeeping_now() -> Bson {
-    Bson::DateTime(BsonDate::now())
-}
 
 /// Inserts `d` unless a document with its `_id` exists (which is left as it is).
 async fn insert_if_absent(db: &Database, collection: &str, d: Document) -> Outcome<()> {
@@ -29,22 +22,29 @@ impl RoleStore for MongoStore {
 
     async fn ensure_permission(&self, permission: &PermissionEntry) -> StoreResult<()> {
         self.run("ensure_permission", |db| async move {
-            let d = doc! {
+            let mut d = doc! {
                 "_id": &permission.id,
                 "roles": permission.roles.clone(),
-                "_updatedAt": bookkeeping_now(),
             };
+            if let Some(at) = permission.updated_at {
+                d.insert("_updatedAt", date(at));
+            }
             insert_if_absent(&db, PERMISSIONS, d).await
         })
         .await
     }
 
-    async fn set_permission_roles(&self, id: &str, roles: &[String]) -> StoreResult<()> {
+    async fn set_permission_roles(
+        &self,
+        id: &str,
+        roles: &[String],
+        now: Timestamp,
+    ) -> StoreResult<()> {
         self.run("set_permission_roles", |db| async move {
             coll(&db, PERMISSIONS)
                 .update_one(
                     doc! { "_id": id },
-                    doc! { "$set": { "roles": roles.to_vec(), "_updatedAt": bookkeeping_now() } },
+                    doc! { "$set": { "roles": roles.to_vec(), "_updatedAt": date(now) } },
                 )
                 .upsert(true)
                 .await?;
@@ -57,9 +57,25 @@ impl RoleStore for MongoStore {
         self.run("permissions", |db| async move {
             let cursor = coll(&db, PERMISSIONS)
                 .find(doc! {})
-                .projection(doc! { "roles": 1 })
+                .projection(doc! { "roles": 1, "_updatedAt": 1 })
                 .await?;
             collect(cursor, permission_from).await
+        })
+        .await
+    }
+
+    async fn rc_login_expiration_days(&self) -> StoreResult<Option<f64>> {
+        self.run("rc_login_expiration_days", |db| async move {
+            let setting = coll(&db, SETTINGS)
+                .find_one(doc! { "_id": "Accounts_LoginExpiration" })
+                .projection(doc! { "value": 1 })
+                .await?;
+            Ok(setting.and_then(|d| match d.get("value") {
+                Some(mongodb::bson::Bson::Double(v)) => Some(*v),
+                Some(mongodb::bson::Bson::Int32(v)) => Some(f64::from(*v)),
+                Some(mongodb::bson::Bson::Int64(v)) => Some(*v as f64),
+                _ => None,
+            }))
         })
         .await
     }

@@ -80,6 +80,31 @@ impl UserStore for MongoStore {
         .await
     }
 
+    async fn users_in_roles(
+        &self,
+        roles: &[String],
+        offset: u64,
+        count: u64,
+    ) -> StoreResult<(Vec<User>, u64)> {
+        self.run("users_in_roles", |db| async move {
+            let users = coll(&db, USERS);
+            let filter = doc! { user::ROLES: { "$in": roles.to_vec() } };
+            let total = users.count_documents(filter.clone()).await?;
+            if count == 0 {
+                return Ok((Vec::new(), total));
+            }
+            let cursor = users
+                .find(filter)
+                .sort(doc! { user::USERNAME: 1, user::ID: 1 })
+                .skip(offset)
+                .limit(i64::try_from(count).unwrap_or(i64::MAX))
+                .projection(user_projection())
+                .await?;
+            Ok((collect(cursor, user_from).await?, total))
+        })
+        .await
+    }
+
     /// One `findAndModify`; a new username or email also costs a uniqueness
     /// check, its claims, and releasing the claims no longer used. Guarded:
     /// under the admin lease, a read of the user and one of another active

@@ -67,6 +67,8 @@ const MIGRATIONS: &[M<'static>] = &[
     M::up(include_str!("schema_v1.sql")),
     M::up(include_str!("schema_v2.sql")),
     M::up(include_str!("schema_v3.sql")),
+    M::up(include_str!("schema_v5.sql")),
+    M::up(include_str!("schema_v6.sql")),
 ];
 
 /// The schema version this build writes.

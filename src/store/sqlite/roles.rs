@@ -1,7 +1,7 @@
 //! Roles and permissions: the `roles` and `permissions` tables.
 
-use super::{from_json, to_json, SqliteStore};
-use crate::core::model::{PermissionEntry, Role};
+use super::{from_json, ms, time, to_json, SqliteStore};
+use crate::core::model::{PermissionEntry, Role, Timestamp};
 use crate::store::{RoleStore, StoreResult};
 use async_trait::async_trait;
 use rusqlite::params;
@@ -13,15 +13,16 @@ impl RoleStore for SqliteStore {
         // An operator's edits stay: an existing role is left alone.
         self.write(move |c| {
             c.prepare_cached(
-                "INSERT INTO roles (id, name, scope, description, protected) \
-                 VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (id) DO NOTHING",
+                "INSERT INTO roles (id, name, scope, description, protected, updated_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (id) DO NOTHING",
             )?
             .execute(params![
                 role.id,
                 role.name,
                 role.scope,
                 role.description,
-                role.protected
+                role.protected,
+                role.updated_at.map(ms)
             ])?;
             Ok(())
         })
@@ -32,22 +33,29 @@ impl RoleStore for SqliteStore {
         let p = permission.clone();
         self.write(move |c| {
             c.prepare_cached(
-                "INSERT INTO permissions (id, roles) VALUES (?1, ?2) ON CONFLICT (id) DO NOTHING",
+                "INSERT INTO permissions (id, roles, updated_at) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT (id) DO NOTHING",
             )?
-            .execute(params![p.id, to_json(&p.roles)])?;
+            .execute(params![p.id, to_json(&p.roles), p.updated_at.map(ms)])?;
             Ok(())
         })
         .await
     }
 
-    async fn set_permission_roles(&self, id: &str, roles: &[String]) -> StoreResult<()> {
+    async fn set_permission_roles(
+        &self,
+        id: &str,
+        roles: &[String],
+        now: Timestamp,
+    ) -> StoreResult<()> {
         let (id, roles) = (id.to_string(), to_json(roles));
         self.write(move |c| {
             c.prepare_cached(
-                "INSERT INTO permissions (id, roles) VALUES (?1, ?2) \
-                 ON CONFLICT (id) DO UPDATE SET roles = excluded.roles",
+                "INSERT INTO permissions (id, roles, updated_at) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT (id) DO UPDATE SET roles = excluded.roles, \
+                 updated_at = excluded.updated_at",
             )?
-            .execute(params![id, roles])?;
+            .execute(params![id, roles, ms(now)])?;
             Ok(())
         })
         .await
@@ -55,11 +63,16 @@ impl RoleStore for SqliteStore {
 
     async fn permissions(&self) -> StoreResult<Vec<PermissionEntry>> {
         self.read(|c| {
-            let mut stmt = c.prepare_cached("SELECT id, roles FROM permissions ORDER BY id")?;
+            let mut stmt =
+                c.prepare_cached("SELECT id, roles, updated_at FROM permissions ORDER BY id")?;
             let rows = stmt.query_map([], |r| {
                 Ok(PermissionEntry {
                     id: r.get(0)?,
                     roles: from_json(1, &r.get::<_, String>(1)?)?,
+                    updated_at: r
+                        .get::<_, Option<i64>>(2)?
+                        .map(|v| time(2, v))
+                        .transpose()?,
                 })
             })?;
             Ok(rows.collect::<Result<_, _>>()?)
@@ -67,10 +80,15 @@ impl RoleStore for SqliteStore {
         .await
     }
 
+    async fn rc_login_expiration_days(&self) -> StoreResult<Option<f64>> {
+        // Rocket.Chat's settings live only in its MongoDB.
+        Ok(None)
+    }
+
     async fn roles(&self) -> StoreResult<Vec<Role>> {
         self.read(|c| {
             let mut stmt = c.prepare_cached(
-                "SELECT id, name, scope, description, protected FROM roles ORDER BY id",
+                "SELECT id, name, scope, description, protected, updated_at FROM roles ORDER BY id",
             )?;
             let rows = stmt.query_map([], |r| {
                 Ok(Role {
@@ -79,6 +97,10 @@ impl RoleStore for SqliteStore {
                     scope: r.get(2)?,
                     description: r.get(3)?,
                     protected: r.get(4)?,
+                    updated_at: r
+                        .get::<_, Option<i64>>(5)?
+                        .map(|v| time(5, v))
+                        .transpose()?,
                 })
             })?;
             Ok(rows.collect::<Result<_, _>>()?)

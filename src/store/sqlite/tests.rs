@@ -68,6 +68,7 @@ fn user(name: &str) -> User {
         active: true,
         require_password_change: false,
         password_bcrypt: Some(PasswordHash("$2b$10$x".into())),
+        last_login: Some(t),
     }
 }
 
@@ -102,6 +103,7 @@ async fn everything_survives_a_reopen() {
         scope: "Users".into(),
         description: "reads logs".into(),
         protected: false,
+        updated_at: Some(t),
     };
     let pat = PersonalAccessToken {
         hashed_token: h("pat-hash"),
@@ -144,7 +146,7 @@ async fn everything_survives_a_reopen() {
             .unwrap();
         store.ensure_role(&role).await.unwrap();
         store
-            .set_permission_roles("view-logs", &["auditor".into()])
+            .set_permission_roles("view-logs", &["auditor".into()], t)
             .await
             .unwrap();
         let key = UserKey::Id(alice.id.clone());
@@ -175,6 +177,7 @@ async fn everything_survives_a_reopen() {
         vec![PermissionEntry {
             id: "view-logs".into(),
             roles: vec!["auditor".into()],
+            updated_at: Some(t),
         }]
     );
     assert_eq!(

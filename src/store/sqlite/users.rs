@@ -9,7 +9,8 @@ use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
 const USER_COLUMNS: &str = "id, created_at, updated_at, type, username, name, roles, \
-                            permissions, active, require_password_change, password_bcrypt";
+                            permissions, active, require_password_change, password_bcrypt, \
+                            last_login";
 
 /// A user from a row of [`USER_COLUMNS`], without its emails.
 fn user_row(row: &Row<'_>) -> rusqlite::Result<User> {
@@ -26,6 +27,10 @@ fn user_row(row: &Row<'_>) -> rusqlite::Result<User> {
         active: row.get(8)?,
         require_password_change: row.get(9)?,
         password_bcrypt: row.get::<_, Option<String>>(10)?.map(PasswordHash),
+        last_login: row
+            .get::<_, Option<i64>>(11)?
+            .map(|v| time(11, v))
+            .transpose()?,
     })
 }
 
@@ -118,6 +123,7 @@ fn write_row(conn: &Connection, sql: &str, user: &User) -> StoreResult<usize> {
         user.active,
         user.require_password_change,
         user.password_bcrypt.as_ref().map(|p| p.0.as_str()),
+        user.last_login.map(ms),
     ])?)
 }
 
@@ -125,8 +131,8 @@ fn insert(conn: &Connection, user: &User) -> StoreResult<()> {
     write_row(
         conn,
         "INSERT INTO users (id, created_at, updated_at, type, username, username_lower, name, \
-         roles, permissions, active, require_password_change, password_bcrypt) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+         roles, permissions, active, require_password_change, password_bcrypt, last_login) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
         user,
     )?;
     write_emails(conn, &user.id, &user.emails)
@@ -178,7 +184,7 @@ fn update(
         conn,
         "UPDATE users SET created_at = ?2, updated_at = ?3, type = ?4, username = ?5, \
          username_lower = ?6, name = ?7, roles = ?8, permissions = ?9, active = ?10, \
-         require_password_change = ?11, password_bcrypt = ?12 WHERE id = ?1",
+         require_password_change = ?11, password_bcrypt = ?12, last_login = ?13 WHERE id = ?1",
         &user,
     )?;
     if patch.emails.is_some() {
@@ -240,6 +246,38 @@ impl UserStore for SqliteStore {
             ))?;
             let mut page = stmt
                 .query_map([count, offset], user_row)?
+                .collect::<Result<Vec<User>, _>>()?;
+            for user in &mut page {
+                user.emails = emails_of(c, &user.id)?;
+            }
+            Ok((page, total as u64))
+        })
+        .await
+    }
+
+    async fn users_in_roles(
+        &self,
+        roles: &[String],
+        offset: u64,
+        count: u64,
+    ) -> StoreResult<(Vec<User>, u64)> {
+        let offset = i64::try_from(offset).unwrap_or(i64::MAX);
+        let count = i64::try_from(count).unwrap_or(i64::MAX);
+        let wanted = super::to_json(roles);
+        self.read(move |c| {
+            const HOLDS: &str = "EXISTS (SELECT 1 FROM json_each(users.roles) AS r \
+                 JOIN json_each(?1) AS w ON r.value = w.value)";
+            let total: i64 = c.query_row(
+                &format!("SELECT COUNT(*) FROM users WHERE {HOLDS}"),
+                [&wanted],
+                |r| r.get(0),
+            )?;
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT {USER_COLUMNS} FROM users WHERE {HOLDS} \
+                 ORDER BY username, id LIMIT ?2 OFFSET ?3"
+            ))?;
+            let mut page = stmt
+                .query_map(rusqlite::params![wanted, count, offset], user_row)?
                 .collect::<Result<Vec<User>, _>>()?;
             for user in &mut page {
                 user.emails = emails_of(c, &user.id)?;
