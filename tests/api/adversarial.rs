@@ -1224,6 +1224,9 @@ mod own_password {
             let app = TestApp::with_config(&kind, config(|c| c.login_block.user_attempts = 3)).await;
             app.user("bob", &[]).await;
             let stolen = app.login("bob", USER_PASS).await;
+            // Failures count after the account's last successful login:
+            // let time pass the login (the test clock stands still).
+            app.clock.advance(chrono::TimeDelta::seconds(1));
             let path = "/api/v1/users.updateOwnBasicInfo";
 
             // Without the current password, or with a wrong one: refused.
