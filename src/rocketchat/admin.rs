@@ -24,6 +24,7 @@ pub struct AdminApi {
 
 /// One credential event. Never holds a token, password, code or hash.
 #[derive(Object, Debug)]
+#[oai(skip_serializing_if_is_none)]
 pub struct AuditEventView {
     #[oai(rename = "_id")]
     pub id: String,
