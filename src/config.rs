@@ -105,6 +105,49 @@ pub struct Config {
     pub cookie_secure: bool,
     /// `RC_COMPAT_VERSION`: the Rocket.Chat release `/api/info` reports.
     pub rc_compat_version: String,
+    /// Two-factor authentication (`TWO_FACTOR_*`).
+    pub two_factor: TwoFactorConfig,
+    /// `SMTP_*`: where emailed two-factor codes go; `None` without `SMTP_HOST`.
+    pub smtp: Option<SmtpConfig>,
+}
+
+/// Two-factor authentication, as Rocket.Chat's
+/// `Accounts_TwoFactorAuthentication_*` settings.
+#[derive(Debug, Clone)]
+pub struct TwoFactorConfig {
+    /// `TWO_FACTOR_PASSWORD_FALLBACK` (`..._Enforce_Password_Fallback`): a
+    /// user without a second factor confirms protected actions with the password.
+    pub password_fallback: bool,
+    /// `TWO_FACTOR_TOTP_WINDOW` (`..._MaxDelta`): 30-second steps accepted
+    /// either side of now.
+    pub totp_window: u32,
+    /// `TWO_FACTOR_EMAIL_CODE_SECONDS` (`..._By_Email_Code_Expiration`).
+    pub email_code_lifetime: Duration,
+    /// `TWO_FACTOR_EMAIL_MAX_ATTEMPTS` (`..._Max_Invalid_Email_Code_Attempts`).
+    pub email_max_attempts: u32,
+}
+
+/// How a TLS-less, STARTTLS or TLS SMTP connection is made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SmtpTls {
+    /// `none`: plain text (a local relay or a test sink).
+    None,
+    /// `starttls`: upgrade after connecting (required).
+    StartTls,
+    /// `tls`: TLS from the first byte (SMTPS).
+    Tls,
+}
+
+/// `SMTP_HOST`, `SMTP_PORT`, `SMTP_USERNAME`, `SMTP_PASSWORD`, `SMTP_FROM`, `SMTP_TLS`.
+#[derive(Debug, Clone)]
+pub struct SmtpConfig {
+    pub host: String,
+    pub port: u16,
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+    /// The `From` address of emailed codes.
+    pub from: String,
+    pub tls: SmtpTls,
 }
 
 /// The Rocket.Chat release whose REST API tokend follows, reported by
@@ -152,6 +195,13 @@ impl Default for Config {
             saymon_session_max: Duration::from_secs(24 * 60 * 60),
             cookie_secure: false,
             rc_compat_version: RC_COMPAT_VERSION.into(),
+            two_factor: TwoFactorConfig {
+                password_fallback: true,
+                totp_window: 1,
+                email_code_lifetime: Duration::from_secs(HOUR),
+                email_max_attempts: 5,
+            },
+            smtp: None,
         }
     }
 }
@@ -319,6 +369,7 @@ impl Config {
                 message: format!("expected a release such as 7.10.0, got {rc_compat_version:?}"),
             });
         }
+        let smtp = Self::smtp_from(&env)?;
         let mongo_url = env.get("MONGO_URL");
         if let Some(url) = &mongo_url {
             if !(url.starts_with("mongodb://") || url.starts_with("mongodb+srv://")) {
@@ -396,7 +447,74 @@ impl Config {
             )?,
             cookie_secure: env.flag("COOKIE_SECURE", d.cookie_secure)?,
             rc_compat_version,
+            two_factor: TwoFactorConfig {
+                password_fallback: env.flag(
+                    "TWO_FACTOR_PASSWORD_FALLBACK",
+                    d.two_factor.password_fallback,
+                )?,
+                totp_window: env.parse(
+                    "TWO_FACTOR_TOTP_WINDOW",
+                    d.two_factor.totp_window,
+                    "a number of 30-second steps from 0 to 10",
+                    |n| *n <= 10,
+                )?,
+                email_code_lifetime: env.duration(
+                    "TWO_FACTOR_EMAIL_CODE_SECONDS",
+                    1,
+                    d.two_factor.email_code_lifetime,
+                )?,
+                email_max_attempts: env.positive(
+                    "TWO_FACTOR_EMAIL_MAX_ATTEMPTS",
+                    d.two_factor.email_max_attempts,
+                )?,
+            },
+            smtp,
         })
+    }
+
+    /// `SMTP_*`: nothing without `SMTP_HOST`; with it, `SMTP_FROM` is required.
+    fn smtp_from<F: Fn(&str) -> Option<String>>(
+        env: &Env<F>,
+    ) -> Result<Option<SmtpConfig>, ConfigError> {
+        let Some(host) = env.get("SMTP_HOST").map(|h| h.trim().to_string()) else {
+            return Ok(None);
+        };
+        let tls = match env.get("SMTP_TLS").as_deref().map(str::trim) {
+            None | Some("starttls") => SmtpTls::StartTls,
+            Some("none") => SmtpTls::None,
+            Some("tls") => SmtpTls::Tls,
+            Some(raw) => {
+                return Err(ConfigError {
+                    var: "SMTP_TLS",
+                    message: format!("expected none, starttls or tls, got {raw:?}"),
+                })
+            }
+        };
+        let default_port = match tls {
+            SmtpTls::None => 25,
+            SmtpTls::StartTls => 587,
+            SmtpTls::Tls => 465,
+        };
+        let from = env.get("SMTP_FROM").ok_or_else(|| ConfigError {
+            var: "SMTP_FROM",
+            message: "required with SMTP_HOST (the From address of emailed codes)".into(),
+        })?;
+        if !from.contains('@') {
+            return Err(ConfigError {
+                var: "SMTP_FROM",
+                message: format!("expected an email address, got {from:?}"),
+            });
+        }
+        Ok(Some(SmtpConfig {
+            host,
+            port: env.parse("SMTP_PORT", default_port, "a port number (1-65535)", |p| {
+                *p > 0
+            })?,
+            username: env.get("SMTP_USERNAME"),
+            password: env.get("SMTP_PASSWORD").map(Secret),
+            from: from.trim().to_string(),
+            tls,
+        }))
     }
 
     /// Whether `users.createToken` is switched on at all.

@@ -19,6 +19,7 @@ pub mod seed;
 pub mod service;
 pub mod throttle;
 pub mod token;
+pub mod twofactor;
 pub mod validate;
 
 pub use clock::{Clock, ManualClock, SystemClock};

@@ -38,6 +38,7 @@ mod errors;
 mod roles;
 mod saymon;
 mod tokens;
+mod twofactor;
 mod users;
 
 use self::codec::*;

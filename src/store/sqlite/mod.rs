@@ -21,6 +21,7 @@
 mod roles;
 mod saymon;
 mod tokens;
+mod twofactor;
 mod users;
 
 #[cfg(test)]
@@ -54,7 +55,10 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The schema, one migration per version. Append only: never edit a
 /// migration that has shipped.
-const MIGRATIONS: &[M<'static>] = &[M::up(include_str!("schema_v1.sql"))];
+const MIGRATIONS: &[M<'static>] = &[
+    M::up(include_str!("schema_v1.sql")),
+    M::up(include_str!("schema_v2_twofactor.sql")),
+];
 
 /// The schema version this build writes.
 pub fn schema_version() -> usize {
