@@ -11,6 +11,7 @@ pub mod clock;
 pub mod credential;
 pub mod error;
 pub mod ids;
+pub mod mailer;
 pub mod model;
 pub mod password;
 pub mod permissions;

@@ -11,6 +11,7 @@ pub mod info;
 pub mod pat;
 pub mod session;
 pub mod tokens;
+pub mod twofactor;
 pub mod users;
 pub mod view;
 
@@ -31,6 +32,7 @@ pub type RcApis = (
     users::UsersApi,
     pat::PatApi,
     info::InfoApi,
+    twofactor::TwoFactorApi,
 );
 
 /// Every Rocket.Chat route: errors in Rocket.Chat's shape, the
@@ -44,6 +46,7 @@ pub fn api(core: Arc<Core>) -> RcRoutes {
         tokens::TokensApi { core: core.clone() },
         users::UsersApi { core: core.clone() },
         pat::PatApi { core: core.clone() },
-        info::InfoApi { core },
+        info::InfoApi { core: core.clone() },
+        twofactor::TwoFactorApi { core },
     )))
 }

@@ -7,14 +7,21 @@
 //! works as `X-Auth-Token`. It never expires and the login-token cap never
 //! evicts it; `users.removePersonalAccessToken`, `users.logout`, deactivation
 //! and deletion end it.
+//!
+//! The write routes are protected actions (Rocket.Chat's `twoFactorRequired`):
+//! a user with a second factor sends `X-2FA-Code` (and `X-2FA-Method`), one
+//! without sends the password (`X-2FA-Method: password`, the code its SHA-256
+//! hex or the password itself) unless `TWO_FACTOR_PASSWORD_FALLBACK=false`.
 
 use super::auth::RcAuth;
 use super::body::RcBody;
 use super::error::RcError;
+use super::twofactor::require_second_factor;
 use crate::core::clock::iso;
 use crate::core::service::CreatePat;
 use crate::core::{perm, Caller, Core, Granted};
 use crate::http::ApiTags;
+use poem::Request;
 use poem_openapi::{payload::Json, Object, OpenApi};
 use std::sync::Arc;
 
@@ -30,7 +37,7 @@ pub struct GeneratePatBody {
     /// Name of the token, unique per user.
     #[oai(rename = "tokenName")]
     pub token_name: Option<String>,
-    /// Whether the token skips two-factor checks (recorded; tokend has no 2FA).
+    /// Whether the token skips the two-factor check of protected actions.
     #[oai(rename = "bypassTwoFactor")]
     pub bypass_two_factor: Option<bool>,
 }
@@ -126,9 +133,11 @@ impl PatApi {
     )]
     async fn generate(
         &self,
+        req: &Request,
         auth: RcAuth,
         body: RcBody<GeneratePatBody>,
     ) -> Result<Json<PatOk>, RcError> {
+        require_second_factor(&self.core, req, &auth.0).await?;
         let grant = self.grant(&auth.0, not_authorized(GENERATE)).await?;
         let body = body.0.unwrap_or_default();
         let name = token_name(body.token_name)?;
@@ -157,9 +166,11 @@ impl PatApi {
     )]
     async fn regenerate(
         &self,
+        req: &Request,
         auth: RcAuth,
         body: RcBody<TokenNameBody>,
     ) -> Result<Json<PatOk>, RcError> {
+        require_second_factor(&self.core, req, &auth.0).await?;
         let grant = self.grant(&auth.0, not_authorized(REGENERATE)).await?;
         let name = token_name(body.0.unwrap_or_default().token_name)?;
         match self.core.regenerate_pat(&grant, &name).await? {
@@ -207,9 +218,11 @@ impl PatApi {
     )]
     async fn remove(
         &self,
+        req: &Request,
         auth: RcAuth,
         body: RcBody<TokenNameBody>,
     ) -> Result<Json<PatRemoved>, RcError> {
+        require_second_factor(&self.core, req, &auth.0).await?;
         let grant = self.grant(&auth.0, not_authorized(REMOVE)).await?;
         let name = token_name(body.0.unwrap_or_default().token_name)?;
         if !self.core.remove_pat(&grant, &name).await? {

@@ -462,7 +462,8 @@ impl UsersApi {
     /// `edit-other-user-info`. Roles and `requirePasswordChange` need
     /// `edit-other-user-info`, `active` needs `edit-other-user-active-status`.
     /// A new password ends the user's login tokens and sessions (but the
-    /// caller's own, when changing its own).
+    /// caller's own, when changing its own). Changing one's own password or
+    /// email is a protected action (`X-2FA-Code` / `X-2FA-Method`).
     #[oai(
         path = "/api/v1/users.update",
         method = "post",
@@ -470,6 +471,7 @@ impl UsersApi {
     )]
     async fn update(
         &self,
+        req: &poem::Request,
         auth: RcAuth,
         body: RcBody<UpdateUserBody>,
     ) -> Result<Json<UserOk>, RcError> {
@@ -504,6 +506,18 @@ impl UsersApi {
             active: data.active,
             require_password_change: data.require_password_change,
         };
+        let second_factor = super::twofactor::second_factor_of(req);
+        let ip = crate::http::client_ip(&self.core, req);
+        match self
+            .core
+            .confirm_user_update(&auth.0, &user_id, &changes, &second_factor, ip)
+            .await?
+        {
+            crate::core::service::Confirmed::Yes => {}
+            crate::core::service::Confirmed::Refused(r) => {
+                return Err(super::twofactor::guard_error(r))
+            }
+        }
         match self.core.update_user(&auth.0, &user_id, changes).await? {
             UpdateUser::Updated(user) => Ok(Json(UserOk {
                 user: UserView::full(&user),

@@ -11,17 +11,24 @@
 //! * [`users`]: users CRUD, deactivation, deletion, the last-admin guard.
 //! * [`saymon`]: SAYMON API tokens and sessions.
 //! * [`server`]: what the server tells about itself (`/api/info`).
+//! * [`twofactor`]: second factors (TOTP, emailed codes), the check of
+//!   password logins and protected actions, enrolment.
 
 pub mod auth;
 pub mod saymon;
 pub mod server;
 pub mod tokens;
+pub mod twofactor;
 pub mod users;
 
 pub use auth::{Authenticated, Blocked, Busy, Login, RateLimit, Refused};
 pub use saymon::OpenSession;
 pub use server::ServerInfo;
 pub use tokens::{CreatePat, CreateToken, Minted};
+pub use twofactor::{
+    BackupCodes, Challenge, Confirmed, EmailUnavailable, Method, SecondFactorRefusal,
+    SendEmailCode, TotpCodes, TotpDisable, TotpEnable,
+};
 pub use users::{
     CreateUser, DeleteUser, Denied, EmailChange, LogoutUser, NewUser, ReadUser, SetActive,
     UpdateUser, UserChanges, UserListing, UserPage,
@@ -30,6 +37,7 @@ pub use users::{
 use super::clock::{Clock, Timestamp};
 use super::credential::Caller;
 use super::error::CoreError;
+use super::mailer::{Mailer, SmtpMailer};
 use super::password::Bcrypt;
 use super::permissions::{Granted, Perm, Permission, PermissionCache};
 use super::ratelimit::RateLimiter;
@@ -50,6 +58,8 @@ pub struct Core {
     rate_limiter: RateLimiter,
     /// The bound on concurrent password checks and hashing.
     bcrypt: Bcrypt,
+    /// Sends emailed two-factor codes; `None` without `SMTP_HOST`.
+    mailer: Option<Arc<dyn Mailer>>,
     /// Last `when` handed out, so login tokens minted by this process get
     /// distinct, increasing timestamps and the cap keeps exactly the newest.
     last_stamp: AtomicI64,
@@ -63,6 +73,7 @@ impl Core {
             throttle: LoginThrottle::new(config.login_block.clone()),
             rate_limiter: RateLimiter::new(config.rate_limit.clone()),
             bcrypt: Bcrypt::new(config.password_checks_max),
+            mailer: mailer_for(&config),
             config,
             store,
             clock,
@@ -155,6 +166,19 @@ impl Core {
     pub async fn roles_exist(&self, roles: &[String]) -> Result<bool, CoreError> {
         let known = self.store.roles().await?;
         Ok(roles.iter().all(|r| known.iter().any(|k| k.id == *r)))
+    }
+}
+
+/// The SMTP mailer `SMTP_*` configure, if any (a configuration lettre
+/// rejects is logged and leaves email codes unavailable, which they say).
+fn mailer_for(config: &Config) -> Option<Arc<dyn Mailer>> {
+    let smtp = config.smtp.as_ref()?;
+    match SmtpMailer::new(smtp) {
+        Ok(m) => Some(Arc::new(m)),
+        Err(e) => {
+            tracing::error!(error = %e, "SMTP is configured but unusable: email codes are unavailable");
+            None
+        }
     }
 }
 
