@@ -112,10 +112,12 @@ pub struct TwoFactorApi {
 }
 
 /// `{code}`: a TOTP code (or a backup code where one is accepted).
-#[derive(Object, Debug, Clone, Default)]
+#[derive(Object, Clone, Default)]
 pub struct CodeBody {
     pub code: Option<String>,
 }
+
+crate::redacted_debug!(CodeBody);
 
 /// `users.totp.enable`: the new secret and its `otpauth://` URI, once.
 #[derive(Object)]

@@ -21,3 +21,4 @@ mod service;
 mod sqlite_crash;
 mod sqlite_restart;
 mod store_contract;
+mod twofactor;
