@@ -176,6 +176,7 @@ async fn user_with_pats(core: &Core, pats: usize) -> (String, String) {
             user: UserKey::Username(username),
             password: PasswordInput::Plain("bench-user-pass".into()),
             ip: None,
+            second_factor: Default::default(),
         }))
         .await
         .expect("store");

@@ -551,6 +551,42 @@ mod tests {
     }
 
     #[test]
+    fn smtp_and_two_factor_settings() {
+        let c = cfg(&[]).unwrap();
+        assert!(c.smtp.is_none() && c.two_factor.password_fallback);
+        assert_eq!(c.two_factor.totp_window, 1);
+        let c = cfg(&[
+            ("SMTP_HOST", "mail.example.com"),
+            ("SMTP_FROM", "tokend@example.com"),
+            ("SMTP_PASSWORD", "pw"),
+        ])
+        .unwrap();
+        let smtp = c.smtp.unwrap();
+        assert_eq!((smtp.port, smtp.tls), (587, SmtpTls::StartTls));
+        assert!(!format!("{smtp:?}").contains("pw"));
+        let c = cfg(&[
+            ("SMTP_HOST", "127.0.0.1"),
+            ("SMTP_FROM", "a@b"),
+            ("SMTP_TLS", "none"),
+        ])
+        .unwrap();
+        assert_eq!(c.smtp.unwrap().port, 25);
+        assert_eq!(cfg(&[("SMTP_HOST", "h")]).unwrap_err().var, "SMTP_FROM");
+        let bad = cfg(&[
+            ("SMTP_HOST", "h"),
+            ("SMTP_FROM", "a@b"),
+            ("SMTP_TLS", "ssl"),
+        ]);
+        assert_eq!(bad.unwrap_err().var, "SMTP_TLS");
+        let off = cfg(&[("TWO_FACTOR_PASSWORD_FALLBACK", "false")]).unwrap();
+        assert!(!off.two_factor.password_fallback);
+        assert_eq!(
+            cfg(&[("TWO_FACTOR_TOTP_WINDOW", "11")]).unwrap_err().var,
+            "TWO_FACTOR_TOTP_WINDOW"
+        );
+    }
+
+    #[test]
     fn create_tokens_accepts_yes_and_true_only() {
         assert!(
             cfg(&[("CREATE_TOKENS_FOR_USERS", "yes")])
