@@ -126,6 +126,8 @@ impl PatApi {
 impl PatApi {
     /// Create a named personal access token for the caller (permission
     /// `create-personal-access-tokens`). The token is in the answer only.
+    /// A protected action: `X-2FA-Code` + `X-2FA-Method` (`totp`, `email`, or
+    /// `password` for a user without a second factor), else 400 `totp-required`.
     #[oai(
         path = "/api/v1/users.generatePersonalAccessToken",
         method = "post",
@@ -159,6 +161,8 @@ impl PatApi {
 
     /// Replace one of the caller's personal access tokens by a new one with the
     /// same name and two-factor choice; the old token stops working.
+    /// A protected action: `X-2FA-Code` + `X-2FA-Method` (`totp`, `email`, or
+    /// `password` for a user without a second factor), else 400 `totp-required`.
     #[oai(
         path = "/api/v1/users.regeneratePersonalAccessToken",
         method = "post",
@@ -211,6 +215,8 @@ impl PatApi {
     }
 
     /// Remove one of the caller's personal access tokens.
+    /// A protected action: `X-2FA-Code` + `X-2FA-Method` (`totp`, `email`, or
+    /// `password` for a user without a second factor), else 400 `totp-required`.
     #[oai(
         path = "/api/v1/users.removePersonalAccessToken",
         method = "post",

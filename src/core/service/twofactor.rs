@@ -422,6 +422,20 @@ impl Core {
             }
             _ => {}
         }
+        let fallback = self.config.two_factor.password_fallback;
+        if presented.code().is_none() {
+            // No code to check, so nothing to count or reserve: the answer
+            // is "not needed" or a challenge.
+            return Ok(
+                match self
+                    .check_second_factor(&caller.user, presented, fallback)
+                    .await?
+                {
+                    CodeCheck::NotNeeded | CodeCheck::Passed => Confirmed::Yes,
+                    CodeCheck::Refused(refused) => Confirmed::Refused(refused),
+                },
+            );
+        }
         let now = self.now();
         let reservation =
             match self
@@ -431,7 +445,6 @@ impl Core {
                 Ok(r) => r,
                 Err(scope) => return Ok(Confirmed::Refused(Refused::Blocked(self.blocked(scope)))),
             };
-        let fallback = self.config.two_factor.password_fallback;
         Ok(
             match self
                 .check_second_factor(&caller.user, presented, fallback)
