@@ -114,7 +114,7 @@ fn core_types_redact_their_secrets() {
         tokend::core::service::BackupCodes(vec![SECRET.into()]),
         tokend::core::service::TotpEnable::Started {
             secret: TotpSecret::from_stored(SECRET),
-            url: String::new(),
+            url: format!("otpauth://totp/x?secret={SECRET}"),
         },
         tokend::config::SmtpConfig {
             host: "h".into(),

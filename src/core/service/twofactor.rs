@@ -122,8 +122,8 @@ pub enum Confirmed {
     Refused(Refused),
 }
 
-/// Outcome of [`Core::totp_enable`].
-#[derive(Debug)]
+/// Outcome of [`Core::totp_enable`]. `Debug` prints neither the secret nor
+/// the URI (which holds it).
 pub enum TotpEnable {
     /// The pending secret and its `otpauth://` URI (shown once).
     Started { secret: TotpSecret, url: String },
@@ -131,6 +131,16 @@ pub enum TotpEnable {
     AlreadyEnabled,
     /// The user has no username (`error-invalid-user`).
     InvalidUser,
+}
+
+impl std::fmt::Debug for TotpEnable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TotpEnable::Started { .. } => f.write_str("Started(<redacted>)"),
+            TotpEnable::AlreadyEnabled => f.write_str("AlreadyEnabled"),
+            TotpEnable::InvalidUser => f.write_str("InvalidUser"),
+        }
+    }
 }
 
 /// Outcome of [`Core::totp_validate`] and [`Core::totp_regenerate_codes`].
