@@ -7,7 +7,6 @@ use crate::http::{limit_body, log_requests, shape_errors};
 use crate::store::{sqlite, MongoStore, SqliteStore, Store, StoreError};
 use crate::{ops, rocketchat, saymon};
 use poem::endpoint::BoxEndpoint;
-use poem::listener::{Acceptor, Listener, TcpAcceptor, TcpListener};
 use poem::middleware::{AddData, CatchPanic};
 use poem::web::{Data, Json};
 use poem::{get, handler, EndpointExt, IntoResponse, Response, Route};
@@ -64,9 +63,31 @@ fn canonical(v: serde_json::Value) -> serde_json::Value {
     }
 }
 
+/// Drops the `"type": "object"` poem-openapi puts on every `Union` schema:
+/// beside `anyOf`/`oneOf` branches such as `{"type": "string"}` it makes the
+/// schema admit no string at all (a fuzzer, or a validating client, then
+/// finds a string body valid by one branch and invalid by the type). The
+/// branches carry their own types.
+fn untype_unions(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::Object(map) => {
+            let union = map.contains_key("anyOf") || map.contains_key("oneOf");
+            if union && !map.contains_key("properties") && map.get("type") == Some(&"object".into())
+            {
+                map.remove("type");
+            }
+            map.values_mut().for_each(untype_unions);
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(untype_unions),
+        _ => {}
+    }
+}
+
 /// The canonical OpenAPI document of a service.
 fn document(service: &OpenApiService<Apis, ()>) -> serde_json::Value {
-    canonical(serde_json::from_str(&service.spec()).unwrap_or_default())
+    let mut doc = serde_json::from_str(&service.spec()).unwrap_or_default();
+    untype_unions(&mut doc);
+    canonical(doc)
 }
 
 /// The canonical OpenAPI document, from a throwaway core.
@@ -128,6 +149,7 @@ pub fn endpoint(core: Arc<Core>) -> BoxEndpoint<'static> {
         json,
     });
     let ui = service.swagger_ui();
+    let body_timeout = core.config().http.body_timeout;
     Route::new()
         .at("/openapi.json", get(spec_json))
         .at("/openapi.yaml", get(spec_yaml))
@@ -135,7 +157,7 @@ pub fn endpoint(core: Arc<Core>) -> BoxEndpoint<'static> {
         .nest("/", service)
         .with(AddData::new(docs))
         .with(AddData::new(core))
-        .around(limit_body)
+        .around(move |next, req| limit_body(next, req, body_timeout))
         .with(CatchPanic::new())
         .around(shape_errors)
         .around(log_requests)
@@ -228,7 +250,7 @@ pub async fn seed_or_retry(core: Arc<Core>) {
 /// A bound, ready-to-run server.
 pub struct Application {
     core: Arc<Core>,
-    acceptor: TcpAcceptor,
+    listener: tokio::net::TcpListener,
     addr: SocketAddr,
 }
 
@@ -244,18 +266,13 @@ impl Application {
 
     /// Binds a server for an existing core.
     pub async fn bind(core: Arc<Core>, addr: SocketAddr) -> Result<Self, StartError> {
-        let acceptor = TcpListener::bind(addr)
-            .into_acceptor()
+        let listener = tokio::net::TcpListener::bind(addr)
             .await
             .map_err(|source| StartError::Bind { addr, source })?;
-        let addr = acceptor
-            .local_addr()
-            .first()
-            .and_then(|a| a.as_socket_addr().copied())
-            .unwrap_or(addr);
+        let addr = listener.local_addr().unwrap_or(addr);
         Ok(Self {
             core,
-            acceptor,
+            listener,
             addr,
         })
     }
@@ -270,17 +287,40 @@ impl Application {
         self.core.clone()
     }
 
-    /// Serves until `shutdown` resolves, then lets in-flight requests finish
-    /// (up to 30 s).
+    /// Serves until `shutdown` resolves, then drains: `/readyz` answers 503
+    /// while tokend keeps serving for `SHUTDOWN_DRAIN_SECONDS` (a load
+    /// balancer's health check takes it out of rotation), then it stops
+    /// accepting connections and lets in-flight requests finish (up to 30 s).
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send) -> std::io::Result<()> {
         tracing::info!(addr = %self.addr, "tokend listening");
-        poem::Server::new_with_acceptor(self.acceptor)
-            .run_with_graceful_shutdown(
-                endpoint(self.core),
-                shutdown,
-                Some(Duration::from_secs(30)),
-            )
-            .await
+        let core = self.core.clone();
+        let drained = async move {
+            shutdown.await;
+            core.begin_drain();
+            let drain = core.config().shutdown_drain;
+            if !drain.is_zero() {
+                tracing::info!(
+                    seconds = drain.as_secs(),
+                    "draining: /readyz answers 503, still serving"
+                );
+                tokio::time::sleep(drain).await;
+            }
+            tracing::info!("no longer accepting connections; finishing in-flight requests");
+        };
+        let http = self.core.config().http;
+        let limits = crate::server::ConnectionLimits {
+            header_timeout: http.header_timeout,
+            idle_timeout: http.idle_timeout,
+            http2_max_concurrent_streams: http.http2_max_concurrent_streams,
+        };
+        crate::server::serve(
+            self.listener,
+            endpoint(self.core),
+            limits,
+            drained,
+            Duration::from_secs(30),
+        )
+        .await
     }
 }
 
@@ -304,7 +344,7 @@ pub async fn shutdown_signal() {
         _ = ctrl_c => {},
         _ = term => {},
     }
-    tracing::info!("shutting down: finishing in-flight requests");
+    tracing::info!("shutting down");
 }
 
 /// A core for tests and tools: given store and clock.

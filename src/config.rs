@@ -50,6 +50,21 @@ pub struct RateLimitConfig {
     pub window: Duration,
 }
 
+/// Bounds on every HTTP connection (issue 10); see `src/server.rs`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpConfig {
+    /// `HTTP_HEADER_TIMEOUT_SECONDS`: time to receive a request's head.
+    pub header_timeout: Duration,
+    /// `HTTP_BODY_TIMEOUT_SECONDS`: time to receive a request's body, once
+    /// its head is in (408 and the connection closed after it).
+    pub body_timeout: Duration,
+    /// `HTTP_IDLE_TIMEOUT_SECONDS`: a connection without any I/O for this
+    /// long is closed (an idle keep-alive connection, a silent HTTP/2 one).
+    pub idle_timeout: Duration,
+    /// `HTTP2_MAX_CONCURRENT_STREAMS`: streams per HTTP/2 connection.
+    pub http2_max_concurrent_streams: u32,
+}
+
 /// The whole configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -105,6 +120,26 @@ pub struct Config {
     pub cookie_secure: bool,
     /// `RC_COMPAT_VERSION`: the Rocket.Chat release `/api/info` reports.
     pub rc_compat_version: String,
+    /// `HTTP_*`: connection bounds.
+    pub http: HttpConfig,
+    /// `MAX_SESSIONS_PER_USER`: open SAYMON sessions a user may have; a
+    /// new one beyond it ends the oldest.
+    pub max_sessions_per_user: usize,
+    /// `MAX_PERSONAL_ACCESS_TOKENS`: personal access tokens a user may have.
+    pub max_personal_access_tokens: usize,
+    /// `SHUTDOWN_DRAIN_SECONDS`: after SIGTERM, how long tokend keeps
+    /// serving with `/readyz` answering 503 (so a load balancer takes it out
+    /// of rotation) before it stops accepting connections (default 0).
+    pub shutdown_drain: Duration,
+    /// `AUDIT_RETENTION_DAYS`: how long audit events are kept (default 90).
+    pub audit_retention: Duration,
+    /// `LAST_USED_RESOLUTION_SECONDS`: a PAT's or API token's `lastUsedAt`
+    /// is written at most once per this window (default 60; 0: every use;
+    /// `off`: never, `None`).
+    pub last_used_resolution: Option<Duration>,
+    /// `PAT_MAX_LIFETIME_DAYS`: the longest lifetime a personal access
+    /// token may get (`None`: no maximum, and PATs without expiry allowed).
+    pub pat_max_lifetime: Option<Duration>,
     /// Two-factor authentication (`TWO_FACTOR_*`).
     pub two_factor: TwoFactorConfig,
     /// `SMTP_*`: where emailed two-factor codes go; `None` without `SMTP_HOST`.
@@ -176,6 +211,7 @@ impl Default for Config {
             login_expiration: days(90),
             max_resume_login_tokens: 50,
             permissions_cache: Duration::from_secs(5),
+            shutdown_drain: Duration::ZERO,
             login_block: LoginBlockConfig {
                 enabled: true,
                 user_attempts: 10,
@@ -202,6 +238,17 @@ impl Default for Config {
                 email_max_attempts: 5,
             },
             smtp: None,
+            http: HttpConfig {
+                header_timeout: Duration::from_secs(10),
+                body_timeout: Duration::from_secs(30),
+                idle_timeout: Duration::from_secs(60),
+                http2_max_concurrent_streams: 100,
+            },
+            max_sessions_per_user: 100,
+            max_personal_access_tokens: 50,
+            audit_retention: days(90),
+            last_used_resolution: Some(Duration::from_secs(60)),
+            pat_max_lifetime: None,
         }
     }
 }
@@ -399,6 +446,12 @@ impl Config {
             login_expiration: env.duration("LOGIN_EXPIRATION_DAYS", DAY, d.login_expiration)?,
             max_resume_login_tokens: env
                 .positive("MAX_RESUME_LOGIN_TOKENS", d.max_resume_login_tokens)?,
+            shutdown_drain: Duration::from_secs(env.parse(
+                "SHUTDOWN_DRAIN_SECONDS",
+                d.shutdown_drain.as_secs(),
+                "a number of seconds (at most 3600)",
+                |s| *s <= 3600,
+            )?),
             permissions_cache: Duration::from_secs(env.parse(
                 "PERMISSIONS_CACHE_SECONDS",
                 d.permissions_cache.as_secs(),
@@ -469,6 +522,51 @@ impl Config {
                 )?,
             },
             smtp,
+            http: HttpConfig {
+                header_timeout: env.duration(
+                    "HTTP_HEADER_TIMEOUT_SECONDS",
+                    1,
+                    d.http.header_timeout,
+                )?,
+                body_timeout: env.duration("HTTP_BODY_TIMEOUT_SECONDS", 1, d.http.body_timeout)?,
+                idle_timeout: env.duration("HTTP_IDLE_TIMEOUT_SECONDS", 1, d.http.idle_timeout)?,
+                http2_max_concurrent_streams: env.parse(
+                    "HTTP2_MAX_CONCURRENT_STREAMS",
+                    d.http.http2_max_concurrent_streams,
+                    "a number of streams from 1 to 10000",
+                    |n| (1..=10_000).contains(n),
+                )?,
+            },
+            max_sessions_per_user: env.parse(
+                "MAX_SESSIONS_PER_USER",
+                d.max_sessions_per_user,
+                "a number of sessions from 1 to 100000",
+                |n| (1..=100_000).contains(n),
+            )?,
+            max_personal_access_tokens: env.parse(
+                "MAX_PERSONAL_ACCESS_TOKENS",
+                d.max_personal_access_tokens,
+                "a number of tokens from 1 to 100000",
+                |n| (1..=100_000).contains(n),
+            )?,
+            audit_retention: env.duration("AUDIT_RETENTION_DAYS", DAY, d.audit_retention)?,
+            last_used_resolution: match env
+                .get("LAST_USED_RESOLUTION_SECONDS")
+                .as_deref()
+                .map(str::trim)
+            {
+                Some("off") => None,
+                _ => Some(Duration::from_secs(env.parse(
+                    "LAST_USED_RESOLUTION_SECONDS",
+                    60,
+                    "a number of seconds (at most one day) or off",
+                    |s| *s <= DAY,
+                )?)),
+            },
+            pat_max_lifetime: match env.get("PAT_MAX_LIFETIME_DAYS") {
+                None => None,
+                Some(_) => Some(env.duration("PAT_MAX_LIFETIME_DAYS", DAY, days(1))?),
+            },
         })
     }
 
@@ -587,6 +685,34 @@ mod tests {
     }
 
     #[test]
+    fn audit_and_token_governance_variables() {
+        let c = cfg(&[]).unwrap();
+        assert_eq!(c.audit_retention, days(90));
+        assert_eq!(c.last_used_resolution, Some(Duration::from_secs(60)));
+        assert_eq!(c.pat_max_lifetime, None);
+        let c = cfg(&[
+            ("AUDIT_RETENTION_DAYS", "7"),
+            ("LAST_USED_RESOLUTION_SECONDS", "0"),
+            ("PAT_MAX_LIFETIME_DAYS", "30"),
+        ])
+        .unwrap();
+        assert_eq!(c.audit_retention, days(7));
+        assert_eq!(c.last_used_resolution, Some(Duration::ZERO));
+        assert_eq!(c.pat_max_lifetime, Some(days(30)));
+        let c = cfg(&[("LAST_USED_RESOLUTION_SECONDS", "off")]).unwrap();
+        assert_eq!(c.last_used_resolution, None);
+        for (var, bad) in [
+            ("AUDIT_RETENTION_DAYS", "0"),
+            ("LAST_USED_RESOLUTION_SECONDS", "86401"),
+            ("LAST_USED_RESOLUTION_SECONDS", "soon"),
+            ("PAT_MAX_LIFETIME_DAYS", "0"),
+            ("PAT_MAX_LIFETIME_DAYS", "-3"),
+        ] {
+            assert_eq!(cfg(&[(var, bad)]).unwrap_err().var, var, "{var}={bad}");
+        }
+    }
+
+    #[test]
     fn create_tokens_accepts_yes_and_true_only() {
         assert!(
             cfg(&[("CREATE_TOKENS_FOR_USERS", "yes")])
@@ -631,6 +757,12 @@ mod tests {
             ("RC_COMPAT_VERSION", "seven"),
             ("RC_COMPAT_VERSION", "7.10"),
             ("RC_COMPAT_VERSION", "7.10.0-"),
+            ("HTTP_HEADER_TIMEOUT_SECONDS", "0"),
+            ("HTTP_BODY_TIMEOUT_SECONDS", "9000000000000"),
+            ("HTTP_IDLE_TIMEOUT_SECONDS", "soon"),
+            ("HTTP2_MAX_CONCURRENT_STREAMS", "0"),
+            ("MAX_SESSIONS_PER_USER", "0"),
+            ("MAX_PERSONAL_ACCESS_TOKENS", "-5"),
         ] {
             let err = cfg(&[(var, value)]).unwrap_err();
             assert_eq!(err.var, var);

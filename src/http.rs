@@ -1,6 +1,8 @@
 //! HTTP plumbing shared by both dialects: tags, the dialect error contract,
 //! client address, error shaping, request logging.
 
+use crate::core::audit::RequestMeta;
+use crate::core::metrics::METRICS;
 use crate::core::{Core, CoreError};
 use crate::telemetry::RequestId;
 use poem::endpoint::BoxEndpoint;
@@ -85,15 +87,70 @@ impl<T: OpenApi, E: DialectError + Send + Sync + 'static> OpenApi for DialectRou
     }
 
     fn add_routes(self, route_table: &mut HashMap<String, HashMap<Method, BoxEndpoint<'static>>>) {
+        let operations = operation_ids(&T::meta());
         let mut own = HashMap::new();
         self.0.add_routes(&mut own);
         for (path, methods) in own {
-            let entry = route_table.entry(path).or_default();
+            let entry = route_table.entry(path.clone()).or_default();
             for (method, ep) in methods {
-                entry.insert(method, ep.around(shape_with::<E>).boxed());
+                let operation = operations
+                    .get(&(method.clone(), path_shape(&path)))
+                    .copied();
+                let ep = ep
+                    .around(shape_with::<E>)
+                    .around(move |next, req| with_request_meta(operation, next, req));
+                entry.insert(method, ep.boxed());
             }
         }
     }
+}
+
+/// A route's path with every parameter segment as `*`, so the document's
+/// `/users/{id}` and the route table's `/users/:param0` compare equal.
+fn path_shape(path: &str) -> String {
+    path.split('/')
+        .map(|s| {
+            if s.starts_with(':') || s.starts_with('{') {
+                "*"
+            } else {
+                s
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// Each operation's id by method and path shape, from the document.
+fn operation_ids(apis: &[MetaApi]) -> HashMap<(Method, String), &'static str> {
+    apis.iter()
+        .flat_map(|api| &api.paths)
+        .flat_map(|path| {
+            path.operations.iter().filter_map(|op| {
+                op.operation_id
+                    .map(|id| ((op.method.clone(), path_shape(&path.path)), id))
+            })
+        })
+        .collect()
+}
+
+/// Serves a dialect route inside its [`RequestMeta`] (operation id, client
+/// address, request id), which the core's audit events read: the one place
+/// both dialects hand the request context to the core.
+async fn with_request_meta(
+    operation: Option<&'static str>,
+    next: Arc<impl Endpoint<Output = Response>>,
+    req: Request,
+) -> poem::Result<Response> {
+    let address = req
+        .data::<Arc<Core>>()
+        .and_then(|core| client_ip(core, &req));
+    let meta = RequestMeta {
+        route: operation.map(str::to_string),
+        address,
+        request_id: req.extensions().get::<RequestId>().map(|r| r.0.clone()),
+        operator: false,
+    };
+    meta.scope(next.call(req)).await
 }
 
 /// Shapes an error a route raised without a dialect body, keeping the
@@ -287,6 +344,7 @@ pub async fn shape_errors<E: Endpoint>(next: E, req: Request) -> poem::Result<Re
     if let Some(op) = operation {
         resp.set_data(op);
     }
+    let timed_out = resp.status() == StatusCode::REQUEST_TIMEOUT;
     let headers = resp.headers_mut();
     for (name, value) in [
         // Tokens are in these bodies: nothing may be cached.
@@ -298,6 +356,10 @@ pub async fn shape_errors<E: Endpoint>(next: E, req: Request) -> poem::Result<Re
     ] {
         headers.insert(name, poem::http::HeaderValue::from_static(value));
     }
+    if timed_out {
+        // The rest of the request was never read: the connection cannot be reused.
+        headers.insert("connection", poem::http::HeaderValue::from_static("close"));
+    }
     Ok(resp)
 }
 
@@ -305,11 +367,20 @@ pub async fn shape_errors<E: Endpoint>(next: E, req: Request) -> poem::Result<Re
 pub const BODY_LIMIT: usize = 64 * 1024;
 
 /// Middleware: reads the body up to [`BODY_LIMIT`] (413 beyond), whether or
-/// not the client sent `Content-Length`.
-pub async fn limit_body<E: Endpoint>(next: E, mut req: Request) -> poem::Result<Response> {
+/// not the client sent `Content-Length`, within `deadline`
+/// (`HTTP_BODY_TIMEOUT_SECONDS`) of the head's arrival: a body still
+/// incomplete then is answered 408 and the connection closed (see
+/// [`shape_errors`]), so a client trickling a body holds nothing for long.
+pub async fn limit_body<E: Endpoint>(
+    next: E,
+    mut req: Request,
+    deadline: std::time::Duration,
+) -> poem::Result<Response> {
     let body = req.take_body();
     if !body.is_empty() {
-        let bytes = body.into_bytes_limit(BODY_LIMIT).await?;
+        let bytes = tokio::time::timeout(deadline, body.into_bytes_limit(BODY_LIMIT))
+            .await
+            .map_err(|_| poem::Error::from_status(StatusCode::REQUEST_TIMEOUT))??;
         req.set_body(poem::Body::from_bytes(bytes));
     }
     next.call(req).await.map(IntoResponse::into_response)
@@ -333,6 +404,8 @@ pub async fn log_requests<E: Endpoint>(next: E, mut req: Request) -> poem::Resul
     let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
     // The route as the OpenAPI document names it; absent for unknown paths.
     let operation = resp.data::<OperationId>().map_or("-", |op| op.0);
+    METRICS.requests.inc(&[operation, resp.status().as_str()]);
+    METRICS.latency.observe(&[operation], started.elapsed());
     tracing::info!(
         request_id = %request_id.0,
         method = %method,

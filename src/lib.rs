@@ -29,5 +29,6 @@ pub mod http;
 pub mod ops;
 pub mod rocketchat;
 pub mod saymon;
+pub mod server;
 pub mod store;
 pub mod telemetry;

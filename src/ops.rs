@@ -1,8 +1,9 @@
-//! Service routes: health, readiness.
+//! Service routes: health, readiness, metrics.
 
 use crate::core::Core;
 use crate::http::ApiTags;
-use poem_openapi::{payload::Json, ApiResponse, Object, OpenApi};
+use poem_openapi::payload::{Json, PlainText};
+use poem_openapi::{ApiResponse, Object, OpenApi};
 use std::sync::Arc;
 
 /// Health and readiness routes.
@@ -35,6 +36,14 @@ impl OpsApi {
         Json(Status {
             status: "ok".into(),
         })
+    }
+
+    /// Prometheus metrics (text exposition format 0.0.4): requests by
+    /// operation and status, latency histograms, tokens minted by kind,
+    /// logins by outcome, store errors, throttle blocks.
+    #[oai(path = "/metrics", method = "get", operation_id = "metrics")]
+    async fn metrics(&self) -> PlainText<String> {
+        PlainText(crate::core::metrics::METRICS.render())
     }
 
     /// The store is reachable.

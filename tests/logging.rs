@@ -1,4 +1,4 @@
-//! Logs (BEHAVIOUR §5): one line per request, and never a token, password,
+//! Logs (BEHAVIOUR §5): one line per request and per audit event, and never a token, password,
 //! secret, session id or query string, even at `TRACE` from every crate, over
 //! a walk-through of every credential (login, createToken, PAT, SAYMON token
 //! and session, Basic auth, password change).
@@ -191,6 +191,33 @@ async fn request_logs_carry_no_secret() {
     assert!(requests
         .iter()
         .any(|l| current(&l) && l["fields"]["status"] == 401));
+    // Each credential event is one structured line, with its context.
+    let audits: Vec<&Value> = lines
+        .iter()
+        .filter(|l| l["fields"]["message"] == "audit event")
+        .collect();
+    for kind in [
+        "token.minted",
+        "login.failed",
+        "login.succeeded",
+        "api_token.created",
+        "session.opened",
+        "pat.created",
+        "password.changed",
+    ] {
+        let line = audits
+            .iter()
+            .find(|l| l["fields"]["audit"] == kind)
+            .unwrap_or_else(|| panic!("no audit line for {kind}:\n{logs}"));
+        for field in ["actor", "target_user", "route", "request_id", "outcome"] {
+            assert!(line["fields"][field].is_string(), "{kind} {field}: {line}");
+        }
+    }
+    let minted_line = audits
+        .iter()
+        .find(|l| l["fields"]["audit"] == "token.minted")
+        .unwrap();
+    assert_eq!(minted_line["fields"]["route"], "users.createToken");
     let fixed = [
         "the-shared-secret",
         ADMIN_PASS,

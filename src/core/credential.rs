@@ -22,7 +22,7 @@ use std::net::IpAddr;
 pub enum TokenKind {
     /// A Rocket.Chat login ("resume") token: expires, counts toward the cap.
     Login,
-    /// A Rocket.Chat personal access token: named, never expires.
+    /// A Rocket.Chat personal access token: named, optionally expiring.
     Personal,
     /// A SAYMON API token: one per user, never expires.
     ApiToken,

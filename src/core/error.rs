@@ -8,7 +8,7 @@ use crate::store::StoreError;
 pub enum CoreError {
     /// The store failed or is unreachable: answer 503, never a raw error.
     #[error(transparent)]
-    Store(#[from] StoreError),
+    Store(StoreError),
     /// A blocking task (password hashing) could not run.
     #[error("internal error: {0}")]
     Internal(String),
@@ -23,5 +23,18 @@ impl CoreError {
     /// Whether the failure is the store being unreachable (503) rather than a bug (500).
     pub fn is_unavailable(&self) -> bool {
         matches!(self, CoreError::Store(StoreError::Unavailable(_)))
+    }
+}
+
+/// Every store failure reaching the core is counted (`tokend_store_errors_total`).
+impl From<StoreError> for CoreError {
+    fn from(e: StoreError) -> Self {
+        let kind = match &e {
+            StoreError::Unavailable(_) => "unavailable",
+            StoreError::Duplicate(_) => "duplicate",
+            StoreError::Internal(_) => "internal",
+        };
+        super::metrics::METRICS.store_errors.inc(&[kind]);
+        CoreError::Store(e)
     }
 }

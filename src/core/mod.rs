@@ -7,11 +7,13 @@
 //! SAYMON API tokens and sessions → [`service::saymon`]; which permission
 //! allows what → [`permissions`]; token and hash types → [`credential`].
 
+pub mod audit;
 pub mod clock;
 pub mod credential;
 pub mod error;
 pub mod ids;
 pub mod mailer;
+pub mod metrics;
 pub mod model;
 pub mod password;
 pub mod permissions;

@@ -114,7 +114,7 @@ impl User {
 pub enum LoginToken {
     /// A login ("resume") token: `{when, hashedToken}`; expires, counts toward the cap.
     Resume(ResumeToken),
-    /// A personal access token: never expires, never evicted by the cap.
+    /// A personal access token: expires only if given an expiry, never evicted by the cap.
     Personal(PersonalAccessToken),
 }
 
@@ -144,6 +144,17 @@ pub struct PersonalAccessToken {
     pub last_token_part: String,
     pub name: String,
     pub bypass_two_factor: bool,
+    /// When it stops working (`None`: never). tokend's, optional.
+    pub expires_at: Option<Timestamp>,
+    /// Its last use, to `LAST_USED_RESOLUTION_SECONDS` (`None`: never used).
+    pub last_used_at: Option<Timestamp>,
+}
+
+impl PersonalAccessToken {
+    /// Whether it has expired at `now`.
+    pub fn expired(&self, now: Timestamp) -> bool {
+        self.expires_at.is_some_and(|e| e <= now)
+    }
 }
 
 /// A role (`rocketchat_roles`).
@@ -172,6 +183,8 @@ pub struct ApiToken {
     pub created_at: Timestamp,
     /// Last 4 characters of the token, the only part ever shown again.
     pub hint: String,
+    /// Its last use, to `LAST_USED_RESOLUTION_SECONDS` (`None`: never used).
+    pub last_used_at: Option<Timestamp>,
 }
 
 /// A SAYMON cookie session, stored under the hash of its id.
@@ -185,4 +198,47 @@ pub struct Session {
     pub expires_at: Timestamp,
     /// Hard end of the session, never moved.
     pub absolute_expires_at: Timestamp,
+}
+
+/// Why a login was refused before the password was checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlockScope {
+    /// The account (or the unknown name) has too many failures.
+    ForUser,
+    /// The client address has too many failures.
+    ForIp,
+}
+
+/// One password login attempt as the store records it: Rocket.Chat's
+/// failed-login event (`rocketchat_server_events`, `t:
+/// "failed-login-attempt"`), recorded *before* the password is checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoginAttempt {
+    /// The record's id (drawn by the core).
+    pub id: String,
+    /// The account: its id when the login named an existing user.
+    pub user_id: Option<String>,
+    /// The account's username, or the normalised name when it names no user.
+    pub username: Option<String>,
+    /// The client address, when known.
+    pub ip: Option<String>,
+    /// When it was made (whole milliseconds). A failure in the same
+    /// millisecond as the account's successful login counts as before it.
+    pub ts: Timestamp,
+    /// When the record may be forgotten (past every window it counts in).
+    pub expires_at: Timestamp,
+}
+
+/// What a [`LoginAttempt`] is checked against, as the core's rule states it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AttemptLimits {
+    /// Most failures of one account counted at once (this attempt included).
+    pub user_attempts: u32,
+    /// Failures of the account this old or older do not count (nor any older
+    /// than the account's latest successful login).
+    pub user_since: Timestamp,
+    /// Most failures from one address counted at once (this attempt included).
+    pub ip_attempts: u32,
+    /// Failures from the address this old or older do not count.
+    pub ip_since: Timestamp,
 }

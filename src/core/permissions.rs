@@ -82,6 +82,10 @@ permissions! {
     ViewStatistics = "view-statistics" by ["admin"],
     /// Not counted by the REST rate limiter.
     ApiBypassRateLimit = "api-bypass-rate-limit" by ["admin", "bot", "app"],
+    /// Read the audit trail of credential events (tokend).
+    ViewAuditLog = "view-audit-log" by ["admin"],
+    /// List and revoke any user's personal access tokens (tokend).
+    ManagePersonalAccessTokens = "manage-personal-access-tokens" by ["admin"],
 }
 
 /// A permission as a type, so that a [`Granted`] names it.

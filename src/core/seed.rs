@@ -24,6 +24,13 @@ pub enum AdminSeed {
 
 /// Seeds roles, permissions and the first admin.
 pub async fn seed(core: &Core) -> Result<AdminSeed, CoreError> {
+    seed_roles(core).await?;
+    seed_admin(core).await
+}
+
+/// Seeds the default roles and permissions only (the operator CLI: never
+/// an admin it did not ask for).
+pub async fn seed_roles(core: &Core) -> Result<(), CoreError> {
     let store = core.store();
     for role in default_roles() {
         store.ensure_role(&role).await?;
@@ -31,7 +38,7 @@ pub async fn seed(core: &Core) -> Result<AdminSeed, CoreError> {
     for permission in default_permissions() {
         store.ensure_permission(&permission).await?;
     }
-    seed_admin(core).await
+    Ok(())
 }
 
 async fn seed_admin(core: &Core) -> Result<AdminSeed, CoreError> {

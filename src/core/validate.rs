@@ -15,11 +15,49 @@ pub fn is_page_number(n: u64) -> bool {
     n <= MAX_PAGE_NUMBER
 }
 
+/// The longest personal access token name, in characters.
+pub const MAX_TOKEN_NAME_CHARS: usize = 100;
+
+/// The longest username (Rocket.Chat's rule below, SAYMON's `login`).
+pub const MAX_USERNAME_LEN: usize = 64;
+
+/// The longest email address.
+pub const MAX_EMAIL_LEN: usize = 254;
+
+/// The longest name a password login may present (a username or an email
+/// address): nothing longer can match an account, so it is refused before
+/// any lookup.
+pub const MAX_LOGIN_NAME_LEN: usize = MAX_EMAIL_LEN;
+
+/// Whether a name presented to log in (username or email address) is no
+/// longer than [`MAX_LOGIN_NAME_LEN`] bytes; a longer one is refused as a
+/// bad request before any lookup.
+pub fn is_login_name_length(name: &str) -> bool {
+    name.len() <= MAX_LOGIN_NAME_LEN
+}
+
+/// The SAYMON users listing: entries per page when `limit` is not given,
+/// and the most a `limit` may ask for.
+pub const USERS_PAGE_DEFAULT: u64 = 100;
+/// See [`USERS_PAGE_DEFAULT`].
+pub const USERS_PAGE_MAX: u64 = 500;
+
+/// The page size of the SAYMON users listing for a requested `limit`:
+/// [`USERS_PAGE_DEFAULT`] when absent, at most [`USERS_PAGE_MAX`]; `None`
+/// for 0, which asks for nothing.
+pub fn users_page_limit(requested: Option<u64>) -> Option<u64> {
+    match requested {
+        None => Some(USERS_PAGE_DEFAULT),
+        Some(0) => None,
+        Some(n) => Some(n.min(USERS_PAGE_MAX)),
+    }
+}
+
 /// Rocket.Chat's default username rule (`UTF8_Names_Validation` = `[0-9a-zA-Z-_.]+`),
 /// at most 64 characters.
 pub fn is_valid_username(name: &str) -> bool {
     !name.is_empty()
-        && name.len() <= 64
+        && name.len() <= MAX_USERNAME_LEN
         && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
@@ -28,7 +66,7 @@ pub fn is_valid_username(name: &str) -> bool {
 /// A plausible email address: one `@`, a non-empty local part, a dotted
 /// domain, no whitespace, at most 254 characters.
 pub fn is_plausible_email(email: &str) -> bool {
-    if email.len() > 254 || email.chars().any(char::is_whitespace) {
+    if email.len() > MAX_EMAIL_LEN || email.chars().any(char::is_whitespace) {
         return false;
     }
     let Some((local, domain)) = email.split_once('@') else {

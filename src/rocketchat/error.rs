@@ -46,6 +46,16 @@ pub enum RcError {
     /// The caller lacks a permission the route requires.
     #[oai(status = 403)]
     Forbidden(Json<Failure>),
+    /// The body did not arrive within `HTTP_BODY_TIMEOUT_SECONDS`; the
+    /// connection is closed after this answer.
+    #[oai(status = 408)]
+    RequestTimeout(Json<Failure>),
+    /// The body is larger than 64 KiB.
+    #[oai(status = 413)]
+    PayloadTooLarge(Json<Failure>),
+    /// The body's `Content-Type` is not one the route reads.
+    #[oai(status = 415)]
+    UnsupportedMediaType(Json<Failure>),
     /// Too many requests: over the rate limit (with `X-RateLimit-*`), or
     /// too many password checks at once (`login` only).
     #[oai(status = 429)]
@@ -200,6 +210,15 @@ impl DialectError for RcError {
             StatusCode::UNAUTHORIZED => RcError::not_logged_in(),
             StatusCode::BAD_REQUEST => RcError::invalid_params(message),
             StatusCode::FORBIDDEN => RcError::forbidden(),
+            StatusCode::REQUEST_TIMEOUT => {
+                RcError::RequestTimeout(failure(message.to_string(), None, None))
+            }
+            StatusCode::PAYLOAD_TOO_LARGE => {
+                RcError::PayloadTooLarge(failure(message.to_string(), None, None))
+            }
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => {
+                RcError::UnsupportedMediaType(failure(message.to_string(), None, None))
+            }
             _ => {
                 return failure(message.to_string(), None, None)
                     .with_status(status)

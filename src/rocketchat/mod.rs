@@ -4,6 +4,7 @@
 // per failed request, so boxing it would only add an allocation.
 #![allow(clippy::result_large_err)]
 
+pub mod admin;
 pub mod auth;
 pub mod body;
 pub mod error;
@@ -33,6 +34,7 @@ pub type RcApis = (
     pat::PatApi,
     info::InfoApi,
     twofactor::TwoFactorApi,
+    admin::AdminApi,
 );
 
 /// Every Rocket.Chat route: errors in Rocket.Chat's shape, the
@@ -47,6 +49,7 @@ pub fn api(core: Arc<Core>) -> RcRoutes {
         users::UsersApi { core: core.clone() },
         pat::PatApi { core: core.clone() },
         info::InfoApi { core: core.clone() },
-        twofactor::TwoFactorApi { core },
+        twofactor::TwoFactorApi { core: core.clone() },
+        admin::AdminApi { core },
     )))
 }

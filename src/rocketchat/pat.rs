@@ -4,9 +4,12 @@
 //!
 //! A PAT is stored in the caller's `services.resume.loginTokens` as Rocket.Chat
 //! stores it (hash, last six characters, name, creation time, 2FA choice) and
-//! works as `X-Auth-Token`. It never expires and the login-token cap never
-//! evicts it; `users.removePersonalAccessToken`, `users.logout`, deactivation
-//! and deletion end it.
+//! works as `X-Auth-Token`. tokend adds an optional expiry (`expiresAt` or
+//! `expiresInDays`, bounded by `PAT_MAX_LIFETIME_DAYS`; expired PATs are
+//! refused and listed as expired) and its last use (`lastUsedAt`). The
+//! login-token cap never evicts it; `users.removePersonalAccessToken`,
+//! `users.logout`, an admin's `tokend.revokePersonalAccessToken`,
+//! deactivation and deletion end it.
 //!
 //! The write routes are protected actions (Rocket.Chat's `twoFactorRequired`):
 //! a user with a second factor sends `X-2FA-Code` (and `X-2FA-Method`), one
@@ -18,7 +21,7 @@ use super::body::RcBody;
 use super::error::RcError;
 use super::twofactor::require_second_factor;
 use crate::core::clock::iso;
-use crate::core::service::CreatePat;
+use crate::core::service::{CreatePat, PatExpiry};
 use crate::core::{perm, Caller, Core, Granted};
 use crate::http::ApiTags;
 use poem::Request;
@@ -40,6 +43,15 @@ pub struct GeneratePatBody {
     /// Whether the token skips the two-factor check of protected actions.
     #[oai(rename = "bypassTwoFactor")]
     pub bypass_two_factor: Option<bool>,
+    /// tokend: when the token stops working (ISO 8601). At most
+    /// `PAT_MAX_LIFETIME_DAYS` ahead when that is set, which is then also
+    /// the default; otherwise the default is never.
+    #[oai(rename = "expiresAt")]
+    pub expires_at: Option<String>,
+    /// tokend: the token stops working this many days from now (instead
+    /// of `expiresAt`).
+    #[oai(rename = "expiresInDays")]
+    pub expires_in_days: Option<u32>,
 }
 
 /// Body naming one of the caller's tokens.
@@ -71,6 +83,30 @@ pub struct PatInfo {
     pub last_token_part: String,
     #[oai(rename = "bypassTwoFactor")]
     pub bypass_two_factor: bool,
+    /// tokend: its last use, to `LAST_USED_RESOLUTION_SECONDS` (ISO 8601;
+    /// absent: never used).
+    #[oai(rename = "lastUsedAt", skip_serializing_if_is_none)]
+    pub last_used_at: Option<String>,
+    /// tokend: when it stops working (ISO 8601; absent: never).
+    #[oai(rename = "expiresAt", skip_serializing_if_is_none)]
+    pub expires_at: Option<String>,
+    /// tokend: whether it has expired (and is refused).
+    pub expired: bool,
+}
+
+impl PatInfo {
+    /// The listing of a stored PAT at `now`.
+    pub fn of(p: crate::core::PersonalAccessToken, now: crate::core::Timestamp) -> Self {
+        Self {
+            expired: p.expired(now),
+            name: p.name,
+            created_at: iso(&p.created_at),
+            last_token_part: p.last_token_part,
+            bypass_two_factor: p.bypass_two_factor,
+            last_used_at: p.last_used_at.as_ref().map(iso),
+            expires_at: p.expires_at.as_ref().map(iso),
+        }
+    }
 }
 
 /// `{"tokens": [...], "success": true}`
@@ -144,7 +180,24 @@ impl PatApi {
         let body = body.0.unwrap_or_default();
         let name = token_name(body.token_name)?;
         let bypass = body.bypass_two_factor.unwrap_or(false);
-        match self.core.create_pat(&grant, &name, bypass).await? {
+        let expiry = match (body.expires_at, body.expires_in_days) {
+            (Some(_), Some(_)) => {
+                return Err(RcError::failure(
+                    "Send either 'expiresAt' or 'expiresInDays', not both",
+                ))
+            }
+            (Some(at), None) => match chrono::DateTime::parse_from_rfc3339(at.trim()) {
+                Ok(at) => PatExpiry::At(at.with_timezone(&chrono::Utc)),
+                Err(_) => {
+                    return Err(RcError::failure(
+                        "The 'expiresAt' param must be an ISO 8601 date",
+                    ))
+                }
+            },
+            (None, Some(days)) => PatExpiry::InDays(days),
+            (None, None) => PatExpiry::Unset,
+        };
+        match self.core.create_pat(&grant, &name, bypass, expiry).await? {
             CreatePat::Created(token) => Ok(Json(PatOk {
                 token: token.into_exposed(),
                 success: true,
@@ -154,8 +207,22 @@ impl PatApi {
                 "A token with this name already exists",
                 details(GENERATE),
             )),
+            CreatePat::NameTooLong { max } => Err(RcError::thrown(
+                "error-token-name-too-long",
+                &format!("The token name may have at most {max} characters"),
+                details(GENERATE),
+            )),
+            CreatePat::TooMany { max } => Err(RcError::thrown(
+                "error-too-many-tokens",
+                &format!("A user may have at most {max} personal access tokens"),
+                details(GENERATE),
+            )),
             // The caller was deleted while the request ran.
             CreatePat::NoSuchUser => Err(RcError::not_logged_in()),
+            CreatePat::ExpiryInPast => Err(RcError::failure("The expiry must be in the future")),
+            CreatePat::ExpiryTooLate { max_days } => Err(RcError::failure(&format!(
+                "Personal access tokens may live at most {max_days} days"
+            ))),
         }
     }
 
@@ -187,7 +254,8 @@ impl PatApi {
     }
 
     /// The caller's personal access tokens: name, creation time, last six
-    /// characters and two-factor choice (never the tokens).
+    /// characters and two-factor choice (never the tokens); tokend adds
+    /// `lastUsedAt`, `expiresAt` and `expired`.
     #[oai(
         path = "/api/v1/users.getPersonalAccessTokens",
         method = "get",
@@ -196,17 +264,13 @@ impl PatApi {
     async fn list(&self, auth: RcAuth) -> Result<Json<PatListOk>, RcError> {
         // Rocket.Chat 7.x and later: a route-level permission, so 403.
         let grant = self.grant(&auth.0, RcError::forbidden()).await?;
+        let now = self.core.now();
         let tokens = self
             .core
             .personal_access_tokens(&grant)
             .await?
             .into_iter()
-            .map(|p| PatInfo {
-                name: p.name,
-                created_at: iso(&p.created_at),
-                last_token_part: p.last_token_part,
-                bypass_two_factor: p.bypass_two_factor,
-            })
+            .map(|p| PatInfo::of(p, now))
             .collect();
         Ok(Json(PatListOk {
             tokens,

@@ -8,7 +8,7 @@ use crate::core::credential::{PasswordAttempt, SecondFactor};
 use crate::core::password::PasswordInput;
 use crate::core::service::{Blocked, Login, Refused};
 use crate::core::throttle::BlockScope;
-use crate::core::validate::nonblank;
+use crate::core::validate::{self, nonblank};
 use crate::core::{Core, Credential, Plaintext, UserKey};
 use crate::http::{client_ip, ApiTags};
 use poem::Request;
@@ -238,13 +238,24 @@ impl SessionApi {
                 }
                 _ => return Err(unauthorized()),
             };
+            let user = login_target(&body).ok_or_else(unauthorized)?;
+            let (UserKey::Id(name)
+            | UserKey::Username(name)
+            | UserKey::Email(name)
+            | UserKey::Login(name)) = &user;
+            if !validate::is_login_name_length(name) {
+                return Err(RcError::invalid_params(&format!(
+                    "The user name may have at most {} characters",
+                    validate::MAX_LOGIN_NAME_LEN
+                )));
+            }
             let header = super::twofactor::second_factor_of(req);
             let second_factor = match body.code.as_deref() {
                 Some(code) => SecondFactor::new(Some(code), header.method()),
                 None => header,
             };
             Credential::Password(PasswordAttempt {
-                user: login_target(&body).ok_or_else(unauthorized)?,
+                user,
                 password,
                 ip: client_ip(&self.core, req),
                 second_factor,
@@ -355,10 +366,10 @@ impl SessionApi {
 
     /// The caller's own user.
     #[oai(path = "/api/v1/me", method = "get", operation_id = "me")]
-    async fn me(&self, req: &Request, auth: RcAuth) -> Json<MeOk> {
-        Json(MeOk {
+    async fn me(&self, req: &Request, auth: RcAuth) -> Result<Json<MeOk>, RcError> {
+        Ok(Json(MeOk {
             me: MeView::from(&auth.0.user).with_avatar(origin(&self.core, req).as_deref()),
             success: true,
-        })
+        }))
     }
 }

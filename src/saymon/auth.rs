@@ -23,6 +23,7 @@ use crate::core::password::PasswordInput;
 use crate::core::service::{
     Authenticated, EmailUnavailable, RateLimit, Refused, SecondFactorRefusal,
 };
+use crate::core::validate;
 use crate::core::{perm, Caller, Core, Credential, Granted, Plaintext, UserKey};
 use crate::http::client_ip;
 use base64::{engine::general_purpose::STANDARD, Engine};
@@ -188,6 +189,12 @@ pub async fn password_credential(
     let login = login.trim();
     if login.is_empty() {
         return Ok(None);
+    }
+    if !validate::is_login_name_length(login) {
+        return Err(SaymonError::bad_request(format!(
+            "login may have at most {} characters",
+            validate::MAX_LOGIN_NAME_LEN
+        )));
     }
     let ip = client_ip(core, req);
     if let RateLimit::Limited(limited) = core.rate_limit_password_login(ip).await? {

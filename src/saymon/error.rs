@@ -43,6 +43,16 @@ pub enum SaymonError {
     /// No item has the given id.
     #[oai(status = 404)]
     NotFound(Json<ErrorBody>),
+    /// The body did not arrive within `HTTP_BODY_TIMEOUT_SECONDS`
+    /// (`RequestTimeout`); the connection is closed after this answer.
+    #[oai(status = 408)]
+    RequestTimeout(Json<ErrorBody>),
+    /// The body is larger than 64 KiB (`PayloadTooLarge`).
+    #[oai(status = 413)]
+    PayloadTooLarge(Json<ErrorBody>),
+    /// The body is not sent as `application/json` (`UnsupportedMediaType`).
+    #[oai(status = 415)]
+    UnsupportedMediaType(Json<ErrorBody>),
     /// Too many failed logins for this login or address, too many password
     /// logins from this address, or too many password checks at once; retry
     /// after the given seconds.
@@ -191,8 +201,17 @@ impl DialectError for SaymonError {
             StatusCode::FORBIDDEN => "Forbidden",
             StatusCode::NOT_FOUND => "ResourceNotFound",
             StatusCode::METHOD_NOT_ALLOWED => "MethodNotAllowed",
-            StatusCode::PAYLOAD_TOO_LARGE => "PayloadTooLarge",
-            StatusCode::UNSUPPORTED_MEDIA_TYPE => "UnsupportedMediaType",
+            StatusCode::REQUEST_TIMEOUT => {
+                return SaymonError::RequestTimeout(body("RequestTimeout", message)).into_response()
+            }
+            StatusCode::PAYLOAD_TOO_LARGE => {
+                return SaymonError::PayloadTooLarge(body("PayloadTooLarge", message))
+                    .into_response()
+            }
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => {
+                return SaymonError::UnsupportedMediaType(body("UnsupportedMediaType", message))
+                    .into_response()
+            }
             StatusCode::TOO_MANY_REQUESTS => "TooManyRequests",
             _ => "Internal",
         };

@@ -11,15 +11,12 @@ use super::view::{
 };
 use crate::core::model::User;
 use crate::core::service::{CreateUser, DeleteUser, EmailChange, NewUser, UpdateUser, UserChanges};
-use crate::core::validate::nonblank;
-use crate::core::validate::{is_plausible_email, is_valid_username};
+use crate::core::validate::{self, is_plausible_email, is_valid_username, nonblank};
 use crate::core::{Caller, Core, Permission, UniqueField, UserKey};
 use crate::http::ApiTags;
-use poem_openapi::{param::Path, payload::Json, ApiResponse, Object, OpenApi};
+use poem_openapi::param::{Path, Query};
+use poem_openapi::{payload::Json, ApiResponse, Object, OpenApi};
 use std::sync::Arc;
-
-/// Users listed per store call while building `GET /node/api/users`.
-const LIST_PAGE: u64 = 500;
 
 /// Refusal to block or delete the last active admin.
 const LAST_ADMIN: &str = "Leaving the app without an active admin is not allowed.";
@@ -99,11 +96,17 @@ pub enum UserEntryOk {
     Ok(Json<UserEntry>),
 }
 
-/// Every user, in full or limited, by the caller's `manage-users` permission.
+/// A page of users, in full or limited, by the caller's `manage-users`
+/// permission; `X-Total-Count` says how many users there are in all.
 #[derive(ApiResponse, Debug)]
 pub enum UsersOk {
     #[oai(status = 200)]
-    Ok(Json<Vec<UserEntry>>),
+    Ok(
+        Json<Vec<UserEntry>>,
+        /// How many users there are (every page together).
+        #[oai(header = "X-Total-Count")]
+        u64,
+    ),
 }
 
 /// The user is gone.
@@ -224,42 +227,54 @@ impl UsersApi {
         Ok(UserOk::Ok(Json(view)))
     }
 
-    /// Every user, sorted by login. With `manage-users`: all fields. Without:
-    /// only `id`, and in `login` the display name or the masked login.
+    /// A page of users, sorted by login: `limit` of them (default 100, at
+    /// most 500) after the first `skip`; `X-Total-Count` is the number of
+    /// users in all. With `manage-users`: all fields. Without: only `id`,
+    /// and in `login` the display name or the masked login.
     #[oai(
         path = "/node/api/users",
         method = "get",
         operation_id = "saymon.users.list"
     )]
-    async fn list(&self, auth: SaymonAuth) -> Result<UsersOk, SaymonError> {
+    async fn list(
+        &self,
+        auth: SaymonAuth,
+        /// Users to return (default 100, at most 500; more is taken as 500).
+        limit: Query<Option<u64>>,
+        /// Users to pass over first (default 0).
+        skip: Query<Option<u64>>,
+    ) -> Result<UsersOk, SaymonError> {
         let caller = &auth.0;
+        let Some(limit) = validate::users_page_limit(limit.0) else {
+            return Err(SaymonError::bad_request("limit must be at least 1"));
+        };
+        let skip = skip.0.unwrap_or(0);
+        if !validate::is_page_number(skip) {
+            return Err(SaymonError::bad_request(format!(
+                "skip must be at most {}",
+                validate::MAX_PAGE_NUMBER
+            )));
+        }
         let full = self.manages_users(caller).await?;
-        let mut out = Vec::new();
-        let mut offset = 0;
-        loop {
-            let page = self.core.list_users(caller, offset, LIST_PAGE).await?;
-            let fetched = page.users.len() as u64;
-            if full {
-                // One call for the page's token hints, not one per user.
-                let ids: Vec<String> = page.users.iter().map(|u| u.id.clone()).collect();
-                let hints = self.core.api_token_hints(caller, &ids).await?;
-                out.extend(page.users.iter().map(|u| {
+        let page = self.core.list_users(caller, skip, limit).await?;
+        let out = if full {
+            // One call for the page's token hints, not one per user.
+            let ids: Vec<String> = page.users.iter().map(|u| u.id.clone()).collect();
+            let hints = self.core.api_token_hints(caller, &ids).await?;
+            page.users
+                .iter()
+                .map(|u| {
                     let hint = hints.get(&u.id).map(|h| token_hint(h));
                     UserEntry::Full(UserView::new(u, u.permissions.clone(), hint))
-                }));
-            } else {
-                out.extend(
-                    page.users
-                        .iter()
-                        .map(|u| UserEntry::Limited(LimitedUserView::from(u))),
-                );
-            }
-            offset += fetched;
-            if fetched == 0 || offset >= page.total {
-                break;
-            }
-        }
-        Ok(UsersOk::Ok(Json(out)))
+                })
+                .collect()
+        } else {
+            page.users
+                .iter()
+                .map(|u| UserEntry::Limited(LimitedUserView::from(u)))
+                .collect()
+        };
+        Ok(UsersOk::Ok(Json(out), page.total))
     }
 
     /// One user, with the same field rule as the listing. 404

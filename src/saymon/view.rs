@@ -28,7 +28,7 @@ pub struct UserView {
     pub display_name: Option<String>,
     /// `null`, or a hint (`****` and the last 4 characters) when the user has
     /// an API token. Never the token itself: it is shown once, on creation.
-    #[oai(rename = "authenticationToken")]
+    #[oai(rename = "authenticationToken", nullable)]
     pub authentication_token: Option<String>,
     /// 2 active, 3 blocked.
     pub status: i32,
@@ -36,6 +36,7 @@ pub struct UserView {
     /// own). Elsewhere: the user's own permissions, as `PATCH` sets them.
     pub permissions: Vec<String>,
     /// Always `null`: tokend has no SAYMON user groups.
+    #[oai(nullable)]
     pub group: Option<Vec<String>>,
     /// Always empty.
     pub contacts: Vec<String>,

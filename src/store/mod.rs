@@ -7,12 +7,14 @@
 //!
 //! [`UserStore`] keeps users, [`TokenStore`] Rocket.Chat login tokens and
 //! personal access tokens, [`SaymonStore`] SAYMON API tokens and sessions,
-//! [`RoleStore`] roles and permissions, [`TwoFactorStore`] second factors;
-//! [`Store`] is all five plus readiness.
+//! [`RoleStore`] roles and permissions, [`TwoFactorStore`] second factors,
+//! [`LoginAttemptStore`] failed-login records, [`AuditStore`] the audit
+//! trail; [`Store`] is all seven plus readiness.
 
 pub mod mongo;
 pub mod sqlite;
 
+pub use crate::core::audit::{AuditEvent, AuditKind, AuditQuery};
 use crate::core::credential::TokenHash;
 pub use crate::core::model::UniqueField;
 use crate::core::model::*;
@@ -93,6 +95,8 @@ pub enum PatInsert {
     Inserted,
     /// The user already has a personal access token with that name.
     NameTaken,
+    /// The user already has the most personal access tokens allowed.
+    TooMany,
     NoSuchUser,
 }
 
@@ -190,11 +194,14 @@ pub trait TokenStore: Send + Sync {
         user_id: &str,
         hashed_token: &TokenHash,
     ) -> StoreResult<bool>;
-    /// Adds a PAT unless the user has one of that name (atomic).
+    /// Adds a PAT unless the user has one of that name, or already `max`
+    /// PATs (`TooMany`). Must hold under concurrent calls for one user: the
+    /// user never keeps more than `max`.
     async fn add_personal_access_token(
         &self,
         user_id: &str,
         pat: &PersonalAccessToken,
+        max: usize,
     ) -> StoreResult<PatInsert>;
     /// Replaces the PAT named `pat.name` by `pat`; false if there was none.
     async fn replace_personal_access_token(
@@ -204,6 +211,16 @@ pub trait TokenStore: Send + Sync {
     ) -> StoreResult<bool>;
     /// Removes the PAT with this name; false if there was none.
     async fn remove_personal_access_token(&self, user_id: &str, name: &str) -> StoreResult<bool>;
+    /// Sets `last_used_at = now` on the user's PAT with this hash, only if it
+    /// was never used or last used before `stale_before` (one conditional
+    /// write, so concurrent uses write once); true if it wrote.
+    async fn touch_personal_access_token(
+        &self,
+        user_id: &str,
+        hashed_token: &TokenHash,
+        now: Timestamp,
+        stale_before: Timestamp,
+    ) -> StoreResult<bool>;
 }
 
 /// SAYMON credentials: one API token per user, and cookie sessions.
@@ -219,9 +236,19 @@ pub trait SaymonStore: Send + Sync {
     async fn find_api_token(&self, hashed_token: &TokenHash) -> StoreResult<Option<ApiToken>>;
     /// Deletes the user's API token; false if there was none.
     async fn delete_api_token(&self, user_id: &str) -> StoreResult<bool>;
+    /// Sets `last_used_at = now` on the API token with this hash, only if it
+    /// was never used or last used before `stale_before`; true if it wrote.
+    async fn touch_api_token(
+        &self,
+        hashed_token: &TokenHash,
+        now: Timestamp,
+        stale_before: Timestamp,
+    ) -> StoreResult<bool>;
 
-    /// Stores a new session.
-    async fn insert_session(&self, session: &Session) -> StoreResult<()>;
+    /// Stores a new session, then keeps only the user's newest `max`
+    /// sessions (by `created_at`): the oldest go, in the same write as far
+    /// as the store can make it (see each store).
+    async fn insert_session(&self, session: &Session, max: usize) -> StoreResult<()>;
     /// Atomically finds a session still valid at `now` (`expires_at > now` and
     /// `absolute_expires_at > now`), sets `last_seen_at = now` and
     /// `expires_at = new_expires_at`, and returns it updated.
@@ -291,11 +318,59 @@ pub trait TwoFactorStore: Send + Sync {
     async fn count_email_code_failure(&self, user_id: &str) -> StoreResult<()>;
 }
 
+/// Failed-login records, shared by every tokend on the same database (on
+/// MongoDB with Rocket.Chat too: its `rocketchat_server_events`). The core
+/// states the rule (keys, limits, windows, see `core::throttle`); the store
+/// counts and reserves atomically.
+#[async_trait]
+pub trait LoginAttemptStore: Send + Sync {
+    /// Records `attempt` as a failed login, in one atomic step with the
+    /// check: unless, counting it, the account's failures after
+    /// `limits.user_since` and after its latest successful login exceed
+    /// `limits.user_attempts`, or the address's failures after
+    /// `limits.ip_since` exceed `limits.ip_attempts`: then nothing stays
+    /// recorded and the answer says which (the account first). A record
+    /// counts for the account when its user id or its username is the
+    /// attempt's. Under concurrent callers, of any process on the same
+    /// database, no key ever has more records counted than its limit.
+    async fn reserve_login_attempt(
+        &self,
+        attempt: &LoginAttempt,
+        limits: &AttemptLimits,
+    ) -> StoreResult<Option<BlockScope>>;
+    /// The reserved attempt `id` succeeded: it becomes the account's
+    /// successful login at `now`, so the account's earlier failures stop
+    /// counting (the address's still count).
+    async fn login_attempt_succeeded(&self, id: &str, now: Timestamp) -> StoreResult<()>;
+    /// Withdraws the reserved attempt `id` (the check could not run): it
+    /// counts for nothing.
+    async fn withdraw_login_attempt(&self, id: &str) -> StoreResult<()>;
+}
+
+/// The audit trail (SQLite `audit_events`, MongoDB `tokend_audit`).
+#[async_trait]
+pub trait AuditStore: Send + Sync {
+    /// Appends one event.
+    async fn record_audit_event(&self, event: &AuditEvent) -> StoreResult<()>;
+    /// The events matching the query, newest first (then by id), and how
+    /// many match in all.
+    async fn audit_events(&self, query: &AuditQuery) -> StoreResult<(Vec<AuditEvent>, u64)>;
+    /// Deletes the events whose `expires_at` is not after `now`; returns how many.
+    async fn prune_audit_events(&self, now: Timestamp) -> StoreResult<u64>;
+}
+
 /// Persistent state of tokend: every concern, plus readiness.
 /// Implementations: [`SqliteStore`] and [`MongoStore`].
 #[async_trait]
 pub trait Store:
-    UserStore + TokenStore + SaymonStore + RoleStore + TwoFactorStore + 'static
+    UserStore
+    + TokenStore
+    + SaymonStore
+    + RoleStore
+    + TwoFactorStore
+    + LoginAttemptStore
+    + AuditStore
+    + 'static
 {
     /// Checks that the store answers (readiness).
     async fn ping(&self) -> StoreResult<()>;
@@ -306,22 +381,4 @@ pub trait Store:
 /// looks for another one.
 pub fn removes_active_admin(before: &User, after: Option<&User>) -> bool {
     before.is_active_admin() && !after.is_some_and(User::is_active_admin)
-}
-
-/// Keeps the newest `max` resume tokens of `tokens` (PATs untouched), the rule
-/// every store applies after a push. Returns the `when` below which tokens go.
-pub fn resume_cutoff(tokens: &[LoginToken], max: usize) -> Option<Timestamp> {
-    let mut whens: Vec<Timestamp> = tokens
-        .iter()
-        .filter_map(|t| match t {
-            LoginToken::Resume(r) => Some(r.when),
-            LoginToken::Personal(_) => None,
-        })
-        .collect();
-    if whens.len() <= max {
-        return None;
-    }
-    whens.sort_unstable_by(|a, b| b.cmp(a));
-    // Everything strictly older than the max-th newest goes.
-    whens.get(max.saturating_sub(1)).copied()
 }

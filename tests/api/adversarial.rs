@@ -503,6 +503,9 @@ fn config_durations_validated_at_startup() {
         ("SAYMON_SESSION_IDLE_MINUTES", "200000000000"),
         ("PERMISSIONS_CACHE_SECONDS", "9000000000000"),
         ("RATE_LIMIT_WINDOW_SECONDS", "9e12"),
+        ("HTTP_HEADER_TIMEOUT_SECONDS", "9000000000000"),
+        ("HTTP_BODY_TIMEOUT_SECONDS", "0"),
+        ("HTTP_IDLE_TIMEOUT_SECONDS", "9e12"),
     ] {
         let (code, stderr) = run_binary(&[(var, value)], None);
         assert_eq!(code, 2, "{var}={value}: {stderr}");
@@ -559,5 +562,434 @@ fn malformed_dotenv_line_not_printed() {
             stderr.contains(&format!("line {line} (ADMIN_PASS)")),
             "{stderr}"
         );
+    }
+}
+
+// --- item 10: server timeouts (the real binary) --------------------------------------------
+
+/// A `tokend` binary serving on a free port; killed when dropped.
+struct Served {
+    child: std::process::Child,
+    addr: std::net::SocketAddr,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts the real binary (throwaway store) with `vars`, and waits for its
+/// "tokend listening" line to learn the port.
+fn serve_binary(vars: &[(&str, &str)]) -> Served {
+    use std::io::BufRead;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tokend"))
+        .current_dir(std::env::temp_dir())
+        .env_clear()
+        .env("BIND_IP", "127.0.0.1")
+        .env("PORT", "0")
+        .env("DATABASE_PATH", ":memory:")
+        .env("ADMIN_PASS", "timeouts-test-pass")
+        .env("LOG_FORMAT", "json")
+        .envs(vars.iter().copied())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("tokend binary");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = std::io::BufReader::new(stdout).lines();
+    let addr = loop {
+        let line = lines
+            .next()
+            .expect("tokend exited before listening")
+            .expect("log line");
+        let v: Value = serde_json::from_str(&line).unwrap_or_default();
+        if v["message"] == "tokend listening" {
+            break v["addr"]
+                .as_str()
+                .expect("addr")
+                .parse()
+                .expect("socket address");
+        }
+    };
+    // Keep draining the log so the child never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines.by_ref() {});
+    Served { child, addr }
+}
+
+/// Sends `prefix` on a new connection and reads until the server closes
+/// it, for at most `bound`: what was answered and how long the connection
+/// lived, or a panic if it was still open after `bound`.
+fn closed_by_server(
+    addr: std::net::SocketAddr,
+    prefix: &[u8],
+    bound: Duration,
+) -> (String, Duration) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+    stream.set_read_timeout(Some(bound)).expect("read timeout");
+    let started = Instant::now();
+    stream.write_all(prefix).expect("write");
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => answer.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
+            Err(e) => panic!(
+                "connection still open after {:?} ({e}); read so far: {:?}",
+                started.elapsed(),
+                String::from_utf8_lossy(&answer)
+            ),
+        }
+        assert!(
+            started.elapsed() < bound,
+            "connection still open after {bound:?}"
+        );
+    }
+    (
+        String::from_utf8_lossy(&answer).into_owned(),
+        started.elapsed(),
+    )
+}
+
+/// Item 10: a request head that never completes is cut off after
+/// `HTTP_HEADER_TIMEOUT_SECONDS` (it stayed open for 45 s and more).
+#[test]
+fn timeout_partial_headers() {
+    let served = serve_binary(&[
+        ("HTTP_HEADER_TIMEOUT_SECONDS", "1"),
+        ("HTTP_IDLE_TIMEOUT_SECONDS", "60"),
+        ("HTTP_BODY_TIMEOUT_SECONDS", "60"),
+    ]);
+    let (_, lived) = closed_by_server(
+        served.addr,
+        b"GET /healthz HTTP/1.1\r\nHost: tokend\r\nX-Slow: ",
+        Duration::from_secs(15),
+    );
+    assert!(
+        lived >= Duration::from_millis(900),
+        "closed after {lived:?}"
+    );
+}
+
+/// Item 10: a body that never completes is answered 408 and the
+/// connection closed after `HTTP_BODY_TIMEOUT_SECONDS`.
+#[test]
+fn timeout_partial_body() {
+    let served = serve_binary(&[
+        ("HTTP_HEADER_TIMEOUT_SECONDS", "60"),
+        ("HTTP_IDLE_TIMEOUT_SECONDS", "60"),
+        ("HTTP_BODY_TIMEOUT_SECONDS", "1"),
+    ]);
+    let (answer, lived) = closed_by_server(
+        served.addr,
+        b"POST /api/v1/login HTTP/1.1\r\nHost: tokend\r\nContent-Type: application/json\r\n\
+          Content-Length: 100\r\n\r\n{\"user\": \"adm",
+        Duration::from_secs(15),
+    );
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(
+        answer.to_ascii_lowercase().contains("connection: close"),
+        "{answer}"
+    );
+    // In Rocket.Chat's shape: the route is Rocket.Chat's.
+    assert!(answer.contains("\"success\":false"), "{answer}");
+    assert!(
+        lived >= Duration::from_millis(900),
+        "closed after {lived:?}"
+    );
+}
+
+/// Item 10: a kept-alive connection with no further request is closed
+/// after `HTTP_IDLE_TIMEOUT_SECONDS`.
+#[test]
+fn timeout_idle_keep_alive() {
+    let served = serve_binary(&[
+        ("HTTP_HEADER_TIMEOUT_SECONDS", "60"),
+        ("HTTP_IDLE_TIMEOUT_SECONDS", "1"),
+        ("HTTP_BODY_TIMEOUT_SECONDS", "60"),
+    ]);
+    let (answer, lived) = closed_by_server(
+        served.addr,
+        b"GET /healthz HTTP/1.1\r\nHost: tokend\r\n\r\n",
+        Duration::from_secs(15),
+    );
+    // Answered, kept alive (no `Connection: close`), then closed when idle.
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(
+        !answer.to_ascii_lowercase().contains("connection: close"),
+        "{answer}"
+    );
+    assert!(
+        lived >= Duration::from_millis(900),
+        "closed after {lived:?}"
+    );
+}
+
+/// Item 10: HTTP/2 connections announce and enforce
+/// `HTTP2_MAX_CONCURRENT_STREAMS` in the server's SETTINGS.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_concurrent_streams_capped() {
+    let served = serve_binary(&[("HTTP2_MAX_CONCURRENT_STREAMS", "7")]);
+    let tcp = tokio::net::TcpStream::connect(served.addr)
+        .await
+        .expect("connect");
+    let (mut client, connection) = h2::client::handshake(tcp).await.expect("h2 handshake");
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    let request = http::Request::get(format!("http://{}/healthz", served.addr))
+        .body(())
+        .expect("request");
+    client = client.ready().await.expect("ready");
+    let (response, _) = client.send_request(request, true).expect("send");
+    // The server's SETTINGS came before its first response.
+    let response = tokio::time::timeout(Duration::from_secs(15), response)
+        .await
+        .expect("answered in time")
+        .expect("response");
+    assert_eq!(response.status(), 200);
+    assert_eq!(client.current_max_send_streams(), 7);
+}
+
+// --- item 11: per-user growth -----------------------------------------------------------------
+
+mod growth {
+    use super::*;
+
+    /// bob's SAYMON API token, made by the admin.
+    async fn api_token(app: &TestApp, user_id: &str) -> String {
+        let resp = app
+            .client
+            .post(format!("/node/api/users/{user_id}/auth-token"))
+            .header("Authorization", basic("admin", ADMIN_PASS))
+            .send()
+            .await;
+        let (status, body) = status_json(resp).await;
+        assert_eq!(status, 200, "{body}");
+        body.as_str().expect("the token").to_string()
+    }
+
+    /// Opens a SAYMON session with an API token; its `sid`.
+    async fn open(app: &TestApp, token: &str) -> String {
+        let resp = app
+            .client
+            .post("/node/api/users/session")
+            .body_json(&json!({ "auth-token": token }))
+            .send()
+            .await;
+        assert_eq!(resp.0.status(), 200);
+        let cookie = header(&resp, "set-cookie").expect("Set-Cookie");
+        cookie
+            .split(';')
+            .next()
+            .and_then(|c| c.strip_prefix("sid="))
+            .expect("sid cookie")
+            .to_string()
+    }
+
+    async fn session_works(app: &TestApp, sid: &str) -> bool {
+        let resp = app
+            .client
+            .get("/node/api/users/current")
+            .header("Cookie", format!("sid={sid}"))
+            .send()
+            .await;
+        resp.0.status() == 200
+    }
+
+    async fn generate_pat(app: &TestApp, creds: &Creds, name: &str) -> (u16, Value) {
+        status_json(
+            app.rc_post(
+                "/api/v1/users.generatePersonalAccessToken",
+                creds,
+                json!({ "tokenName": name }),
+            )
+            .await,
+        )
+        .await
+    }
+
+    store_tests! {
+        /// Item 11: one API token opened 10,000 sessions. Past
+        /// `MAX_SESSIONS_PER_USER` each new session ends the oldest.
+        async fn sessions_per_user_capped(kind) {
+            let app = TestApp::with_config(&kind, config(|c| {
+                c.max_sessions_per_user = 3;
+                c.rate_limit.enabled = false;
+            })).await;
+            let bob = app.user("bob", &[]).await;
+            let carol = app.user("carol", &[]).await;
+            let (bob_token, carol_token) = (api_token(&app, &bob.id).await, api_token(&app, &carol.id).await);
+            let carols = open(&app, &carol_token).await;
+            let mut sids = Vec::new();
+            for _ in 0..5 {
+                // Distinct opening times: "oldest" is well defined.
+                app.clock.advance(chrono::TimeDelta::seconds(1));
+                sids.push(open(&app, &bob_token).await);
+            }
+            let mut alive = Vec::new();
+            for sid in &sids {
+                alive.push(session_works(&app, sid).await);
+            }
+            assert_eq!(alive, [false, false, true, true, true]);
+            // Another user's session is not counted against bob.
+            assert!(session_works(&app, &carols).await);
+        }
+
+        /// Item 11: concurrent opens never leave more than the cap.
+        async fn concurrent_sessions_keep_the_cap(kind) {
+            let app = Arc::new(TestApp::with_config(&kind, config(|c| {
+                c.max_sessions_per_user = 4;
+                c.rate_limit.enabled = false;
+            })).await);
+            let bob = app.user("bob", &[]).await;
+            let token = api_token(&app, &bob.id).await;
+            let opens: Vec<_> = (0..24)
+                .map(|_| {
+                    let (app, token) = (app.clone(), token.clone());
+                    tokio::spawn(async move { open(&app, &token).await })
+                })
+                .collect();
+            let mut sids = Vec::new();
+            for o in opens {
+                sids.push(o.await.unwrap());
+            }
+            let mut working = 0;
+            for sid in &sids {
+                working += usize::from(session_works(&app, sid).await);
+            }
+            assert_eq!(working, 4, "{working} of 24 sessions still work, cap 4");
+        }
+
+        /// Item 11: the number of PATs was unlimited. Past
+        /// `MAX_PERSONAL_ACCESS_TOKENS` a new one is refused in Rocket.Chat's
+        /// error shape; removing one makes room.
+        async fn pat_count_capped(kind) {
+            let app = TestApp::with_config(&kind, config(|c| c.max_personal_access_tokens = 3)).await;
+            for name in ["a", "b", "c"] {
+                assert_eq!(generate_pat(&app, &app.admin, name).await.0, 200);
+            }
+            let (status, body) = generate_pat(&app, &app.admin, "d").await;
+            assert_eq!(status, 400, "{body}");
+            assert_eq!(body["success"], false);
+            assert_eq!(body["errorType"], "error-too-many-tokens");
+            assert_eq!(body["details"]["method"], "personalAccessTokens:generateToken");
+            let names: Vec<String> = app.tokens_of(&app.admin.user_id).await.into_iter()
+                .filter_map(|t| match t { tokend::core::LoginToken::Personal(p) => Some(p.name), _ => None })
+                .collect();
+            assert_eq!(names.len(), 3, "{names:?}");
+            let resp = app.rc_post("/api/v1/users.removePersonalAccessToken", &app.admin, json!({ "tokenName": "a" })).await;
+            assert_eq!(resp.0.status(), 200);
+            assert_eq!(generate_pat(&app, &app.admin, "d").await.0, 200);
+        }
+
+        /// Item 11: concurrent PAT creations stop exactly at the cap.
+        async fn concurrent_pats_keep_the_cap(kind) {
+            let app = Arc::new(TestApp::with_config(&kind, config(|c| c.max_personal_access_tokens = 5)).await);
+            let tasks: Vec<_> = (0..20)
+                .map(|i| {
+                    let app = app.clone();
+                    tokio::spawn(async move { generate_pat(&app, &app.admin, &format!("t{i}")).await.0 })
+                })
+                .collect();
+            let mut created = 0;
+            for t in tasks {
+                match t.await.unwrap() {
+                    200 => created += 1,
+                    400 => {}
+                    other => panic!("unexpected status {other}"),
+                }
+            }
+            assert_eq!(created, 5);
+            let pats = app.tokens_of(&app.admin.user_id).await.into_iter()
+                .filter(|t| matches!(t, tokend::core::LoginToken::Personal(_)))
+                .count();
+            assert_eq!(pats, 5);
+        }
+
+        /// Item 11: PAT names of 60,000 characters were accepted; at most 100.
+        async fn pat_name_length_capped(kind) {
+            let app = TestApp::start(&kind).await;
+            let max = tokend::core::validate::MAX_TOKEN_NAME_CHARS;
+            for name in ["x".repeat(max + 1), "ü".repeat(60_000 / 2)] {
+                let (status, body) = generate_pat(&app, &app.admin, &name).await;
+                assert_eq!(status, 400, "{body}");
+                assert_eq!(body["errorType"], "error-token-name-too-long");
+            }
+            // Counted in characters, not bytes.
+            assert_eq!(generate_pat(&app, &app.admin, &"ü".repeat(max)).await.0, 200);
+            assert!(app.tokens_of(&app.admin.user_id).await.len() <= 2);
+        }
+
+        /// Item 11: login names past the cap are a 400 in each dialect,
+        /// before any lookup (never a store error's 500); so is creating a
+        /// user with such a login.
+        async fn login_name_length_capped(kind) {
+            let app = TestApp::with_config(&kind, config(|c| c.rate_limit.enabled = false)).await;
+            let max = tokend::core::validate::MAX_LOGIN_NAME_LEN;
+            for name in ["a".repeat(max + 1), format!("{}@example.org", "a".repeat(60_000))] {
+                let (status, error) = rc_error(rc_login(&app, &name, "x", None).await).await;
+                assert_eq!(status, 400, "{error}");
+                assert!(error.contains("at most"), "{error}");
+                let resp = saymon_session(&app, &name, "x", None).await;
+                assert_eq!(resp.0.status(), 400);
+                let resp = saymon_basic(&app, &name[..max + 1], "x", "192.0.2.1").await;
+                assert_eq!(resp.0.status(), 400);
+                let resp = app.rc_post("/api/v1/users.create", &app.admin, json!({
+                    "username": &name[..max + 1], "email": "long@example.org",
+                    "password": "pw123456", "name": "Long",
+                })).await;
+                assert_eq!(resp.0.status(), 400);
+                let resp = app.client.post("/node/api/users")
+                    .header("Authorization", basic("admin", ADMIN_PASS))
+                    .body_json(&json!({ "login": &name[..max + 1], "password": "pw123456" }))
+                    .send().await;
+                assert_eq!(resp.0.status(), 400);
+            }
+            // At the cap: an ordinary refusal.
+            let at_cap = format!("{}@example.org", "a".repeat(max - 12));
+            assert_eq!(at_cap.len(), max);
+            assert_eq!(rc_login(&app, &at_cap, "x", None).await.0.status(), 401);
+        }
+
+        /// Item 11: `GET /node/api/users` loaded every user at once. It pages:
+        /// `limit` (default 100, at most 500) after `skip`, with the total.
+        async fn saymon_users_listing_pages(kind) {
+            let app = TestApp::start(&kind).await;
+            for i in 0..105 {
+                app.user(&format!("u{i:03}"), &[]).await;
+            }
+            let bob = app.user("zz-bob", &[]).await;
+            let _ = bob;
+            let list = |query: &'static str| {
+                let app = &app;
+                async move {
+                    let resp = app.client.get(format!("/node/api/users{query}"))
+                        .header("Authorization", basic("zz-bob", USER_PASS))
+                        .send().await;
+                    let total = header(&resp, "x-total-count");
+                    let (status, body) = status_json(resp).await;
+                    (status, body, total)
+                }
+            };
+            // admin + 105 + zz-bob.
+            let (status, body, total) = list("").await;
+            assert_eq!(status, 200);
+            assert_eq!(body.as_array().unwrap().len(), 100);
+            assert_eq!(total.as_deref(), Some("107"));
+            let (_, body, _) = list("?skip=100&limit=5").await;
+            assert_eq!(body.as_array().unwrap().len(), 5);
+            let (_, body, _) = list("?skip=105").await;
+            assert_eq!(body.as_array().unwrap().len(), 2);
+            let (_, body, _) = list("?limit=100000").await;
+            assert_eq!(body.as_array().unwrap().len(), 107);
+            for bad in ["?limit=0", "?skip=9223372036854775808", "?limit=x"] {
+                assert_eq!(list(bad).await.0, 400, "{bad}");
+            }
+        }
     }
 }

@@ -7,10 +7,12 @@
 mod common;
 
 mod adversarial;
+mod audit;
 mod concurrent_mint;
 mod mongo_faults;
 mod mongo_layout;
 mod mongo_roundtrips;
+mod multi_instance;
 mod rc_compat;
 mod rc_pat;
 mod rc_tokens;

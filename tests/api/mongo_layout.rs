@@ -297,6 +297,7 @@ async fn saymon_data_lives_in_tokends_collections_hashed() {
         hashed_token: TokenHash::from_stored(rc_hash("api-token")),
         created_at: t,
         hint: "oken".into(),
+        last_used_at: None,
     };
     app.store.set_api_token(&token).await.unwrap();
     let d: Document = db
@@ -318,7 +319,7 @@ async fn saymon_data_lives_in_tokends_collections_hashed() {
         expires_at: t + chrono::Duration::hours(1),
         absolute_expires_at: t + chrono::Duration::hours(24),
     };
-    app.store.insert_session(&session).await.unwrap();
+    app.store.insert_session(&session, 100).await.unwrap();
     let d: Document = db
         .collection("tokend_sessions")
         .find_one(doc! {})
@@ -444,9 +445,16 @@ async fn a_user_written_by_rocket_chat_logs_in_and_keeps_its_fields() {
     let before_services = fixture.get_document("services").unwrap();
     assert_eq!(services.get("email2fa"), before_services.get("email2fa"));
     assert_eq!(after.get_str("name").unwrap(), "Renamed");
-    let entries = tokens(&after);
+    let mut entries = tokens(&after);
     let before = tokens(&fixture);
-    // The three original entries, untouched, plus the two password logins.
+    // The PAT used above got tokend's `lastUsedAt`, and nothing else.
+    let used = entries
+        .iter_mut()
+        .find(|e| e.get_str("type").ok() == Some("personalAccessToken"))
+        .expect("the PAT entry");
+    assert!(used.get_datetime("lastUsedAt").is_ok(), "{used:?}");
+    used.remove("lastUsedAt");
+    // The three original entries, otherwise untouched, plus the two password logins.
     assert_eq!(&entries[..3], &before[..]);
     assert_eq!(entries.len(), 5);
 }

@@ -87,14 +87,18 @@ async fn round_trips_per_route() {
     rows.push(Row {
         route: "POST users.createToken, another user",
         commands,
-        limit: 4, // +1: the second factors (`two_factor`),
+        limit: 5, // +1: the second factors (`two_factor`), a protected action
     });
 
     let (_, commands) = log.during(app.login("bob", USER_PASS)).await;
     rows.push(Row {
         route: "POST /api/v1/login (password)",
         commands,
-        limit: 3,
+        // find users; the attempt: insert + find rocketchat_server_events
+        // (+ count with a client address), its success: update; the mint:
+        // findAndModify users; insert tokend_audit; the second factors
+        // (`two_factor`, a `find users`).
+        limit: 7,
     });
 
     // Bring bob to the cap of 50 login tokens: every new one now also trims.
@@ -106,13 +110,15 @@ async fn round_trips_per_route() {
     rows.push(Row {
         route: "POST users.createToken, user at the cap",
         commands,
-        limit: 5, // +1: the second factors (`two_factor`),
+        limit: 6, // +1: the second factors (`two_factor`)
     });
     let (_, commands) = log.during(app.login("bob", USER_PASS)).await;
     rows.push(Row {
         route: "POST /api/v1/login, user at the cap",
         commands,
-        limit: 4, // +1: the second factors (`two_factor`),
+        // As the shared failed-login check makes it, +1 audit insert, +1
+        // the second factors (`two_factor`).
+        limit: 8,
     });
 
     // With the default permission cache (PERMISSIONS_CACHE_SECONDS=5), warm.
@@ -135,7 +141,7 @@ async fn round_trips_per_route() {
     rows.push(Row {
         route: "POST users.createToken, permission cache warm",
         commands,
-        limit: 3, // +1: the second factors (`two_factor`),
+        limit: 4, // +1: the second factors (`two_factor`)
     });
     for _ in 0..50 {
         create_warm().await.assert_status_is_ok();
@@ -145,7 +151,7 @@ async fn round_trips_per_route() {
     rows.push(Row {
         route: "POST users.createToken, cache warm, at the cap",
         commands,
-        limit: 4, // +1: the second factors (`two_factor`),
+        limit: 5, // +1: the second factors (`two_factor`)
     });
 
     // SAYMON, cold permission cache as above.
@@ -175,6 +181,21 @@ async fn round_trips_per_route() {
     rows.push(Row {
         route: "GET /node/api/users/current ?api-token=",
         commands,
+        limit: 4,
+    });
+    // Within LAST_USED_RESOLUTION_SECONDS of that use: no `lastUsedAt` write.
+    let (resp, commands) = log
+        .during(
+            app.client
+                .get("/node/api/users/current")
+                .query("api-token", &api_token)
+                .send(),
+        )
+        .await;
+    resp.assert_status_is_ok();
+    rows.push(Row {
+        route: "GET /node/api/users/current ?api-token= again",
+        commands,
         limit: 3,
     });
     let (resp, commands) = log
@@ -189,7 +210,11 @@ async fn round_trips_per_route() {
     rows.push(Row {
         route: "POST /node/api/users/session (password)",
         commands,
-        limit: 3, // +1: the second factors (`two_factor`),
+        // As the password login, then `insert tokend_sessions`, the
+        // session cap's `find` of the user's sessions beyond
+        // `MAX_SESSIONS_PER_USER`, and an audit insert each for the login and
+        // the session; +1 the second factors (`two_factor`).
+        limit: 9,
     });
     let (resp, commands) = log
         .during(

@@ -160,7 +160,9 @@ store_tests! {
         let first = tokens.iter().find(|t| t["name"] == "first").unwrap();
         let mut keys: Vec<&String> = first.as_object().unwrap().keys().collect();
         keys.sort();
-        assert_eq!(keys, ["bypassTwoFactor", "createdAt", "lastTokenPart", "name"]);
+        // Rocket.Chat's four, and tokend's `expired` (`lastUsedAt` and
+        // `expiresAt` only once there is one).
+        assert_eq!(keys, ["bypassTwoFactor", "createdAt", "expired", "lastTokenPart", "name"]);
         assert_eq!(first["lastTokenPart"], &token[token.len() - 6..]);
         assert_eq!(first["bypassTwoFactor"], false);
         let created = first["createdAt"].as_str().unwrap();

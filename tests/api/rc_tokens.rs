@@ -319,7 +319,7 @@ store_tests! {
         let bob = app.user("bob", &[]).await;
         let bob_creds = app.login("bob", USER_PASS).await;
         let grant = app.grant::<perm::CreatePersonalAccessTokens>(&bob_creds).await;
-        let pat = created_pat(app.core.create_pat(&grant, "ci", false).await.unwrap());
+        let pat = created_pat(app.core.create_pat(&grant, "ci", false, Default::default()).await.unwrap());
         let pat = Creds { user_id: bob.id.clone(), token: pat };
         let admin = app.admin.clone();
         let mut tokens = Vec::new();
@@ -337,7 +337,7 @@ store_tests! {
         assert_eq!(live, 3);
         // PATs do not count either: a user with many PATs keeps its 3 login tokens.
         for i in 0..5 {
-            created_pat(app.core.create_pat(&grant, &format!("pat{i}"), false).await.unwrap());
+            created_pat(app.core.create_pat(&grant, &format!("pat{i}"), false, Default::default()).await.unwrap());
         }
         for t in &tokens[7..] {
             assert_eq!(app.me_status(t).await, 200);

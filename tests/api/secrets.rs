@@ -165,12 +165,15 @@ fn core_types_redact_their_secrets() {
             last_token_part: "abcdef".into(),
             name: "ci".into(),
             bypass_two_factor: false,
+            expires_at: None,
+            last_used_at: None,
         },
         ApiToken {
             user_id: "u1".into(),
             hashed_token: TokenHash::of(SECRET),
             created_at: now,
-            hint: "abcd".into()
+            hint: "abcd".into(),
+            last_used_at: None,
         },
         Session {
             hashed_id: TokenHash::of(SECRET),

@@ -163,11 +163,21 @@ async fn serves_on_a_real_port_and_shuts_down_gracefully() {
 #[test]
 fn the_binary_stops_cleanly_on_sigterm() {
     use std::io::BufRead;
+    // A file of its own: the default `data/tokend.db` under the shared temp
+    // folder is whatever another checkout's build last migrated it to.
+    let database = std::env::temp_dir().join(format!(
+        "tokend-sigterm-{}.db",
+        tokend::core::ids::new_user_id()
+    ));
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_tokend"))
+        .env("DATABASE_PATH", &database)
         .env("PORT", "0")
         .env("BIND_IP", "127.0.0.1")
         .env("LOG_FORMAT", "json")
         .env("ADMIN_PASS", "sigterm-test-pass")
+        // Not `data/tokend.db` under the shared temp folder: another build's
+        // newer schema there would make this one refuse to start.
+        .env("DATABASE_PATH", ":memory:")
         .env_remove("MONGO_URL")
         .current_dir(std::env::temp_dir())
         .stdout(std::process::Stdio::piped())
@@ -197,4 +207,7 @@ fn the_binary_stops_cleanly_on_sigterm() {
     assert!(status.success(), "exit status after SIGTERM: {status:?}");
     let rest: Vec<String> = lines.map_while(Result::ok).collect();
     assert!(rest.iter().any(|l| l.contains("shutting down")), "{rest:?}");
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", database.display()));
+    }
 }

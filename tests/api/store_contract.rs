@@ -68,6 +68,8 @@ fn pat(name: &str, hash: &str) -> PersonalAccessToken {
         last_token_part: "abcdef".into(),
         name: name.into(),
         bypass_two_factor: false,
+        expires_at: None,
+        last_used_at: None,
     }
 }
 
@@ -193,7 +195,7 @@ store_tests! {
         let r = resume(now(), "hash-r");
         let p = pat("ci", "hash-p");
         store.push_login_token(&UserKey::Id(u.id.clone()), &r, 50).await.unwrap();
-        store.add_personal_access_token(&u.id, &p).await.unwrap();
+        store.add_personal_access_token(&u.id, &p, 50).await.unwrap();
         assert_eq!(
             tokens(&store, &u.id).await,
             vec![LoginToken::Resume(r), LoginToken::Personal(p)]
@@ -270,7 +272,7 @@ store_tests! {
         let alice = inserted(&store, "alice").await;
         let bob = inserted(&store, "bob").await;
         store.push_login_token(&UserKey::Id(alice.id.clone()), &resume(now(), "h-alice"), 50).await.unwrap();
-        store.add_personal_access_token(&bob.id, &pat("ci", "h-bob-pat")).await.unwrap();
+        store.add_personal_access_token(&bob.id, &pat("ci", "h-bob-pat"), 50).await.unwrap();
         let (found, entry) = store.find_by_token(None, &h("h-alice")).await.unwrap().unwrap();
         assert_eq!(found, alice);
         assert_eq!(entry.hashed_token(), &h("h-alice"));
@@ -294,8 +296,8 @@ store_tests! {
         store.push_login_token(&key, &newer, 50).await.unwrap();
         let mut ci = pat("ci", "p-ci");
         ci.bypass_two_factor = true;
-        store.add_personal_access_token(&alice.id, &ci).await.unwrap();
-        store.add_personal_access_token(&alice.id, &pat("other", "p-other")).await.unwrap();
+        store.add_personal_access_token(&alice.id, &ci, 50).await.unwrap();
+        store.add_personal_access_token(&alice.id, &pat("other", "p-other"), 50).await.unwrap();
         assert_eq!(tokens(&store, &alice.id).await.len(), 4);
         // Each lookup answers with exactly the entry presented, whole.
         for (hash, expected) in [
@@ -482,7 +484,7 @@ store_tests! {
         let alice = inserted(&store, "alice").await;
         let key = UserKey::Id(alice.id.clone());
         store.push_login_token(&key, &resume(now(), "h1"), 50).await.unwrap();
-        store.add_personal_access_token(&alice.id, &pat("ci", "h2")).await.unwrap();
+        store.add_personal_access_token(&alice.id, &pat("ci", "h2"), 50).await.unwrap();
         let patch = UserPatch { clear_login_tokens: true, ..UserPatch::default() };
         let t = now() + Delta::seconds(1);
         let updated = store.update_user(&alice.id, &patch, t, AdminGuard::Off).await.unwrap().unwrap().unwrap();
@@ -502,7 +504,7 @@ store_tests! {
             store.push_login_token(&UserKey::Id(alice.id.clone()), &resume(at, hash), 50).await.unwrap();
         }
         store.push_login_token(&UserKey::Id(bob.id.clone()), &resume(base, "b1"), 50).await.unwrap();
-        store.add_personal_access_token(&alice.id, &pat("ci", "a-pat")).await.unwrap();
+        store.add_personal_access_token(&alice.id, &pat("ci", "a-pat"), 50).await.unwrap();
         assert_eq!(store.remove_login_tokens(&alice.id, Some(&h("a2"))).await.unwrap(), 2);
         assert_eq!(resume_hashes(&store, &alice.id).await, ["a2".to_string()].into());
         assert_eq!(pat_names(&store, &alice.id).await, ["ci".to_string()].into());
@@ -526,9 +528,9 @@ store_tests! {
         let bob = inserted(&store, "bob").await;
         store.push_login_token(&UserKey::Id(alice.id.clone()), &resume(now(), "a1"), 50).await.unwrap();
         let ci = PersonalAccessToken { bypass_two_factor: true, ..pat("ci", "a-ci") };
-        store.add_personal_access_token(&alice.id, &ci).await.unwrap();
-        store.add_personal_access_token(&alice.id, &pat("deploy", "a-deploy")).await.unwrap();
-        store.add_personal_access_token(&bob.id, &pat("bobs", "b-pat")).await.unwrap();
+        store.add_personal_access_token(&alice.id, &ci, 50).await.unwrap();
+        store.add_personal_access_token(&alice.id, &pat("deploy", "a-deploy"), 50).await.unwrap();
+        store.add_personal_access_token(&bob.id, &pat("bobs", "b-pat"), 50).await.unwrap();
         assert_eq!(store.find_personal_access_token(&alice.id, "ci").await.unwrap(), Some(ci));
         let deploy = store.find_personal_access_token(&alice.id, "deploy").await.unwrap().unwrap();
         assert_eq!(deploy.hashed_token, h("a-deploy"));
@@ -558,7 +560,7 @@ store_tests! {
         let alice = inserted(&store, "alice").await;
         let bob = inserted(&store, "bob").await;
         store.push_login_token(&UserKey::Id(alice.id.clone()), &resume(now(), "a1"), 50).await.unwrap();
-        store.add_personal_access_token(&alice.id, &pat("ci", "a-pat")).await.unwrap();
+        store.add_personal_access_token(&alice.id, &pat("ci", "a-pat"), 50).await.unwrap();
         store.push_login_token(&UserKey::Id(bob.id.clone()), &resume(now(), "b1"), 50).await.unwrap();
         assert!(store.delete_user(&alice.id, AdminGuard::Off).await.unwrap().unwrap());
         assert_eq!(owner_of(&store, None, "a1").await, None);
@@ -570,14 +572,14 @@ store_tests! {
     async fn login_token_cap_keeps_the_newest_and_never_pats(kind) {
         let store = open(&kind).await;
         let alice = inserted(&store, "alice").await;
-        store.add_personal_access_token(&alice.id, &pat("first", "p1")).await.unwrap();
+        store.add_personal_access_token(&alice.id, &pat("first", "p1"), 50).await.unwrap();
         let base = now();
         let key = UserKey::Username("ALICE".into());
         for i in 0..8 {
             let id = store.push_login_token(&key, &resume(base + Delta::milliseconds(i), &format!("r{i}")), 5).await.unwrap();
             assert_eq!(id.as_deref(), Some(alice.id.as_str()));
         }
-        store.add_personal_access_token(&alice.id, &pat("second", "p2")).await.unwrap();
+        store.add_personal_access_token(&alice.id, &pat("second", "p2"), 50).await.unwrap();
         // An older token pushed late is itself the one to go.
         store.push_login_token(&key, &resume(base - Delta::days(1), "old"), 5).await.unwrap();
         assert_eq!(resume_hashes(&store, &alice.id).await, ["r3", "r4", "r5", "r6", "r7"].map(String::from).into());
@@ -588,13 +590,28 @@ store_tests! {
         assert_eq!(owner_of(&store, None, "x").await, None);
     }
 
+    /// Two instances can stamp one user's tokens in the same millisecond:
+    /// the cap still keeps exactly `max` (ties broken by hash, alike in
+    /// every store and every pusher).
+    async fn login_token_cap_is_exact_when_whens_tie(kind) {
+        let store = open(&kind).await;
+        let tim = inserted(&store, "tim").await;
+        let key = UserKey::Id(tim.id.clone());
+        let t = now();
+        store.push_login_token(&key, &resume(t - Delta::seconds(1), "older"), 3).await.unwrap();
+        for hash in ["t-c", "t-a", "t-e", "t-b", "t-d"] {
+            store.push_login_token(&key, &resume(t, hash), 3).await.unwrap();
+        }
+        assert_eq!(resume_hashes(&store, &tim.id).await, ["t-c", "t-d", "t-e"].map(String::from).into());
+    }
+
     async fn remove_login_token_removes_exactly_one(kind) {
         let store = open(&kind).await;
         let alice = inserted(&store, "alice").await;
         let key = UserKey::Id(alice.id.clone());
         store.push_login_token(&key, &resume(now(), "h1"), 50).await.unwrap();
         store.push_login_token(&key, &resume(now() + Delta::milliseconds(1), "h2"), 50).await.unwrap();
-        store.add_personal_access_token(&alice.id, &pat("ci", "p1")).await.unwrap();
+        store.add_personal_access_token(&alice.id, &pat("ci", "p1"), 50).await.unwrap();
         assert!(store.remove_login_token(&alice.id, &h("h1")).await.unwrap());
         assert!(!store.remove_login_token(&alice.id, &h("h1")).await.unwrap());
         assert!(!store.remove_login_token("nobody", &h("h2")).await.unwrap());
@@ -606,10 +623,10 @@ store_tests! {
     async fn personal_access_tokens_add_replace_remove(kind) {
         let store = open(&kind).await;
         let alice = inserted(&store, "alice").await;
-        assert_eq!(store.add_personal_access_token(&alice.id, &pat("ci", "p1")).await.unwrap(), PatInsert::Inserted);
-        assert_eq!(store.add_personal_access_token(&alice.id, &pat("ci", "p2")).await.unwrap(), PatInsert::NameTaken);
-        assert_eq!(store.add_personal_access_token(&alice.id, &pat("other", "p3")).await.unwrap(), PatInsert::Inserted);
-        assert_eq!(store.add_personal_access_token("nobody", &pat("ci", "p4")).await.unwrap(), PatInsert::NoSuchUser);
+        assert_eq!(store.add_personal_access_token(&alice.id, &pat("ci", "p1"), 50).await.unwrap(), PatInsert::Inserted);
+        assert_eq!(store.add_personal_access_token(&alice.id, &pat("ci", "p2"), 50).await.unwrap(), PatInsert::NameTaken);
+        assert_eq!(store.add_personal_access_token(&alice.id, &pat("other", "p3"), 50).await.unwrap(), PatInsert::Inserted);
+        assert_eq!(store.add_personal_access_token("nobody", &pat("ci", "p4"), 50).await.unwrap(), PatInsert::NoSuchUser);
         let mut renewed = pat("ci", "p5");
         renewed.bypass_two_factor = true;
         assert!(store.replace_personal_access_token(&alice.id, &renewed).await.unwrap());
@@ -627,23 +644,23 @@ store_tests! {
         assert_eq!(owner_of(&store, None, "p5").await, None);
         assert_eq!(pat_names(&store, &alice.id).await, ["other".to_string()].into());
         // The name is free again.
-        assert_eq!(store.add_personal_access_token(&alice.id, &pat("ci", "p7")).await.unwrap(), PatInsert::Inserted);
+        assert_eq!(store.add_personal_access_token(&alice.id, &pat("ci", "p7"), 50).await.unwrap(), PatInsert::Inserted);
     }
 
     async fn api_tokens_are_replaced_and_deleted(kind) {
         let store = open(&kind).await;
         let t = now();
-        let first = ApiToken { user_id: "u1".into(), hashed_token: h("a1"), created_at: t, hint: "wxyz".into() };
+        let first = ApiToken { user_id: "u1".into(), hashed_token: h("a1"), created_at: t, hint: "wxyz".into(), last_used_at: None };
         store.set_api_token(&first).await.unwrap();
         assert_eq!(store.api_token_of("u1").await.unwrap(), Some(first.clone()));
         assert_eq!(store.find_api_token(&h("a1")).await.unwrap(), Some(first));
-        let second = ApiToken { user_id: "u1".into(), hashed_token: h("a2"), created_at: t + Delta::seconds(1), hint: "abcd".into() };
+        let second = ApiToken { user_id: "u1".into(), hashed_token: h("a2"), created_at: t + Delta::seconds(1), hint: "abcd".into(), last_used_at: None };
         store.set_api_token(&second).await.unwrap();
         assert_eq!(store.find_api_token(&h("a1")).await.unwrap(), None);
         assert_eq!(store.find_api_token(&h("a2")).await.unwrap(), Some(second.clone()));
         assert_eq!(store.api_token_of("u1").await.unwrap(), Some(second.clone()));
         assert_eq!(store.api_token_of("u2").await.unwrap(), None);
-        let third = ApiToken { user_id: "u3".into(), hashed_token: h("a3"), created_at: t, hint: "efgh".into() };
+        let third = ApiToken { user_id: "u3".into(), hashed_token: h("a3"), created_at: t, hint: "efgh".into(), last_used_at: None };
         store.set_api_token(&third).await.unwrap();
         let mut batch = store.api_tokens_of(&["u1".into(), "u2".into(), "u3".into()]).await.unwrap();
         batch.sort_by(|a, b| a.user_id.cmp(&b.user_id));
@@ -654,12 +671,104 @@ store_tests! {
         assert_eq!(store.find_api_token(&h("a2")).await.unwrap(), None);
     }
 
+    async fn pat_expiry_and_last_use_round_trip(kind) {
+        let store = open(&kind).await;
+        let alice = inserted(&store, "alice").await;
+        let t = now();
+        let mut p = pat("ci", "p1");
+        p.expires_at = Some(t + Delta::days(3));
+        assert_eq!(store.add_personal_access_token(&alice.id, &p, 50).await.unwrap(), PatInsert::Inserted);
+        let found = store.find_by_token(Some(&alice.id), &h("p1")).await.unwrap().unwrap().1;
+        assert_eq!(found, LoginToken::Personal(p.clone()));
+        // First use writes; a second within the window does not; after it, it does.
+        assert!(store.touch_personal_access_token(&alice.id, &h("p1"), t, t - Delta::seconds(60)).await.unwrap());
+        let t2 = t + Delta::seconds(10);
+        assert!(!store.touch_personal_access_token(&alice.id, &h("p1"), t2, t2 - Delta::seconds(60)).await.unwrap());
+        assert_eq!(store.find_personal_access_token(&alice.id, "ci").await.unwrap().unwrap().last_used_at, Some(t));
+        let t3 = t + Delta::seconds(61);
+        assert!(store.touch_personal_access_token(&alice.id, &h("p1"), t3, t3 - Delta::seconds(60)).await.unwrap());
+        let stored = store.find_personal_access_token(&alice.id, "ci").await.unwrap().unwrap();
+        assert_eq!((stored.last_used_at, stored.expires_at), (Some(t3), p.expires_at));
+        // Only that user's PAT, never a login token.
+        store.push_login_token(&UserKey::Id(alice.id.clone()), &resume(t, "r1"), 10).await.unwrap();
+        assert!(!store.touch_personal_access_token(&alice.id, &h("r1"), t3, t3).await.unwrap());
+        assert!(!store.touch_personal_access_token("someone-else", &h("p1"), t3 + Delta::days(1), t3 + Delta::days(1)).await.unwrap());
+        // Replacing keeps what the new entry says.
+        let mut fresh = pat("ci", "p2");
+        fresh.expires_at = None;
+        assert!(store.replace_personal_access_token(&alice.id, &fresh).await.unwrap());
+        assert_eq!(store.find_personal_access_token(&alice.id, "ci").await.unwrap(), Some(fresh));
+    }
+
+    async fn api_token_last_use_is_conditional_and_reset(kind) {
+        let store = open(&kind).await;
+        let t = now();
+        let token = ApiToken { user_id: "u1".into(), hashed_token: h("a1"), created_at: t, hint: "wxyz".into(), last_used_at: None };
+        store.set_api_token(&token).await.unwrap();
+        assert!(store.touch_api_token(&h("a1"), t, t - Delta::seconds(60)).await.unwrap());
+        assert!(!store.touch_api_token(&h("a1"), t + Delta::seconds(5), t - Delta::seconds(55)).await.unwrap());
+        assert_eq!(store.api_token_of("u1").await.unwrap().unwrap().last_used_at, Some(t));
+        assert!(!store.touch_api_token(&h("nope"), t, t).await.unwrap());
+        let next = ApiToken { hashed_token: h("a2"), ..token };
+        store.set_api_token(&next).await.unwrap();
+        assert_eq!(store.api_token_of("u1").await.unwrap(), Some(next));
+    }
+
+    async fn audit_events_are_kept_filtered_paged_and_pruned(kind) {
+        let store = open(&kind).await;
+        let t = now();
+        let event = |i: i64, kind: AuditKind, actor: Option<&str>, target: &str| AuditEvent {
+            id: format!("event-{i:02}"),
+            at: t + Delta::seconds(i),
+            expires_at: t + Delta::days(1) + Delta::seconds(i),
+            kind,
+            actor: actor.map(str::to_string),
+            target: Some(target.into()),
+            route: Some("users.createToken".into()),
+            address: Some("203.0.113.7".into()),
+            request_id: Some(format!("req-{i}")),
+            outcome: kind.outcome().into(),
+            detail: None,
+        };
+        let all = [
+            event(0, AuditKind::LoginFailed, None, "bob"),
+            event(1, AuditKind::TokenMinted, Some("admin"), "bob"),
+            event(2, AuditKind::PatCreated, Some("carol"), "carol"),
+            event(3, AuditKind::TokenMinted, Some("bob"), "carol"),
+        ];
+        for e in &all {
+            store.record_audit_event(e).await.unwrap();
+        }
+        let q = |f: fn(&mut AuditQuery)| {
+            let mut q = AuditQuery { count: 10, ..AuditQuery::default() };
+            f(&mut q);
+            q
+        };
+        let (events, total) = store.audit_events(&q(|_| {})).await.unwrap();
+        assert_eq!(total, 4);
+        assert_eq!(events, all.iter().rev().cloned().collect::<Vec<_>>());
+        let ids = |events: Vec<AuditEvent>| events.into_iter().map(|e| e.id).collect::<Vec<_>>();
+        let (events, total) = store.audit_events(&q(|q| q.user = Some("bob".into()))).await.unwrap();
+        assert_eq!((ids(events), total), (vec!["event-03".to_string(), "event-01".into(), "event-00".into()], 3));
+        let (events, _) = store.audit_events(&q(|q| q.kind = Some(AuditKind::TokenMinted))).await.unwrap();
+        assert_eq!(ids(events), ["event-03", "event-01"]);
+        let mut ranged = q(|_| {});
+        ranged.since = Some(t + Delta::seconds(1));
+        ranged.until = Some(t + Delta::seconds(3));
+        assert_eq!(ids(store.audit_events(&ranged).await.unwrap().0), ["event-02", "event-01"]);
+        let (events, total) = store.audit_events(&q(|q| { q.offset = 1; q.count = 2; })).await.unwrap();
+        assert_eq!((ids(events), total), (vec!["event-02".to_string(), "event-01".into()], 4));
+        // Pruning removes exactly the events past their end.
+        assert_eq!(store.prune_audit_events(t + Delta::days(1) + Delta::seconds(1)).await.unwrap(), 2);
+        assert_eq!(ids(store.audit_events(&q(|_| {})).await.unwrap().0), ["event-03", "event-02"]);
+    }
+
     async fn sessions_are_touched_until_they_expire(kind) {
         let store = open(&kind).await;
         let t0 = now();
         let s = session("u1", t0);
-        store.insert_session(&s).await.unwrap();
-        assert!(matches!(store.insert_session(&s).await, Err(StoreError::Duplicate(UniqueField::Other))));
+        store.insert_session(&s, 100).await.unwrap();
+        assert!(matches!(store.insert_session(&s, 100).await, Err(StoreError::Duplicate(UniqueField::Other))));
         let t1 = t0 + Delta::minutes(50);
         let touched = store.touch_session(&s.hashed_id, t1, t1 + Delta::hours(1)).await.unwrap().unwrap();
         assert_eq!(touched, Session { last_seen_at: t1, expires_at: t1 + Delta::hours(1), ..s.clone() });
@@ -669,7 +778,7 @@ store_tests! {
         assert_eq!(store.touch_session(&h("unknown"), t0, t1).await.unwrap(), None);
         // Used all the time, but past its absolute end.
         let busy = session("u1", t0);
-        store.insert_session(&busy).await.unwrap();
+        store.insert_session(&busy, 100).await.unwrap();
         let mut t = t0;
         while t + Delta::minutes(30) < busy.absolute_expires_at {
             t += Delta::minutes(30);
@@ -684,7 +793,7 @@ store_tests! {
         let t0 = now();
         let (a, b, c) = (session("u1", t0), session("u1", t0), session("u2", t0));
         for s in [&a, &b, &c] {
-            store.insert_session(s).await.unwrap();
+            store.insert_session(s, 100).await.unwrap();
         }
         assert!(store.delete_session(&a.hashed_id).await.unwrap());
         assert!(!store.delete_session(&a.hashed_id).await.unwrap());
@@ -699,7 +808,7 @@ store_tests! {
         let t0 = now();
         let (a, b, c, other) = (session("u1", t0), session("u1", t0), session("u1", t0), session("u2", t0));
         for s in [&a, &b, &c, &other] {
-            store.insert_session(s).await.unwrap();
+            store.insert_session(s, 100).await.unwrap();
         }
         assert_eq!(store.delete_sessions_of("u1", Some(&b.hashed_id)).await.unwrap(), 2);
         let live = |s: &Session| {
@@ -718,7 +827,7 @@ store_tests! {
         const CAP: usize = 50;
         let store = open(&kind).await;
         let alice = inserted(&store, "alice").await;
-        store.add_personal_access_token(&alice.id, &pat("keep", "pat")).await.unwrap();
+        store.add_personal_access_token(&alice.id, &pat("keep", "pat"), 50).await.unwrap();
         let base = now();
         let tasks: Vec<_> = (0..PUSHES)
             .map(|n| {
@@ -739,6 +848,87 @@ store_tests! {
         assert_eq!(pat_names(&store, &alice.id).await, ["keep".to_string()].into());
     }
 
+    async fn insert_session_keeps_the_newest_max(kind) {
+        let store = open(&kind).await;
+        let t0 = now();
+        let other = session("u2", t0);
+        store.insert_session(&other, 2).await.unwrap();
+        let mine: Vec<Session> = (0..5).map(|i| session("u1", t0 + Delta::seconds(i))).collect();
+        // Inserted newest first for some: the cap goes by `created_at`, not insertion order.
+        for i in [1, 0, 3, 2, 4] {
+            store.insert_session(&mine[i], 3).await.unwrap();
+        }
+        let mut live = Vec::new();
+        for s in &mine {
+            live.push(store.touch_session(&s.hashed_id, t0, t0 + Delta::hours(1)).await.unwrap().is_some());
+        }
+        assert_eq!(live, [false, false, true, true, true]);
+        assert!(store.touch_session(&other.hashed_id, t0, t0 + Delta::hours(1)).await.unwrap().is_some());
+    }
+
+    async fn concurrent_session_inserts_end_at_the_max(kind) {
+        let store = open(&kind).await;
+        let t0 = now();
+        let all: Vec<Session> = (0..30).map(|i| session("u1", t0 + Delta::milliseconds(i))).collect();
+        let tasks: Vec<_> = all
+            .iter()
+            .cloned()
+            .map(|s| {
+                let store = store.clone();
+                tokio::spawn(async move { store.insert_session(&s, 4).await })
+            })
+            .collect();
+        for task in tasks {
+            task.await.unwrap().unwrap();
+        }
+        let mut live = Vec::new();
+        for (i, s) in all.iter().enumerate() {
+            if store.touch_session(&s.hashed_id, t0, t0 + Delta::hours(1)).await.unwrap().is_some() {
+                live.push(i);
+            }
+        }
+        assert_eq!(live, [26, 27, 28, 29]);
+    }
+
+    async fn pat_adds_stop_at_the_max(kind) {
+        let store = open(&kind).await;
+        let alice = inserted(&store, "alice").await;
+        for i in 0..3 {
+            assert_eq!(store.add_personal_access_token(&alice.id, &pat(&format!("n{i}"), &format!("p{i}")), 3).await.unwrap(), PatInsert::Inserted);
+        }
+        assert_eq!(store.add_personal_access_token(&alice.id, &pat("n3", "p3"), 3).await.unwrap(), PatInsert::TooMany);
+        // A taken name is still reported as such.
+        assert_eq!(store.add_personal_access_token(&alice.id, &pat("n0", "p4"), 3).await.unwrap(), PatInsert::NameTaken);
+        // Login tokens do not count.
+        store.push_login_token(&UserKey::Id(alice.id.clone()), &resume(now(), "r1"), 50).await.unwrap();
+        assert_eq!(pat_names(&store, &alice.id).await.len(), 3);
+        assert!(store.remove_personal_access_token(&alice.id, "n1").await.unwrap());
+        assert_eq!(store.add_personal_access_token(&alice.id, &pat("n3", "p3"), 3).await.unwrap(), PatInsert::Inserted);
+        assert_eq!(store.add_personal_access_token("nobody", &pat("x", "p9"), 3).await.unwrap(), PatInsert::NoSuchUser);
+    }
+
+    async fn concurrent_pat_adds_stop_at_the_max(kind) {
+        let store = open(&kind).await;
+        let alice = inserted(&store, "alice").await;
+        let tasks: Vec<_> = (0..20)
+            .map(|i| {
+                let store = store.clone();
+                let id = alice.id.clone();
+                tokio::spawn(async move { store.add_personal_access_token(&id, &pat(&format!("n{i}"), &format!("p{i}")), 5).await })
+            })
+            .collect();
+        let mut inserted_count = 0;
+        for task in tasks {
+            match task.await.unwrap().unwrap() {
+                PatInsert::Inserted => inserted_count += 1,
+                PatInsert::TooMany => {}
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert_eq!(inserted_count, 5);
+        assert_eq!(pat_names(&store, &alice.id).await.len(), 5);
+    }
+
     async fn concurrent_pat_adds_with_one_name_have_one_winner(kind) {
         let store = open(&kind).await;
         let alice = inserted(&store, "alice").await;
@@ -746,7 +936,7 @@ store_tests! {
             .map(|i| {
                 let store = store.clone();
                 let id = alice.id.clone();
-                tokio::spawn(async move { store.add_personal_access_token(&id, &pat("ci", &format!("p{i}"))).await })
+                tokio::spawn(async move { store.add_personal_access_token(&id, &pat("ci", &format!("p{i}")), 50).await })
             })
             .collect();
         let mut outcomes = Vec::new();
@@ -798,6 +988,144 @@ store_tests! {
             assert!(results.iter().any(|r| matches!(r, Err(StoreError::Duplicate(UniqueField::Email)))), "{results:?}");
         }
         assert_eq!(store.count_users().await.unwrap(), 5);
+    }
+
+    async fn login_attempts_are_counted_per_account_and_address(kind) {
+        let store = open(&kind).await;
+        let t0 = now();
+        let limits = limits_at(t0, 3, 5);
+        // Three failures of one account (by id, or by its username alone, as
+        // Rocket.Chat records unknown-id attempts), each from its own address.
+        for (i, id) in [Some("u1"), None, Some("u1")].into_iter().enumerate() {
+            let a = attempt(id, Some("dave"), Some(&format!("10.0.0.{i}")), t0 + Delta::milliseconds(i as i64));
+            assert_eq!(store.reserve_login_attempt(&a, &limits).await.unwrap(), None, "attempt {i}");
+        }
+        let fourth = attempt(Some("u1"), Some("dave"), Some("10.0.1.1"), t0 + Delta::milliseconds(5));
+        assert_eq!(store.reserve_login_attempt(&fourth, &limits).await.unwrap(), Some(BlockScope::ForUser));
+        // Another account is not blocked; refused attempts were not recorded,
+        // so the address 10.0.1.1 has no failure yet.
+        for i in 0..5 {
+            let a = attempt(None, Some(&format!("ghost{i}")), Some("10.0.1.1"), t0 + Delta::milliseconds(10 + i));
+            assert_eq!(store.reserve_login_attempt(&a, &limits).await.unwrap(), None, "ghost{i}");
+        }
+        let sixth = attempt(None, Some("someone"), Some("10.0.1.1"), t0 + Delta::milliseconds(20));
+        assert_eq!(store.reserve_login_attempt(&sixth, &limits).await.unwrap(), Some(BlockScope::ForIp));
+        // The account is checked first.
+        let both = attempt(Some("u1"), Some("dave"), Some("10.0.1.1"), t0 + Delta::milliseconds(21));
+        assert_eq!(store.reserve_login_attempt(&both, &limits).await.unwrap(), Some(BlockScope::ForUser));
+        // Failures at or before `since` no longer count.
+        let later = limits_at(t0 + Delta::milliseconds(20), 3, 5);
+        let later = AttemptLimits { user_since: t0 + Delta::milliseconds(2), ip_since: t0 + Delta::milliseconds(14), ..later };
+        let a = attempt(Some("u1"), Some("dave"), Some("10.0.1.1"), t0 + Delta::milliseconds(30));
+        assert_eq!(store.reserve_login_attempt(&a, &later).await.unwrap(), None);
+    }
+
+    async fn a_success_ends_the_account_count_not_the_address(kind) {
+        let store = open(&kind).await;
+        let t0 = now();
+        let limits = limits_at(t0, 3, 3);
+        let ip = Some("192.0.2.1");
+        for i in 0..2 {
+            let a = attempt(Some("victim"), Some("victim"), ip, t0 + Delta::milliseconds(i));
+            assert_eq!(store.reserve_login_attempt(&a, &limits).await.unwrap(), None);
+        }
+        let own = attempt(Some("me"), Some("me"), None, t0 + Delta::milliseconds(2));
+        let mine = [own.clone(), attempt(Some("me"), Some("me"), None, t0 + Delta::milliseconds(3))];
+        for a in &mine {
+            assert_eq!(store.reserve_login_attempt(a, &limits).await.unwrap(), None);
+        }
+        store.login_attempt_succeeded(&mine[1].id, t0 + Delta::milliseconds(4)).await.unwrap();
+        // The account starts afresh: three more failures before its block.
+        for i in 0..3 {
+            let a = attempt(Some("me"), Some("me"), None, t0 + Delta::milliseconds(5 + i));
+            assert_eq!(store.reserve_login_attempt(&a, &limits).await.unwrap(), None, "after the success, {i}");
+        }
+        let a = attempt(Some("me"), Some("me"), None, t0 + Delta::milliseconds(9));
+        assert_eq!(store.reserve_login_attempt(&a, &limits).await.unwrap(), Some(BlockScope::ForUser));
+        // A success from the address does not clear the address's count.
+        let a = attempt(Some("mallory"), Some("mallory"), ip, t0 + Delta::milliseconds(10));
+        assert_eq!(store.reserve_login_attempt(&a, &limits).await.unwrap(), None);
+        store.login_attempt_succeeded(&a.id, t0 + Delta::milliseconds(11)).await.unwrap();
+        let a = attempt(Some("victim"), Some("victim"), ip, t0 + Delta::milliseconds(12));
+        assert_eq!(store.reserve_login_attempt(&a, &limits).await.unwrap(), None);
+        let a = attempt(Some("mallory"), Some("mallory"), ip, t0 + Delta::milliseconds(13));
+        assert_eq!(store.reserve_login_attempt(&a, &limits).await.unwrap(), Some(BlockScope::ForIp));
+    }
+
+    async fn withdrawn_login_attempts_count_for_nothing(kind) {
+        let store = open(&kind).await;
+        let t0 = now();
+        let limits = limits_at(t0, 2, 100);
+        for i in 0..10 {
+            let a = attempt(Some("u"), Some("u"), None, t0 + Delta::milliseconds(i));
+            assert_eq!(store.reserve_login_attempt(&a, &limits).await.unwrap(), None, "{i}");
+            store.withdraw_login_attempt(&a.id).await.unwrap();
+        }
+    }
+
+    /// The check-and-reserve is atomic: of many concurrent attempts for one
+    /// account, at most the limit are admitted (each one counted). On
+    /// MongoDB concurrent attempts may also refuse one another (each counts
+    /// the others' records before they withdraw them); never too many pass.
+    async fn concurrent_login_reservations_admit_at_most_the_limit(kind) {
+        let store = open(&kind).await;
+        let t0 = now();
+        let limits = limits_at(t0, 5, 1000);
+        let tasks: Vec<_> = (0..40)
+            .map(|i| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    let a = attempt(Some("target"), Some("target"), Some("198.51.100.7"), t0 + Delta::milliseconds(i));
+                    store.reserve_login_attempt(&a, &limits).await.unwrap()
+                })
+            })
+            .collect();
+        let mut admitted = 0;
+        for t in tasks {
+            if t.await.unwrap().is_none() {
+                admitted += 1;
+            }
+        }
+        assert!(admitted <= 5, "{admitted} admitted");
+        if matches!(kind, StoreKind::Sqlite) {
+            assert_eq!(admitted, 5, "one writer: exact");
+        }
+        // Whatever was admitted stays counted: at most 5 - admitted more.
+        let mut more = 0;
+        for i in 0..10 {
+            let a = attempt(Some("target"), Some("target"), None, t0 + Delta::milliseconds(100 + i));
+            if store.reserve_login_attempt(&a, &limits).await.unwrap().is_none() {
+                more += 1;
+            }
+        }
+        assert_eq!(admitted + more, 5);
+    }
+}
+
+/// Limits `(user, ip)` with windows starting an hour before `t`.
+fn limits_at(t: Timestamp, user: u32, ip: u32) -> AttemptLimits {
+    AttemptLimits {
+        user_attempts: user,
+        user_since: t - Delta::hours(1),
+        ip_attempts: ip,
+        ip_since: t - Delta::hours(1),
+    }
+}
+
+/// A login-attempt record at `ts`.
+fn attempt(
+    user_id: Option<&str>,
+    username: Option<&str>,
+    ip: Option<&str>,
+    ts: Timestamp,
+) -> LoginAttempt {
+    LoginAttempt {
+        id: new_user_id(),
+        user_id: user_id.map(str::to_string),
+        username: username.map(str::to_string),
+        ip: ip.map(str::to_string),
+        ts,
+        expires_at: ts + Delta::hours(2),
     }
 }
 

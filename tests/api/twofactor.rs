@@ -295,6 +295,67 @@ store_tests! {
         assert_eq!(status, 400);
     }
 
+    async fn switching_second_factors_on_and_off_is_audited(kind) {
+        // Email codes need the SMTP sink; without it (outside CI) only TOTP is checked.
+        let sink = Sink::from_env();
+        let mut config = test_config();
+        config.smtp = sink.as_ref().map(Sink::config);
+        let app = TestApp::with_config(&kind, config).await;
+        let name = format!("audit{}", tokend::core::ids::new_user_id().to_lowercase());
+        let user = app.user(&name, &[]).await;
+        let creds = app.login(&name, USER_PASS).await;
+        let (_, body) = post_2fa(&app, "/api/v1/users.totp.enable", &creds, json!({}), None, None).await;
+        let secret = body["secret"].as_str().unwrap().to_string();
+        // A wrong code enables nothing, so records nothing.
+        let (status, _) = post_2fa(&app, "/api/v1/users.totp.validate", &creds, json!({"code": "000000"}), None, None).await;
+        assert_eq!(status, 400);
+        let code = code_now(&app, &secret);
+        let (status, body) = post_2fa(&app, "/api/v1/users.totp.validate", &creds, json!({"code": code}), None, None).await;
+        assert_eq!(status, 200, "{body}");
+        let backup: Vec<String> = body["codes"].as_array().unwrap().iter()
+            .map(|c| c.as_str().unwrap().to_string()).collect();
+        // A wrong code disables nothing.
+        let (_, body) = post_2fa(&app, "/api/v1/users.totp.disable", &creds, json!({"code": "000000"}), None, None).await;
+        assert_eq!(body["disabled"], false, "{body}");
+        let (status, body) = post_2fa(&app, "/api/v1/users.totp.disable", &creds, json!({"code": backup[0]}), None, None).await;
+        assert_eq!((status, body["disabled"].clone()), (200, json!(true)), "{body}");
+        let mut expected = vec![("2fa.enabled", "totp"), ("2fa.disabled", "totp")];
+        let mut secrets = vec![secret.clone(), code.clone(), backup[0].clone(), USER_PASS.to_string()];
+        if let Some(sink) = &sink {
+            let (status, _) = post_2fa(&app, "/api/v1/users.2fa.enableEmail", &creds, json!({}), None, None).await;
+            assert_eq!(status, 200);
+            let (status, body) = post_2fa(&app, "/api/v1/users.2fa.disableEmail", &creds, json!({}), None, None).await;
+            assert_eq!(status, 400, "{body}");
+            let emailed = sink.last_code_to(&format!("{name}@example.com"));
+            let (status, body) = post_2fa(&app, "/api/v1/users.2fa.disableEmail", &creds, json!({}), Some(&emailed), Some("email")).await;
+            assert_eq!(status, 200, "{body}");
+            expected.extend([("2fa.enabled", "email"), ("2fa.disabled", "email")]);
+            secrets.push(emailed);
+        }
+        let (status, body) = status_json(
+            app.rc_get(&format!("/api/v1/tokend.auditEvents?userId={}", user.id), &app.admin).await,
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        let events: Vec<&Value> = body["events"].as_array().unwrap().iter()
+            .filter(|e| e["kind"].as_str().unwrap().starts_with("2fa."))
+            .collect();
+        let mut found: Vec<(&str, &str)> = events.iter()
+            .map(|e| (e["kind"].as_str().unwrap(), e["detail"].as_str().unwrap_or_default()))
+            .collect();
+        // The test clock stands still: the events share one timestamp, so
+        // the listing's order among them is its id tie-break; compare as sets.
+        found.sort_unstable();
+        expected.sort_unstable();
+        assert_eq!(found, expected, "{body:#}");
+        assert!(events.iter().all(|e| e["actorId"] == json!(user.id) && e["outcome"] == "succeeded"), "{body:#}");
+        // No secret in the trail: not the TOTP secret, not a code, not the password.
+        let text = body.to_string();
+        for secret in &secrets {
+            assert!(!text.contains(secret.as_str()), "{secret} in {text}");
+        }
+    }
+
     async fn protected_routes_ask_a_totp_user_for_a_code(kind) {
         let app = TestApp::start(&kind).await;
         let creds = totp_user(&app, &kind, "pat").await;

@@ -3,13 +3,17 @@
 
 use super::twofactor::{counts_as_failure, CodeCheck, SecondFactorRefusal};
 use super::Core;
+use crate::core::audit::AuditKind;
+use crate::core::clock::truncate_ms;
 use crate::core::credential::{Caller, Credential, PasswordAttempt, Plaintext, TokenHash, Via};
 use crate::core::error::CoreError;
+use crate::core::metrics::METRICS;
 use crate::core::model::{LoginToken, Timestamp, User, UserKey};
 use crate::core::password::Checked;
 use crate::core::permissions::Permission;
 use crate::core::ratelimit::Limited;
 use crate::core::throttle::{AccountKey, BlockScope};
+
 use chrono::DateTime;
 use std::net::IpAddr;
 use std::time::Duration;
@@ -28,6 +32,26 @@ pub struct Blocked {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Busy {
     pub retry_after: Duration,
+}
+
+/// A login attempt reserved by [`Core::begin_login_attempt`]: recorded as
+/// a failure until the core says it succeeded or withdraws it. Dropped, it
+/// stays a failure (so a client that hangs up mid-check gains nothing).
+#[derive(Debug)]
+#[must_use = "a reserved login attempt ends as failed, succeeded or withdrawn"]
+pub struct PendingLogin {
+    /// The record's id; `None` when blocking is off.
+    id: Option<String>,
+}
+
+impl PendingLogin {
+    /// The secret was wrong (or the user inactive): the reservation stays
+    /// counted as a failure (no store call).
+    pub fn failed(self) {}
+
+    fn into_id(self) -> Option<String> {
+        self.id
+    }
 }
 
 /// How long a client refused as [`Busy`] should wait.
@@ -107,12 +131,33 @@ impl Core {
             .unwrap_or(DateTime::<chrono::Utc>::MAX_UTC)
     }
 
-    /// Whether a stored token still authenticates at `now` (PATs never expire).
+    /// Whether a stored token still authenticates at `now` (a PAT until
+    /// its optional `expires_at`).
     fn token_is_live(&self, token: &LoginToken, now: Timestamp) -> bool {
         match token {
             LoginToken::Resume(r) => self.login_token_expiry(r.when) > now,
-            LoginToken::Personal(_) => true,
+            LoginToken::Personal(p) => !p.expired(now),
         }
+    }
+
+    /// The instant before which a recorded last use is stale: a token last
+    /// used before it gets `lastUsedAt` written again.
+    pub(super) fn last_use_stale_before(&self, now: Timestamp) -> Timestamp {
+        self.config
+            .last_used_resolution
+            .and_then(|r| chrono::Duration::from_std(r).ok())
+            .and_then(|d| now.checked_sub_signed(d))
+            .unwrap_or(now)
+    }
+
+    /// Whether a token last used at `last` needs its `lastUsedAt` written
+    /// at `now` (never with `LAST_USED_RESOLUTION_SECONDS=off`). Within the
+    /// window nothing is written, so a request stays at its one store read;
+    /// the write itself is one conditional update, so concurrent requests
+    /// write it once.
+    pub(super) fn last_use_due(&self, last: Option<Timestamp>, now: Timestamp) -> bool {
+        self.config.last_used_resolution.is_some()
+            && last.is_none_or(|t| t < self.last_use_stale_before(now))
     }
 
     /// Who presents this credential. The one rule for every credential:
@@ -141,14 +186,31 @@ impl Core {
         let Some((user, entry)) = self.store.find_by_token(user_id, hash).await? else {
             return Ok(None);
         };
-        if !self.token_is_live(&entry, self.now()) {
+        let now = self.now();
+        if !self.token_is_live(&entry, now) {
             return Ok(None);
         }
+        let Some(user) = active(user) else {
+            return Ok(None);
+        };
         let via = match entry {
             LoginToken::Resume(_) => Via::LoginToken(hash.clone()),
-            LoginToken::Personal(_) => Via::PersonalAccessToken(hash.clone()),
+            LoginToken::Personal(pat) => {
+                if self.last_use_due(pat.last_used_at, now) {
+                    let stale = self.last_use_stale_before(now);
+                    // Bookkeeping: a failed write must not refuse the request.
+                    if let Err(e) = self
+                        .store
+                        .touch_personal_access_token(&user.id, hash, now, stale)
+                        .await
+                    {
+                        tracing::warn!(error = %e, "recording a PAT's last use failed");
+                    }
+                }
+                Via::PersonalAccessToken(hash.clone())
+            }
         };
-        Ok(active(user).map(|user| Caller { user, via }))
+        Ok(Some(Caller { user, via }))
     }
 
     /// The user a stored SAYMON credential belongs to, if it still exists
@@ -168,41 +230,42 @@ impl Core {
     /// Checks a password, then the user's second factor if it has one.
     /// Failed-login blocking is keyed on the resolved
     /// account (or the normalised name, for an unknown one) and the client
-    /// address; the attempt is reserved before bcrypt runs, and bcrypt runs
-    /// only in a free slot ([`Busy`] otherwise).
+    /// address; the attempt is reserved in the store before bcrypt runs
+    /// ([`Core::begin_login_attempt`]), and bcrypt runs only in a free slot
+    /// ([`Busy`] otherwise).
     async fn by_password(&self, attempt: PasswordAttempt) -> Result<Authenticated, CoreError> {
-        let now = self.now();
-        let cfg = &self.config.login_block;
-        let blocked = |scope| {
-            let retry_after = match scope {
-                BlockScope::ForUser => cfg.user_block,
-                BlockScope::ForIp => cfg.ip_block,
-            };
-            Ok(Authenticated::Refused(Refused::Blocked(Blocked {
-                scope,
-                retry_after,
-            })))
-        };
-        // A blocked address costs no store call.
-        if self.throttle.ip_blocked(attempt.ip, now) {
-            return blocked(BlockScope::ForIp);
-        }
         let user = self.store.find_user(&attempt.user).await?;
-        let account = match &user {
-            Some(user) => AccountKey::User(user.id.clone()),
-            None => AccountKey::unknown(attempt.user.typed()),
-        };
-        let reservation = match self.throttle.reserve(account, attempt.ip, now) {
-            Ok(reservation) => reservation,
-            Err(scope) => return blocked(scope),
+        let target = user.as_ref().map(|u| u.id.clone());
+        let pending = match self
+            .begin_login_attempt(user.as_ref(), attempt.user.typed(), attempt.ip)
+            .await?
+        {
+            Ok(pending) => pending,
+            Err(blocked) => {
+                let scope = match blocked.scope {
+                    BlockScope::ForUser => "user",
+                    BlockScope::ForIp => "ip",
+                };
+                METRICS.logins.inc(&["blocked"]);
+                METRICS.throttle_blocks.inc(&[scope]);
+                self.audit(
+                    AuditKind::LoginBlocked,
+                    None,
+                    target.as_deref(),
+                    Some(scope),
+                )
+                .await;
+                return Ok(Authenticated::Refused(Refused::Blocked(blocked)));
+            }
         };
         let hash = user.as_ref().and_then(|u| u.password_bcrypt.as_ref());
-        // Dropping the reservation on `Busy` (or an error) releases it uncounted.
+        // An error (or a dropped request) leaves the reservation counted as a failure.
         let matches = match self.bcrypt.verify(&attempt.password, hash).await? {
             Checked::Busy => {
+                self.withdraw_login_attempt(pending).await?;
                 return Ok(Authenticated::Refused(Refused::Busy(Busy {
                     retry_after: BUSY_RETRY_AFTER,
-                })))
+                })));
             }
             Checked::Match => true,
             Checked::Mismatch => false,
@@ -210,7 +273,8 @@ impl Core {
         match user {
             Some(user) if matches && user.active => {
                 // The second factor, under the same reservation: a wrong
-                // code counts like a wrong password.
+                // code counts like a wrong password; a missing one (the
+                // client is asked for it) counts for nothing.
                 match self
                     .login_second_factor(&user, &attempt.second_factor)
                     .await?
@@ -218,22 +282,116 @@ impl Core {
                     CodeCheck::NotNeeded | CodeCheck::Passed => {}
                     CodeCheck::Refused(refused) => {
                         if counts_as_failure(&refused) {
-                            reservation.failed(self.now());
+                            pending.failed();
+                            METRICS.logins.inc(&["failed"]);
+                            self.audit(
+                                AuditKind::LoginFailed,
+                                None,
+                                Some(&user.id),
+                                Some("second factor"),
+                            )
+                            .await;
+                        } else {
+                            self.withdraw_login_attempt(pending).await?;
                         }
                         return Ok(Authenticated::Refused(refused));
                     }
                 }
-                reservation.succeeded();
+                self.login_attempt_succeeded(pending).await?;
+                METRICS.logins.inc(&["succeeded"]);
+                self.audit(
+                    AuditKind::LoginSucceeded,
+                    Some(&user.id),
+                    Some(&user.id),
+                    Some("password"),
+                )
+                .await;
                 Ok(Authenticated::Caller(Box::new(Caller {
                     user,
                     via: Via::Password,
                 })))
             }
             _ => {
-                reservation.failed(self.now());
+                pending.failed();
+                METRICS.logins.inc(&["failed"]);
+                self.audit(AuditKind::LoginFailed, None, target.as_deref(), None)
+                    .await;
                 Ok(Authenticated::Refused(Refused::Rejected))
             }
         }
+    }
+
+    /// Reserves one login attempt for `user` (or, when the login names no
+    /// user, the name `typed`) from `ip`, before any secret is checked: one
+    /// store call that checks the failed-login limits and records the
+    /// attempt as a failure, atomically across every tokend on the store.
+    /// End it with [`PendingLogin::failed`] (it stays counted),
+    /// [`Core::login_attempt_succeeded`] or [`Core::withdraw_login_attempt`].
+    /// With blocking off, reserves nothing and costs nothing.
+    pub async fn begin_login_attempt(
+        &self,
+        user: Option<&User>,
+        typed: &str,
+        ip: Option<IpAddr>,
+    ) -> Result<Result<PendingLogin, Blocked>, CoreError> {
+        if !self.throttle.is_enabled() {
+            return Ok(Ok(PendingLogin { id: None }));
+        }
+        let account = match user {
+            Some(user) => AccountKey::user(user),
+            None => AccountKey::unknown(typed),
+        };
+        let now = truncate_ms(self.now());
+        let attempt = self
+            .throttle
+            .attempt(crate::core::ids::new_user_id(), &account, ip, now);
+        let limits = self.throttle.limits(now);
+        Ok(
+            match self.store.reserve_login_attempt(&attempt, &limits).await? {
+                None => Ok(PendingLogin {
+                    id: Some(attempt.id),
+                }),
+                Some(scope) => Err(Blocked {
+                    scope,
+                    retry_after: self.throttle.block_time(scope),
+                }),
+            },
+        )
+    }
+
+    /// Records one failed login of `user` from `ip` (e.g. a wrong second
+    /// factor after the right password): it counts toward the same blocks
+    /// as a wrong password. `Err(Blocked)` when the account or address was
+    /// already blocked (then nothing more is recorded).
+    pub async fn record_failed_login(
+        &self,
+        user: &User,
+        ip: Option<IpAddr>,
+    ) -> Result<Result<(), Blocked>, CoreError> {
+        let username = user.username.as_deref().unwrap_or_default();
+        Ok(self
+            .begin_login_attempt(Some(user), username, ip)
+            .await?
+            .map(PendingLogin::failed))
+    }
+
+    /// The attempt succeeded: the account's earlier failures stop counting
+    /// (the address's still count).
+    pub async fn login_attempt_succeeded(&self, pending: PendingLogin) -> Result<(), CoreError> {
+        if let Some(id) = pending.into_id() {
+            self.store
+                .login_attempt_succeeded(&id, truncate_ms(self.now()))
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// The attempt could not be decided (no bcrypt slot): it counts for nothing.
+    pub async fn withdraw_login_attempt(&self, pending: PendingLogin) -> Result<(), CoreError> {
+        if let Some(id) = pending.into_id() {
+            self.store.withdraw_login_attempt(&id).await?;
+        }
+        Ok(())
     }
 
     /// Rocket.Chat's `login`: with a password, a new login token; with
@@ -248,7 +406,17 @@ impl Core {
             Authenticated::Refused(refused) => return Ok(Login::Refused(refused)),
         };
         let token = match resumed {
-            Some(token) => token,
+            Some(token) => {
+                METRICS.logins.inc(&["succeeded"]);
+                self.audit(
+                    AuditKind::LoginSucceeded,
+                    Some(caller.id()),
+                    Some(caller.id()),
+                    Some("resume"),
+                )
+                .await;
+                token
+            }
             None => match self
                 .mint_login_token(&UserKey::Id(caller.user.id.clone()))
                 .await?
@@ -283,7 +451,10 @@ impl Core {
         }
         Ok(match self.rate_limiter.hit(ip, route, self.now()) {
             Ok(()) => RateLimit::Allowed,
-            Err(limited) => RateLimit::Limited(limited),
+            Err(limited) => {
+                METRICS.throttle_blocks.inc(&["rate_limit"]);
+                RateLimit::Limited(limited)
+            }
         })
     }
 

@@ -15,16 +15,18 @@
 //!   password logins and protected actions, enrolment.
 
 pub mod auth;
+pub mod operator;
 pub mod saymon;
 pub mod server;
 pub mod tokens;
 pub mod twofactor;
 pub mod users;
 
-pub use auth::{Authenticated, Blocked, Busy, Login, RateLimit, Refused};
+pub use auth::{Authenticated, Blocked, Busy, Login, PendingLogin, RateLimit, Refused};
+pub use operator::{OperatorOutcome, Revoke};
 pub use saymon::OpenSession;
 pub use server::ServerInfo;
-pub use tokens::{CreatePat, CreateToken, Minted};
+pub use tokens::{CreatePat, CreateToken, Minted, PatExpiry, UserPats};
 pub use twofactor::{
     BackupCodes, Challenge, Confirmed, EmailUnavailable, Method, SecondFactorRefusal,
     SendEmailCode, TotpCodes, TotpDisable, TotpEnable,
@@ -34,18 +36,19 @@ pub use users::{
     UpdateUser, UserChanges, UserListing, UserPage,
 };
 
+use super::audit::{AuditEvent, AuditKind, AuditPage, AuditQuery, RequestMeta, CLI_ACTOR};
 use super::clock::{Clock, Timestamp};
 use super::credential::Caller;
 use super::error::CoreError;
 use super::mailer::{Mailer, SmtpMailer};
 use super::password::Bcrypt;
-use super::permissions::{Granted, Perm, Permission, PermissionCache};
+use super::permissions::{perm, Granted, Perm, Permission, PermissionCache};
 use super::ratelimit::RateLimiter;
 use super::throttle::LoginThrottle;
 use crate::config::Config;
 use crate::store::{Store, StoreError, StoreResult, UniqueField};
 use chrono::DateTime;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 
 /// The shared core of tokend.
@@ -63,6 +66,10 @@ pub struct Core {
     /// Last `when` handed out, so login tokens minted by this process get
     /// distinct, increasing timestamps and the cap keeps exactly the newest.
     last_stamp: AtomicI64,
+    /// Set when the process is shutting down: readiness answers no.
+    draining: AtomicBool,
+    /// When audit events past retention were last pruned (ms since epoch).
+    last_prune: AtomicI64,
 }
 
 impl Core {
@@ -78,6 +85,8 @@ impl Core {
             store,
             clock,
             last_stamp: AtomicI64::new(0),
+            draining: AtomicBool::new(false),
+            last_prune: AtomicI64::new(0),
         }
     }
 
@@ -97,9 +106,21 @@ impl Core {
         self.clock.now()
     }
 
-    /// Whether the store answers (readiness).
+    /// Whether this instance should get traffic (readiness): not draining
+    /// and the store answers.
     pub async fn ready(&self) -> Result<(), CoreError> {
+        if self.draining.load(Ordering::Acquire) {
+            return Err(CoreError::Store(StoreError::Unavailable(
+                "shutting down".into(),
+            )));
+        }
         Ok(self.store.ping().await?)
+    }
+
+    /// Starts a graceful shutdown: from now on readiness answers no, so a
+    /// load balancer stops sending requests; every request is still served.
+    pub fn begin_drain(&self) {
+        self.draining.store(true, Ordering::Release);
     }
 
     /// A millisecond timestamp strictly greater than any this process issued before.
@@ -120,6 +141,90 @@ impl Core {
                 Err(seen) => last = seen,
             }
         }
+    }
+
+    // --- audit trail ------------------------------------------------------------
+
+    /// Records one credential event: one structured log line (always), then
+    /// the store. A store failure is logged, never the caller's failure (see
+    /// [`crate::core::audit`] for why). `actor` `None` inside an operator
+    /// command is the operator.
+    pub(crate) async fn audit(
+        &self,
+        kind: AuditKind,
+        actor: Option<&str>,
+        target: Option<&str>,
+        detail: Option<&str>,
+    ) {
+        let meta = RequestMeta::current();
+        let actor = actor
+            .map(str::to_string)
+            .or_else(|| meta.operator.then(|| CLI_ACTOR.to_string()));
+        let at = self.now();
+        let event = AuditEvent {
+            id: super::ids::new_user_id(),
+            at,
+            expires_at: chrono::Duration::from_std(self.config.audit_retention)
+                .ok()
+                .and_then(|d| at.checked_add_signed(d))
+                .unwrap_or(DateTime::<chrono::Utc>::MAX_UTC),
+            kind,
+            actor,
+            target: target.map(str::to_string),
+            route: meta.route,
+            address: meta.address.map(|a| a.to_string()),
+            request_id: meta.request_id,
+            outcome: kind.outcome().to_string(),
+            detail: detail.map(str::to_string),
+        };
+        tracing::info!(
+            audit = kind.as_str(),
+            actor = event.actor.as_deref().unwrap_or("-"),
+            target_user = event.target.as_deref().unwrap_or("-"),
+            route = event.route.as_deref().unwrap_or("-"),
+            address = event.address.as_deref().unwrap_or("-"),
+            request_id = event.request_id.as_deref().unwrap_or("-"),
+            outcome = %event.outcome,
+            detail = event.detail.as_deref().unwrap_or("-"),
+            "audit event"
+        );
+        if let Err(e) = self.store.record_audit_event(&event).await {
+            super::metrics::METRICS.audit_write_failures.inc();
+            tracing::error!(error = %e, audit = kind.as_str(), "audit event not stored");
+        }
+        self.prune_audit_if_due(event.at).await;
+    }
+
+    /// Drops events past their retention, at most once an hour (MongoDB's
+    /// TTL index does it too; SQLite has only this).
+    async fn prune_audit_if_due(&self, now: Timestamp) {
+        const EVERY_MS: i64 = 60 * 60 * 1000;
+        let now_ms = now.timestamp_millis();
+        let last = self.last_prune.load(Ordering::Relaxed);
+        if now_ms - last < EVERY_MS
+            || self
+                .last_prune
+                .compare_exchange(last, now_ms, Ordering::Relaxed, Ordering::Relaxed)
+                .is_err()
+        {
+            return;
+        }
+        if let Err(e) = self.store.prune_audit_events(now).await {
+            tracing::warn!(error = %e, "pruning old audit events failed");
+        }
+    }
+
+    /// A page of audit events (permission `view-audit-log`).
+    pub async fn audit_events(
+        &self,
+        _grant: &Granted<perm::ViewAuditLog>,
+        query: &AuditQuery,
+    ) -> Result<AuditPage, CoreError> {
+        let mut query = query.clone();
+        query.offset = query.offset.min(super::validate::MAX_PAGE_NUMBER);
+        query.count = query.count.min(super::validate::MAX_PAGE_NUMBER);
+        let (events, total) = self.store.audit_events(&query).await?;
+        Ok(AuditPage { events, total })
     }
 
     // --- permissions ------------------------------------------------------------

@@ -4,8 +4,10 @@
 
 use super::auth::Authenticated;
 use super::Core;
+use crate::core::audit::AuditKind;
 use crate::core::credential::{issue, Caller, Credential, Plaintext, TokenHash, TokenKind, Via};
 use crate::core::error::CoreError;
+use crate::core::metrics::METRICS;
 use crate::core::model::{ApiToken, Session, Timestamp, UserKey};
 use crate::core::permissions::{Granted, ManagesApiTokens};
 use std::collections::HashMap;
@@ -36,7 +38,16 @@ impl Core {
             return Ok(None);
         };
         let via = Via::ApiToken { hint: entry.hint };
-        self.credential_owner(&entry.user_id, via).await
+        let caller = self.credential_owner(&entry.user_id, via).await?;
+        let now = self.now();
+        if caller.is_some() && self.last_use_due(entry.last_used_at, now) {
+            let stale = self.last_use_stale_before(now);
+            // Bookkeeping: a failed write must not refuse the request.
+            if let Err(e) = self.store.touch_api_token(hash, now, stale).await {
+                tracing::warn!(error = %e, "recording an API token's last use failed");
+            }
+        }
+        Ok(caller)
     }
 
     pub(super) async fn by_session(&self, hash: TokenHash) -> Result<Option<Caller>, CoreError> {
@@ -53,7 +64,7 @@ impl Core {
     /// `None` if there is no such user.
     pub async fn issue_api_token<P: ManagesApiTokens>(
         &self,
-        _grant: &Granted<P>,
+        grant: &Granted<P>,
         user_id: &str,
     ) -> Result<Option<Plaintext>, CoreError> {
         if self
@@ -69,15 +80,24 @@ impl Core {
             hashed_token: issued.hash,
             created_at: self.now(),
             hint: issued.hint,
+            last_used_at: None,
         };
         self.store.set_api_token(&entry).await?;
+        METRICS.tokens_minted.inc(&["api_token"]);
+        self.audit(
+            AuditKind::ApiTokenCreated,
+            Some(grant.caller().id()),
+            Some(user_id),
+            None,
+        )
+        .await;
         Ok(Some(issued.plaintext))
     }
 
     /// Deletes a user's API token (none is fine); false if there is no such user.
     pub async fn delete_api_token<P: ManagesApiTokens>(
         &self,
-        _grant: &Granted<P>,
+        grant: &Granted<P>,
         user_id: &str,
     ) -> Result<bool, CoreError> {
         if self
@@ -87,7 +107,15 @@ impl Core {
         {
             return Ok(false);
         }
-        self.store.delete_api_token(user_id).await?;
+        if self.store.delete_api_token(user_id).await? {
+            self.audit(
+                AuditKind::ApiTokenDeleted,
+                Some(grant.caller().id()),
+                Some(user_id),
+                None,
+            )
+            .await;
+        }
         Ok(true)
     }
 
@@ -127,7 +155,17 @@ impl Core {
             expires_at: after(now, self.config.saymon_session_idle),
             absolute_expires_at: after(now, self.config.saymon_session_max),
         };
-        self.store.insert_session(&session).await?;
+        self.store
+            .insert_session(&session, self.config.max_sessions_per_user)
+            .await?;
+        METRICS.tokens_minted.inc(&["session"]);
+        self.audit(
+            AuditKind::SessionOpened,
+            Some(caller.id()),
+            Some(caller.id()),
+            None,
+        )
+        .await;
         Ok(OpenSession::Opened {
             sid: issued.plaintext,
             caller,

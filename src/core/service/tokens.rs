@@ -2,11 +2,14 @@
 //! tokens. Tokens are drawn only by [`crate::core::credential::issue`].
 
 use super::Core;
+use crate::core::audit::AuditKind;
 use crate::core::credential::{issue, Caller, Plaintext, TokenKind, Via};
 use crate::core::error::CoreError;
+use crate::core::metrics::METRICS;
 use crate::core::model::{LoginToken, PersonalAccessToken, ResumeToken, Timestamp, UserKey};
 use crate::core::permissions::{perm, Granted, Permission};
 use crate::core::token::secret_matches;
+use crate::core::validate;
 use crate::store::PatInsert;
 
 /// A freshly issued login token. The plaintext exists only here and in the response.
@@ -33,9 +36,38 @@ pub enum CreatePat {
     Created(Plaintext),
     /// The caller already has a token of that name.
     NameTaken,
+    /// The name is longer than [`validate::MAX_TOKEN_NAME_CHARS`].
+    NameTooLong { max: usize },
+    /// The caller already has `MAX_PERSONAL_ACCESS_TOKENS` tokens.
+    TooMany { max: usize },
     /// The caller is gone.
     NoSuchUser,
+    /// The expiry asked for is not in the future.
+    ExpiryInPast,
+    /// The expiry asked for is beyond `PAT_MAX_LIFETIME_DAYS` from now.
+    ExpiryTooLate { max_days: u64 },
 }
+
+/// When a new personal access token is to expire.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum PatExpiry {
+    /// Never; with `PAT_MAX_LIFETIME_DAYS`, at that maximum.
+    #[default]
+    Unset,
+    /// At this instant (`expiresAt`).
+    At(Timestamp),
+    /// This many days from now (`expiresInDays`).
+    InDays(u32),
+}
+
+/// A user's personal access token as listed to an admin.
+#[derive(Debug)]
+pub enum UserPats {
+    Tokens(Vec<PersonalAccessToken>),
+    NoSuchUser,
+}
+
+const DAY_SECONDS: u64 = 24 * 60 * 60;
 
 impl Core {
     /// Issues a login token for the user found by `key`, keeping the cap.
@@ -53,6 +85,9 @@ impl Core {
             .store
             .push_login_token(key, &entry, self.config.max_resume_login_tokens)
             .await?;
+        if user_id.is_some() {
+            METRICS.tokens_minted.inc(&["login"]);
+        }
         Ok(user_id.map(|user_id| Minted {
             user_id,
             token: issued.plaintext,
@@ -86,7 +121,16 @@ impl Core {
             });
         }
         Ok(match self.mint_login_token(target).await? {
-            Some(minted) => CreateToken::Minted(minted),
+            Some(minted) => {
+                self.audit(
+                    AuditKind::TokenMinted,
+                    Some(caller.id()),
+                    Some(&minted.user_id),
+                    None,
+                )
+                .await;
+                CreateToken::Minted(minted)
+            }
             None => CreateToken::NoSuchUser,
         })
     }
@@ -94,15 +138,19 @@ impl Core {
     /// Ends the credential the caller used for this request (Rocket.Chat
     /// `logout`, SAYMON session end).
     pub async fn logout(&self, caller: &Caller) -> Result<(), CoreError> {
-        match &caller.via {
+        let kind = match &caller.via {
             Via::LoginToken(hash) | Via::PersonalAccessToken(hash) => {
                 self.store.remove_login_token(&caller.user.id, hash).await?;
+                AuditKind::Logout
             }
             Via::Session(hash) => {
                 self.store.delete_session(hash).await?;
+                AuditKind::SessionClosed
             }
-            Via::ApiToken { .. } | Via::Password => {}
-        }
+            Via::ApiToken { .. } | Via::Password => return Ok(()),
+        };
+        self.audit(kind, Some(caller.id()), Some(caller.id()), None)
+            .await;
         Ok(())
     }
 
@@ -155,7 +203,41 @@ impl Core {
 
     // --- personal access tokens -------------------------------------------------
 
-    fn new_pat(&self, name: &str, bypass_two_factor: bool) -> (Plaintext, PersonalAccessToken) {
+    /// The end of a new PAT's life, or why it cannot have that one:
+    /// `PAT_MAX_LIFETIME_DAYS` (if set) bounds it and is the default.
+    fn pat_expiry(&self, asked: PatExpiry) -> Result<Option<Timestamp>, CreatePat> {
+        let now = self.now();
+        let plus = |secs: u64| {
+            chrono::Duration::from_std(std::time::Duration::from_secs(secs))
+                .ok()
+                .and_then(|d| now.checked_add_signed(d))
+        };
+        let max = self
+            .config
+            .pat_max_lifetime
+            .map(|m| (m.as_secs() / DAY_SECONDS, plus(m.as_secs())));
+        let at = match asked {
+            PatExpiry::Unset => return Ok(max.and_then(|(_, at)| at)),
+            PatExpiry::At(at) => Some(at),
+            PatExpiry::InDays(days) => plus(u64::from(days) * DAY_SECONDS),
+        };
+        if at.is_some_and(|at| at <= now) {
+            return Err(CreatePat::ExpiryInPast);
+        }
+        match max {
+            Some((max_days, Some(limit))) if at.is_none_or(|at| at > limit) => {
+                Err(CreatePat::ExpiryTooLate { max_days })
+            }
+            _ => Ok(at),
+        }
+    }
+
+    fn new_pat(
+        &self,
+        name: &str,
+        bypass_two_factor: bool,
+        expires_at: Option<Timestamp>,
+    ) -> (Plaintext, PersonalAccessToken) {
         let issued = issue(TokenKind::Personal);
         let pat = PersonalAccessToken {
             hashed_token: issued.hash,
@@ -163,34 +245,71 @@ impl Core {
             last_token_part: issued.hint,
             name: name.to_string(),
             bypass_two_factor,
+            expires_at,
+            last_used_at: None,
         };
         (issued.plaintext, pat)
     }
 
-    /// Creates a named PAT for the caller.
+    /// Creates a named PAT for the caller: a name of at most
+    /// [`validate::MAX_TOKEN_NAME_CHARS`] characters, at most
+    /// `MAX_PERSONAL_ACCESS_TOKENS` tokens per user (the store holds the
+    /// count under concurrent calls), expiring as asked (within
+    /// `PAT_MAX_LIFETIME_DAYS`).
     pub async fn create_pat(
         &self,
         grant: &Granted<perm::CreatePersonalAccessTokens>,
         name: &str,
         bypass_two_factor: bool,
+        expiry: PatExpiry,
     ) -> Result<CreatePat, CoreError> {
-        let (token, pat) = self.new_pat(name, bypass_two_factor);
+        if name.chars().count() > validate::MAX_TOKEN_NAME_CHARS {
+            return Ok(CreatePat::NameTooLong {
+                max: validate::MAX_TOKEN_NAME_CHARS,
+            });
+        }
+        let expires_at = match self.pat_expiry(expiry) {
+            Ok(at) => at,
+            Err(refused) => return Ok(refused),
+        };
+        let (token, pat) = self.new_pat(name, bypass_two_factor, expires_at);
         let user_id = &grant.caller().user.id;
+        let max = self.config.max_personal_access_tokens;
         Ok(
-            match self.store.add_personal_access_token(user_id, &pat).await? {
-                PatInsert::Inserted => CreatePat::Created(token),
+            match self
+                .store
+                .add_personal_access_token(user_id, &pat, max)
+                .await?
+            {
+                PatInsert::Inserted => {
+                    METRICS.tokens_minted.inc(&["personal"]);
+                    self.audit(
+                        AuditKind::PatCreated,
+                        Some(user_id),
+                        Some(user_id),
+                        Some(name),
+                    )
+                    .await;
+                    CreatePat::Created(token)
+                }
                 PatInsert::NameTaken => CreatePat::NameTaken,
+                PatInsert::TooMany => CreatePat::TooMany { max },
                 PatInsert::NoSuchUser => CreatePat::NoSuchUser,
             },
         )
     }
 
-    /// The caller's personal access tokens.
+    /// The caller's personal access tokens (expired ones too: they are
+    /// listed as expired).
     pub async fn personal_access_tokens(
         &self,
         grant: &Granted<perm::CreatePersonalAccessTokens>,
     ) -> Result<Vec<PersonalAccessToken>, CoreError> {
-        let tokens = self.store.tokens_of(&grant.caller().user.id).await?;
+        self.pats_of(&grant.caller().user.id).await
+    }
+
+    async fn pats_of(&self, user_id: &str) -> Result<Vec<PersonalAccessToken>, CoreError> {
+        let tokens = self.store.tokens_of(user_id).await?;
         Ok(tokens
             .into_iter()
             .filter_map(|t| match t {
@@ -201,7 +320,8 @@ impl Core {
     }
 
     /// Replaces the caller's PAT of this name by a new one with the same
-    /// name and 2FA choice; `None` if it has none of that name.
+    /// name, 2FA choice and lifetime (from now, within
+    /// `PAT_MAX_LIFETIME_DAYS`); `None` if it has none of that name.
     pub async fn regenerate_pat(
         &self,
         grant: &Granted<perm::CreatePersonalAccessTokens>,
@@ -211,11 +331,34 @@ impl Core {
         let Some(old) = self.store.find_personal_access_token(user_id, name).await? else {
             return Ok(None);
         };
-        let (token, pat) = self.new_pat(name, old.bypass_two_factor);
+        let lifetime = old
+            .expires_at
+            .and_then(|e| (e - old.created_at).to_std().ok())
+            .map(|d| d.max(std::time::Duration::from_millis(1)));
+        let expires_at = match lifetime {
+            Some(d) => {
+                let d = self.config.pat_max_lifetime.map_or(d, |m| d.min(m));
+                chrono::Duration::from_std(d)
+                    .ok()
+                    .and_then(|d| self.now().checked_add_signed(d))
+            }
+            None => self.pat_expiry(PatExpiry::Unset).unwrap_or(None),
+        };
+        let (token, pat) = self.new_pat(name, old.bypass_two_factor, expires_at);
         let replaced = self
             .store
             .replace_personal_access_token(user_id, &pat)
             .await?;
+        if replaced {
+            METRICS.tokens_minted.inc(&["personal"]);
+            self.audit(
+                AuditKind::PatRegenerated,
+                Some(user_id),
+                Some(user_id),
+                Some(name),
+            )
+            .await;
+        }
         Ok(replaced.then_some(token))
     }
 
@@ -225,9 +368,60 @@ impl Core {
         grant: &Granted<perm::CreatePersonalAccessTokens>,
         name: &str,
     ) -> Result<bool, CoreError> {
-        Ok(self
+        let user_id = &grant.caller().user.id;
+        let removed = self
             .store
-            .remove_personal_access_token(&grant.caller().user.id, name)
-            .await?)
+            .remove_personal_access_token(user_id, name)
+            .await?;
+        if removed {
+            self.audit(
+                AuditKind::PatRemoved,
+                Some(user_id),
+                Some(user_id),
+                Some(name),
+            )
+            .await;
+        }
+        Ok(removed)
+    }
+
+    /// Any user's personal access tokens (`manage-personal-access-tokens`).
+    pub async fn user_pats(
+        &self,
+        _grant: &Granted<perm::ManagePersonalAccessTokens>,
+        user_id: &str,
+    ) -> Result<UserPats, CoreError> {
+        if self
+            .lookup(&UserKey::Id(user_id.to_string()))
+            .await?
+            .is_none()
+        {
+            return Ok(UserPats::NoSuchUser);
+        }
+        Ok(UserPats::Tokens(self.pats_of(user_id).await?))
+    }
+
+    /// Revokes any user's PAT of this name (`manage-personal-access-tokens`);
+    /// false if the user has none of that name.
+    pub async fn revoke_user_pat(
+        &self,
+        grant: &Granted<perm::ManagePersonalAccessTokens>,
+        user_id: &str,
+        name: &str,
+    ) -> Result<bool, CoreError> {
+        let removed = self
+            .store
+            .remove_personal_access_token(user_id, name)
+            .await?;
+        if removed {
+            self.audit(
+                AuditKind::PatRemoved,
+                Some(grant.caller().id()),
+                Some(user_id),
+                Some(name),
+            )
+            .await;
+        }
+        Ok(removed)
     }
 }

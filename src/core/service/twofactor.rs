@@ -16,12 +16,12 @@
 
 use super::auth::BUSY_RETRY_AFTER;
 use super::{Core, Refused};
+use crate::core::audit::AuditKind;
 use crate::core::credential::{Caller, SecondFactor, Via};
 use crate::core::error::CoreError;
 use crate::core::model::{LoginToken, Timestamp, User};
 use crate::core::password::{Checked, PasswordInput};
-use crate::core::service::auth::{Blocked, Busy};
-use crate::core::throttle::{AccountKey, BlockScope};
+use crate::core::service::auth::{Blocked, Busy, PendingLogin};
 use crate::core::twofactor::{self as tf, EmailCode, TotpSecret, TwoFactorState};
 use std::net::IpAddr;
 
@@ -208,17 +208,6 @@ fn live(code: &EmailCode, now: Timestamp, max_attempts: u32) -> bool {
 }
 
 impl Core {
-    fn blocked(&self, scope: BlockScope) -> Blocked {
-        let cfg = &self.config.login_block;
-        Blocked {
-            scope,
-            retry_after: match scope {
-                BlockScope::ForUser => cfg.user_block,
-                BlockScope::ForIp => cfg.ip_block,
-            },
-        }
-    }
-
     /// The one second-factor rule (Rocket.Chat's `checkCodeForUser`), for a
     /// user whose password or token was already checked. `password_fallback`:
     /// whether a user without a second factor confirms with the password.
@@ -446,33 +435,47 @@ impl Core {
                 },
             );
         }
-        let now = self.now();
-        let reservation =
-            match self
-                .throttle
-                .reserve(AccountKey::User(caller.id().to_string()), ip, now)
-            {
-                Ok(r) => r,
-                Err(scope) => return Ok(Confirmed::Refused(Refused::Blocked(self.blocked(scope)))),
-            };
+        let pending = match self.reserve_code_check(caller, ip).await? {
+            Ok(pending) => pending,
+            Err(blocked) => return Ok(Confirmed::Refused(Refused::Blocked(blocked))),
+        };
         Ok(
             match self
                 .check_second_factor(&caller.user, presented, fallback)
                 .await?
             {
-                CodeCheck::NotNeeded => Confirmed::Yes,
+                CodeCheck::NotNeeded => {
+                    self.withdraw_login_attempt(pending).await?;
+                    Confirmed::Yes
+                }
                 CodeCheck::Passed => {
-                    reservation.succeeded();
+                    self.login_attempt_succeeded(pending).await?;
                     Confirmed::Yes
                 }
                 CodeCheck::Refused(refused) => {
                     if counts_as_failure(&refused) {
-                        reservation.failed(self.now());
+                        pending.failed();
+                    } else {
+                        self.withdraw_login_attempt(pending).await?;
                     }
                     Confirmed::Refused(refused)
                 }
             },
         )
+    }
+
+    /// Reserves a failed-login attempt on the caller's account and address
+    /// before a second-factor code is checked (the shared store-backed
+    /// throttle of [`Core::begin_login_attempt`]): a blocked account or
+    /// address is refused before any code is looked at.
+    async fn reserve_code_check(
+        &self,
+        caller: &Caller,
+        ip: Option<IpAddr>,
+    ) -> Result<Result<PendingLogin, Blocked>, CoreError> {
+        let typed = caller.user.username.as_deref().unwrap_or(caller.id());
+        self.begin_login_attempt(Some(&caller.user), typed, ip)
+            .await
     }
 
     /// Checks a TOTP (or backup) code of the caller for an enrolment route,
@@ -485,14 +488,10 @@ impl Core {
         code: &str,
         ip: Option<IpAddr>,
     ) -> Result<Result<bool, Blocked>, CoreError> {
-        let reservation =
-            match self
-                .throttle
-                .reserve(AccountKey::User(caller.id().to_string()), ip, self.now())
-            {
-                Ok(r) => r,
-                Err(scope) => return Ok(Err(self.blocked(scope))),
-            };
+        let pending = match self.reserve_code_check(caller, ip).await? {
+            Ok(pending) => pending,
+            Err(blocked) => return Ok(Err(blocked)),
+        };
         let ok = match secret {
             // A pending secret: TOTP only (no backup codes yet).
             Some(secret) => {
@@ -501,9 +500,9 @@ impl Core {
             None => self.verify_totp_or_backup(caller.id(), state, code).await?,
         };
         if ok {
-            reservation.succeeded();
+            self.login_attempt_succeeded(pending).await?;
         } else {
-            reservation.failed(self.now());
+            pending.failed();
         }
         Ok(Ok(ok))
     }
@@ -559,6 +558,13 @@ impl Core {
                 .remove_login_tokens(caller.id(), Some(current))
                 .await?;
         }
+        self.audit(
+            AuditKind::TwoFactorEnabled,
+            Some(caller.id()),
+            Some(caller.id()),
+            Some("totp"),
+        )
+        .await;
         Ok(TotpCodes::Codes(BackupCodes(codes)))
     }
 
@@ -577,7 +583,19 @@ impl Core {
             match self.throttled_totp(caller, None, &state, code, ip).await? {
                 Err(blocked) => TotpDisable::Blocked(blocked),
                 Ok(false) => TotpDisable::Done(false),
-                Ok(true) => TotpDisable::Done(self.store.disable_totp(caller.id()).await?),
+                Ok(true) => {
+                    let disabled = self.store.disable_totp(caller.id()).await?;
+                    if disabled {
+                        self.audit(
+                            AuditKind::TwoFactorDisabled,
+                            Some(caller.id()),
+                            Some(caller.id()),
+                            Some("totp"),
+                        )
+                        .await;
+                    }
+                    TotpDisable::Done(disabled)
+                }
             },
         )
     }
@@ -622,15 +640,32 @@ impl Core {
     /// `users.2fa.enableEmail`: emailed codes on for the caller (they work
     /// once the user has a verified address).
     pub async fn enable_email_two_factor(&self, caller: &Caller) -> Result<(), CoreError> {
-        self.store.set_email_two_factor(caller.id(), true).await?;
+        if self.store.set_email_two_factor(caller.id(), true).await? {
+            self.audit(
+                AuditKind::TwoFactorEnabled,
+                Some(caller.id()),
+                Some(caller.id()),
+                Some("email"),
+            )
+            .await;
+        }
         Ok(())
     }
 
     /// `users.2fa.disableEmail`: emailed codes off. A protected action: the
     /// dialect confirms the second factor first.
     pub async fn disable_email_two_factor(&self, caller: &Caller) -> Result<(), CoreError> {
-        self.store.set_email_two_factor(caller.id(), false).await?;
+        let changed = self.store.set_email_two_factor(caller.id(), false).await?;
         self.store.set_email_code(caller.id(), None).await?;
+        if changed {
+            self.audit(
+                AuditKind::TwoFactorDisabled,
+                Some(caller.id()),
+                Some(caller.id()),
+                Some("email"),
+            )
+            .await;
+        }
         Ok(())
     }
 

@@ -4,6 +4,7 @@
 //! the last-admin guard, for both dialects.
 
 use super::{unique, Core};
+use crate::core::audit::AuditKind;
 use crate::core::credential::{Caller, Via};
 use crate::core::error::CoreError;
 use crate::core::model::{Email, User, UserKey};
@@ -388,7 +389,10 @@ impl Core {
         };
         let keep = myself.then_some(&by.via);
         Ok(
-            match self.apply_patch(&target.id, patch, guard, keep).await? {
+            match self
+                .apply_patch(by.id(), &target.id, patch, guard, keep)
+                .await?
+            {
                 Patched::Updated(user) => UpdateUser::Updated(user),
                 Patched::NoSuchUser => UpdateUser::NoSuchUser,
                 Patched::Taken(field) => UpdateUser::Taken(field),
@@ -400,8 +404,9 @@ impl Core {
     /// Writes a patch with its consequences: deactivation ends every token
     /// and session; a new password ends every login token and session but
     /// `keep` (the credential of a user changing its own password).
-    async fn apply_patch(
+    pub(super) async fn apply_patch(
         &self,
+        actor: &str,
         id: &str,
         mut patch: UserPatch,
         guard: AdminGuard,
@@ -430,6 +435,14 @@ impl Core {
                 self.store.remove_login_tokens(id, token).await?;
                 self.store.delete_sessions_of(id, session).await?;
             }
+            if deactivating {
+                self.audit(AuditKind::UserDeactivated, Some(actor), Some(id), None)
+                    .await;
+            }
+            if new_password {
+                self.audit(AuditKind::PasswordChanged, Some(actor), Some(id), None)
+                    .await;
+            }
         }
         Ok(match updated {
             Some(user) => Patched::Updated(Box::new(user)),
@@ -441,7 +454,7 @@ impl Core {
     /// session it has.
     pub async fn set_active<P: SetsActiveStatus>(
         &self,
-        _grant: &Granted<P>,
+        grant: &Granted<P>,
         id: &str,
         active: bool,
     ) -> Result<SetActive, CoreError> {
@@ -458,7 +471,10 @@ impl Core {
             AdminGuard::KeepLastAdmin
         };
         Ok(
-            match self.apply_patch(&target.id, patch, guard, None).await? {
+            match self
+                .apply_patch(grant.caller().id(), &target.id, patch, guard, None)
+                .await?
+            {
                 Patched::Updated(user) => SetActive::Done(user),
                 Patched::LastAdmin => SetActive::LastAdmin,
                 // Only `active` changes, so no unique field can clash.
@@ -470,7 +486,7 @@ impl Core {
     /// Deletes a user and everything that authenticates as it.
     pub async fn delete_user<P: DeletesUsers>(
         &self,
-        _grant: &Granted<P>,
+        grant: &Granted<P>,
         key: &UserKey,
     ) -> Result<DeleteUser, CoreError> {
         let Some(target) = self.lookup(key).await? else {
@@ -489,6 +505,13 @@ impl Core {
         // Also when the user was already gone: leave no orphans behind.
         self.end_saymon_credentials(&target.id).await?;
         Ok(if deleted {
+            self.audit(
+                AuditKind::UserDeleted,
+                Some(grant.caller().id()),
+                Some(&target.id),
+                None,
+            )
+            .await;
             DeleteUser::Deleted
         } else {
             DeleteUser::NoSuchUser
@@ -514,6 +537,13 @@ impl Core {
         Ok(match updated {
             Ok(Some(_)) => {
                 self.end_saymon_credentials(id).await?;
+                self.audit(
+                    AuditKind::Logout,
+                    Some(by.id()),
+                    Some(id),
+                    Some("everywhere"),
+                )
+                .await;
                 LogoutUser::Done
             }
             // Unguarded: `LastAdmin` cannot come back.
@@ -529,7 +559,7 @@ impl Core {
 }
 
 /// What [`Core::apply_patch`] did.
-enum Patched {
+pub(super) enum Patched {
     Updated(Box<User>),
     NoSuchUser,
     /// The username or email address is taken (ignoring case).

@@ -34,6 +34,32 @@ pub const USER_KEYS: &str = "tokend_user_keys";
 /// tokend's lease serialising the writes that may remove an admin (see
 /// `admin_guard`): one document.
 pub const ADMIN_GUARD: &str = "tokend_admin_guard";
+/// The audit trail (TTL index on `expiresAt`).
+pub const AUDIT: &str = "tokend_audit";
+
+/// Rocket.Chat's server events: its failed-login and login records (shared
+/// with Rocket.Chat; tokend's own records also carry `expireAt`).
+pub const SERVER_EVENTS: &str = "rocketchat_server_events";
+
+/// The fields of a server event tokend reads or writes (Rocket.Chat's
+/// `IServerEvent`: `{_id, t, ts, ip, u: {_id, username}}`).
+pub mod event {
+    pub const ID: &str = "_id";
+    /// The event type.
+    pub const TYPE: &str = "t";
+    pub const TS: &str = "ts";
+    pub const IP: &str = "ip";
+    pub const USER: &str = "u";
+    pub const USER_ID: &str = "u._id";
+    pub const USERNAME: &str = "u.username";
+    /// tokend's own: when its record may go (TTL index; Rocket.Chat's
+    /// events have none, so the index never touches them).
+    pub const EXPIRE_AT: &str = "expireAt";
+    /// Rocket.Chat's `ServerEventType.FAILED_LOGIN_ATTEMPT`.
+    pub const FAILED_LOGIN: &str = "failed-login-attempt";
+    /// Rocket.Chat's `ServerEventType.LOGIN`.
+    pub const LOGIN: &str = "login";
+}
 
 /// The paths of a Rocket.Chat user document that tokend reads or writes.
 pub mod user {
@@ -133,6 +159,10 @@ pub mod entry {
     pub const LAST_TOKEN_PART: &str = "lastTokenPart";
     pub const NAME: &str = "name";
     pub const BYPASS_TWO_FACTOR: &str = "bypassTwoFactor";
+    /// tokend's: when a PAT stops working (absent: never).
+    pub const EXPIRES_AT: &str = "expiresAt";
+    /// tokend's: a PAT's last use, to `LAST_USED_RESOLUTION_SECONDS`.
+    pub const LAST_USED_AT: &str = "lastUsedAt";
 }
 
 /// Every user field [`user_from`] decodes: the projection of every user read,
@@ -423,6 +453,8 @@ pub fn token_from(d: &Document) -> Option<LoginToken> {
             last_token_part: string(d.get(entry::LAST_TOKEN_PART)).unwrap_or_default(),
             name: string(d.get(entry::NAME))?,
             bypass_two_factor: boolean(d.get(entry::BYPASS_TWO_FACTOR)).unwrap_or(false),
+            expires_at: timestamp(d.get(entry::EXPIRES_AT)),
+            last_used_at: timestamp(d.get(entry::LAST_USED_AT)),
         }));
     }
     Some(LoginToken::Resume(ResumeToken {
@@ -437,27 +469,43 @@ fn is_pat(d: &Document) -> bool {
 }
 
 /// The entries the cap's `$pull` may remove: every entry with a `when` that
-/// is not a PAT (Rocket.Chat's rule). [`cap_projection`] reads just enough
-/// of each entry to find them.
-pub fn cap_counted_whens(d: &Document) -> Vec<Timestamp> {
+/// is not a PAT (Rocket.Chat's rule), as `(when, hashedToken)`.
+/// [`cap_projection`] reads just enough of each entry to find them.
+pub fn cap_counted(d: &Document) -> Vec<(Timestamp, Option<String>)> {
     documents(at(d, user::LOGIN_TOKENS))
         .filter(|e| !is_pat(e))
-        .filter_map(|e| timestamp(e.get(entry::WHEN)))
+        .filter_map(|e| {
+            let when = timestamp(e.get(entry::WHEN))?;
+            Some((
+                when,
+                e.get_str(entry::HASHED_TOKEN).ok().map(str::to_string),
+            ))
+        })
         .collect()
 }
 
-/// What the cap reads of a user after a push: `when` and `type` of each
-/// entry, not the hashes nor the PATs' other fields.
+/// What the cap reads of a user after a push: `when`, `type` and the hash
+/// of each entry (the hash breaks ties of `when`), not the PATs' other fields.
 pub fn cap_projection() -> Document {
-    doc! { user::ID: 1, in_tokens(entry::WHEN): 1, in_tokens(entry::TYPE): 1 }
+    doc! {
+        user::ID: 1,
+        in_tokens(entry::WHEN): 1,
+        in_tokens(entry::TYPE): 1,
+        in_tokens(entry::HASHED_TOKEN): 1,
+    }
 }
 
-/// The `$pull` condition matching the cap's victims: entries older than `cutoff`, not PATs.
-pub fn cap_victims(cutoff: Timestamp) -> Document {
-    doc! {
-        entry::WHEN: { "$lt": date(cutoff) },
-        entry::TYPE: { "$ne": entry::PAT_TYPE },
-    }
+/// The `$pull` condition matching the cap's victims: entries older than
+/// `cutoff`, and those of exactly `cutoff` whose hash is in `tied`; never PATs.
+pub fn cap_victims(cutoff: Timestamp, tied: &[String]) -> Document {
+    let older = doc! { entry::WHEN: { "$lt": date(cutoff) } };
+    let mut cond = if tied.is_empty() {
+        older
+    } else {
+        doc! { "$or": [older, { entry::WHEN: date(cutoff), entry::HASHED_TOKEN: { "$in": tied } }] }
+    };
+    cond.insert(entry::TYPE, doc! { "$ne": entry::PAT_TYPE });
+    cond
 }
 
 /// The `$pull` condition of `remove_login_tokens`: every entry but PATs and
@@ -496,14 +544,34 @@ pub fn token_doc(t: &LoginToken) -> Document {
 
 /// A personal access token entry.
 pub fn pat_doc(p: &PersonalAccessToken) -> Document {
-    doc! {
+    let mut d = doc! {
         entry::HASHED_TOKEN: p.hashed_token.as_str(),
         entry::TYPE: entry::PAT_TYPE,
         entry::CREATED_AT: date(p.created_at),
         entry::LAST_TOKEN_PART: &p.last_token_part,
         entry::NAME: &p.name,
         entry::BYPASS_TWO_FACTOR: p.bypass_two_factor,
+    };
+    // tokend's own fields, only when set: Rocket.Chat ignores them.
+    if let Some(t) = p.expires_at {
+        d.insert(entry::EXPIRES_AT, date(t));
     }
+    if let Some(t) = p.last_used_at {
+        d.insert(entry::LAST_USED_AT, date(t));
+    }
+    d
+}
+
+/// What the PAT cap reads of a user after a push: each entry's type and hash.
+pub fn pat_cap_projection() -> Document {
+    doc! { user::ID: 1, in_tokens(entry::TYPE): 1, in_tokens(entry::HASHED_TOKEN): 1 }
+}
+
+/// Among a user's PATs (in array order), the position of the one with this hash.
+pub fn pat_position(user_doc: &Document, hash: &TokenHash) -> Option<usize> {
+    documents(at(user_doc, user::LOGIN_TOKENS))
+        .filter(|e| is_pat(e))
+        .position(|e| string(e.get(entry::HASHED_TOKEN)).as_deref() == Some(hash.as_str()))
 }
 
 /// An `$elemMatch` on the PAT named `name`.
@@ -559,6 +627,7 @@ pub fn api_token_from(d: &Document) -> Option<ApiToken> {
         hashed_token: TokenHash::from_stored(string(d.get("hashedToken"))?),
         created_at: timestamp(d.get("createdAt")).unwrap_or_default(),
         hint: string(d.get("lastTokenPart")).unwrap_or_default(),
+        last_used_at: timestamp(d.get("lastUsedAt")),
     })
 }
 
@@ -872,7 +941,7 @@ mod tests {
             { "type": "personalAccessToken" },
             { "when": 7_i64 },
         ] } } };
-        assert_eq!(cap_counted_whens(&d).len(), 2);
+        assert_eq!(cap_counted(&d).len(), 2);
         let d = doc! { "_id": "u", "services": { "resume": { "loginTokens": [
             { "hashedToken": "a" },
             { "type": "personalAccessToken", "hashedToken": "p" },

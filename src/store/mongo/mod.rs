@@ -16,6 +16,10 @@
 //!   uniqueness ignoring case hold under concurrent writers (see `claims`).
 //! * `tokend_admin_guard`: one lease document serialising the writes that may
 //!   remove the last active admin (see `admin_guard`).
+//! * `rocketchat_server_events`: Rocket.Chat's failed-login and login events,
+//!   read and written in its shape (see `login_attempts`).
+//! * `tokend_audit`: the audit trail, one document per credential event,
+//!   removed by a TTL index on its `expiresAt` (see `audit`).
 //!
 //! Without transactions (a standalone mongod has none, nor has the emulator)
 //! every method that must be atomic is one single-document write.
@@ -32,9 +36,11 @@
 //! [`StoreError::Unavailable`] (503), logged once here with their context.
 
 mod admin_guard;
+mod audit;
 mod claims;
 mod codec;
 mod errors;
+mod login_attempts;
 mod roles;
 mod saymon;
 mod tokens;
@@ -47,7 +53,9 @@ use super::*;
 use async_trait::async_trait;
 use mongodb::bson::{doc, Document};
 use mongodb::error::ErrorKind;
-use mongodb::options::{ClientOptions, IndexOptions, ReturnDocument};
+use mongodb::options::{Acknowledgment, ClientOptions, IndexOptions, ReturnDocument, WriteConcern};
+#[cfg(test)]
+use mongodb::options::{ReadPreference, SelectionCriteria};
 use mongodb::{Client, Collection, Cursor, Database, IndexModel};
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -151,7 +159,63 @@ fn index_plan() -> Vec<(&'static str, Vec<IndexModel>)> {
                 index(doc! { "userId": 1 }, IndexOptions::default()),
             ],
         ),
+        (
+            SERVER_EVENTS,
+            vec![
+                // Rocket.Chat's own two (same keys, same default names).
+                index(
+                    doc! { event::TYPE: 1, event::IP: 1, event::TS: -1 },
+                    IndexOptions::default(),
+                ),
+                index(
+                    doc! { event::TYPE: 1, event::USERNAME: 1, event::TS: -1 },
+                    IndexOptions::default(),
+                ),
+                index(
+                    doc! { event::TYPE: 1, event::USER_ID: 1, event::TS: -1 },
+                    IndexOptions::default(),
+                ),
+                index(
+                    doc! { event::EXPIRE_AT: 1 },
+                    IndexOptions::builder().expire_after(Duration::ZERO).build(),
+                ),
+            ],
+        ),
+        (
+            AUDIT,
+            vec![
+                // Retention: each event carries its own end (`AUDIT_RETENTION_DAYS`).
+                index(
+                    doc! { "expiresAt": 1 },
+                    IndexOptions::builder().expire_after(Duration::ZERO).build(),
+                ),
+                index(doc! { "at": -1 }, IndexOptions::default()),
+                index(doc! { "actor": 1, "at": -1 }, IndexOptions::default()),
+                index(doc! { "target": 1, "at": -1 }, IndexOptions::default()),
+            ],
+        ),
     ]
+}
+
+/// The driver's options for `uri`, as the user wrote them (`replicaSet`,
+/// `readPreference`, `w`, `retryWrites`, `readConcernLevel`, ...), with
+/// tokend's defaults where the URI says nothing: writes acknowledged by a
+/// majority (`w=majority`, so an acknowledged write survives a failover;
+/// `w=1` etc. in the URI win), server selection and connect timeouts no
+/// longer than the store timeout, app name `tokend`.
+pub async fn client_options(uri: &str, timeout: Duration) -> mongodb::error::Result<ClientOptions> {
+    let mut options = ClientOptions::parse(uri).await?;
+    options.app_name.get_or_insert_with(|| "tokend".into());
+    let bound = |t: Option<Duration>| Some(t.map_or(timeout, |t| t.min(timeout)));
+    options.server_selection_timeout = bound(options.server_selection_timeout);
+    options.connect_timeout = bound(options.connect_timeout);
+    let concern = options
+        .write_concern
+        .get_or_insert_with(WriteConcern::default);
+    if concern.w.is_none() {
+        concern.w = Some(Acknowledgment::Majority);
+    }
+    Ok(options)
 }
 
 impl MongoStore {
@@ -188,11 +252,7 @@ impl MongoStore {
 
     /// Parses the URI and builds the client (lazy: connects in the background).
     async fn open_client(&self) -> mongodb::error::Result<Database> {
-        let mut options = ClientOptions::parse(&self.uri).await?;
-        options.app_name.get_or_insert_with(|| "tokend".into());
-        let bound = |t: Option<Duration>| Some(t.map_or(self.timeout, |t| t.min(self.timeout)));
-        options.server_selection_timeout = bound(options.server_selection_timeout);
-        options.connect_timeout = bound(options.connect_timeout);
+        let options = client_options(&self.uri, self.timeout).await?;
         let name = options
             .default_database
             .clone()
@@ -303,5 +363,58 @@ impl Store for MongoStore {
             Ok(())
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T: Duration = Duration::from_secs(5);
+
+    #[tokio::test]
+    async fn replica_set_settings_are_taken_as_written() {
+        let o = client_options(
+            "mongodb://a:27017,b:27017,c:27017/rocketchat?replicaSet=rs0\
+             &readPreference=secondaryPreferred&retryWrites=true&w=majority&wtimeoutMS=2000",
+            T,
+        )
+        .await
+        .expect("parses");
+        assert_eq!(o.repl_set_name.as_deref(), Some("rs0"));
+        assert_eq!(o.hosts.len(), 3);
+        assert_eq!(o.retry_writes, Some(true));
+        assert!(matches!(
+            o.selection_criteria,
+            Some(SelectionCriteria::ReadPreference(
+                ReadPreference::SecondaryPreferred { .. }
+            ))
+        ));
+        let w = o.write_concern.expect("write concern");
+        assert_eq!(w.w, Some(Acknowledgment::Majority));
+        assert_eq!(w.w_timeout, Some(Duration::from_secs(2)));
+        assert_eq!(o.default_database.as_deref(), Some("rocketchat"));
+    }
+
+    #[tokio::test]
+    async fn writes_default_to_majority_unless_the_uri_says_otherwise() {
+        let o = client_options("mongodb://127.0.0.1:27017/db", T)
+            .await
+            .expect("parses");
+        assert_eq!(
+            o.write_concern.and_then(|w| w.w),
+            Some(Acknowledgment::Majority)
+        );
+        let o = client_options("mongodb://127.0.0.1:27017/db?w=1&journal=true", T)
+            .await
+            .expect("parses");
+        let w = o.write_concern.expect("write concern");
+        assert_eq!(w.w, Some(Acknowledgment::Nodes(1)));
+        assert_eq!(w.journal, Some(true));
+        // A longer selection timeout in the URI is cut to the store timeout.
+        let o = client_options("mongodb://h/db?serverSelectionTimeoutMS=60000", T)
+            .await
+            .expect("parses");
+        assert_eq!(o.server_selection_timeout, Some(T));
     }
 }

@@ -3,6 +3,18 @@
 
 use super::*;
 
+/// `$set` of the token's fields; a new token's `lastUsedAt` is `$unset`.
+fn set_api_token_update(token: &ApiToken) -> Document {
+    let mut fields = api_token_fields(token);
+    match token.last_used_at {
+        Some(t) => {
+            fields.insert("lastUsedAt", date(t));
+            doc! { "$set": fields }
+        }
+        None => doc! { "$set": fields, "$unset": { "lastUsedAt": "" } },
+    }
+}
+
 #[async_trait]
 impl SaymonStore for MongoStore {
     /// One upsert (two when a concurrent upsert of the same user wins the insert).
@@ -11,10 +23,7 @@ impl SaymonStore for MongoStore {
             let tokens = coll(&db, API_TOKENS);
             let upsert = || {
                 tokens
-                    .update_one(
-                        doc! { "_id": &token.user_id },
-                        doc! { "$set": api_token_fields(token) },
-                    )
+                    .update_one(doc! { "_id": &token.user_id }, set_api_token_update(token))
                     .upsert(true)
             };
             match upsert().await {
@@ -63,6 +72,28 @@ impl SaymonStore for MongoStore {
         .await
     }
 
+    /// One conditional update: `lastUsedAt` absent or older than `stale_before`.
+    async fn touch_api_token(
+        &self,
+        hashed_token: &TokenHash,
+        now: Timestamp,
+        stale_before: Timestamp,
+    ) -> StoreResult<bool> {
+        self.run("touch_api_token", |db| async move {
+            let result = coll(&db, API_TOKENS)
+                .update_one(
+                    doc! {
+                        "hashedToken": hashed_token.as_str(),
+                        "lastUsedAt": { "$not": { "$gte": date(stale_before) } },
+                    },
+                    doc! { "$set": { "lastUsedAt": date(now) } },
+                )
+                .await?;
+            Ok(result.modified_count > 0)
+        })
+        .await
+    }
+
     async fn delete_api_token(&self, user_id: &str) -> StoreResult<bool> {
         self.run("delete_api_token", |db| async move {
             let result = coll(&db, API_TOKENS)
@@ -73,12 +104,39 @@ impl SaymonStore for MongoStore {
         .await
     }
 
-    async fn insert_session(&self, session: &Session) -> StoreResult<()> {
+    /// An insert, then a trim (as `push_login_token`): the sessions beyond
+    /// the user's newest `max` are found and deleted. Every insert trims
+    /// after itself, so once concurrent opens have finished the user holds
+    /// at most `max`; while they run, at most one more per open in flight.
+    async fn insert_session(&self, session: &Session, max: usize) -> StoreResult<()> {
         self.run("insert_session", |db| async move {
             coll(&db, SESSIONS).insert_one(session_doc(session)).await?;
             Ok(())
         })
-        .await
+        .await?;
+        let skip = u64::try_from(max).unwrap_or(u64::MAX);
+        // The session is stored: a failed trim must not turn a successful
+        // open into an error; the next open trims again (`run` logs it).
+        let _ = self
+            .run("insert_session (cap)", |db| async move {
+                let sessions = coll(&db, SESSIONS);
+                let cursor = sessions
+                    .find(doc! { "userId": &session.user_id })
+                    .sort(doc! { "createdAt": -1, "_id": -1 })
+                    .skip(skip)
+                    .projection(doc! { "_id": 1 })
+                    .await?;
+                let victims: Vec<mongodb::bson::Bson> =
+                    collect(cursor, |d| d.get("_id").cloned()).await?;
+                if !victims.is_empty() {
+                    sessions
+                        .delete_many(doc! { "_id": { "$in": victims } })
+                        .await?;
+                }
+                Ok(())
+            })
+            .await;
+        Ok(())
     }
 
     /// One `findAndModify`, filtered on both expiries.

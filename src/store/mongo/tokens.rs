@@ -115,14 +115,14 @@ impl TokenStore for MongoStore {
                 let (Some(id), Some(raw_id)) = (id_of(&after), after.get(user::ID)) else {
                     return Err(StoreError::Internal("user document without an _id".into()).into());
                 };
-                let cutoff = cap_cutoff(cap_counted_whens(&after), max);
+                let cutoff = cap_trim(cap_counted(&after), max);
                 Ok(Some((id, raw_id.clone(), cutoff)))
             })
             .await?;
         let Some((id, raw_id, cutoff)) = pushed else {
             return Ok(None);
         };
-        if let Some(cutoff) = cutoff {
+        if let Some((cutoff, tied)) = cutoff {
             // The token is stored: a failed trim must not turn a successful
             // mint into an error (the client would never see a token that
             // exists). The next push trims again from the full list; the
@@ -132,7 +132,7 @@ impl TokenStore for MongoStore {
                     coll(&db, USERS)
                         .update_one(
                             doc! { user::ID: raw_id },
-                            doc! { "$pull": { user::LOGIN_TOKENS: cap_victims(cutoff) } },
+                            doc! { "$pull": { user::LOGIN_TOKENS: cap_victims(cutoff, &tied) } },
                         )
                         .await?;
                     Ok(())
@@ -188,6 +188,7 @@ impl TokenStore for MongoStore {
         &self,
         user_id: &str,
         pat: &PersonalAccessToken,
+        max: usize,
     ) -> StoreResult<PatInsert> {
         self.run("add_personal_access_token", |db| async move {
             let users = coll(&db, USERS);
@@ -195,13 +196,30 @@ impl TokenStore for MongoStore {
                 user::ID: user_id,
                 user::LOGIN_TOKENS: { "$not": { "$elemMatch": pat_named(&pat.name) } },
             };
-            let result = users
-                .update_one(
+            // A push, then a check of the array it returns: the array keeps
+            // push order, so of concurrent adds exactly the ones beyond the
+            // `max`-th PAT take themselves out again; the user never keeps
+            // more than `max`.
+            let after = users
+                .find_one_and_update(
                     filter,
                     doc! { "$push": { user::LOGIN_TOKENS: pat_doc(pat) } },
                 )
+                .projection(pat_cap_projection())
+                .return_document(ReturnDocument::After)
                 .await?;
-            if result.matched_count > 0 {
+            if let Some(after) = after {
+                if pat_position(&after, &pat.hashed_token).is_some_and(|i| i >= max) {
+                    users
+                        .update_one(
+                            doc! { user::ID: user_id },
+                            doc! { "$pull": { user::LOGIN_TOKENS: {
+                                entry::HASHED_TOKEN: pat.hashed_token.as_str()
+                            } } },
+                        )
+                        .await?;
+                    return Ok(PatInsert::TooMany);
+                }
                 return Ok(PatInsert::Inserted);
             }
             let exists = users
@@ -251,19 +269,55 @@ impl TokenStore for MongoStore {
         })
         .await
     }
+
+    /// One conditional update: `$elemMatch` on the PAT's hash with
+    /// `lastUsedAt` absent or older than `stale_before`, positional `$set`.
+    async fn touch_personal_access_token(
+        &self,
+        user_id: &str,
+        hashed_token: &TokenHash,
+        now: Timestamp,
+        stale_before: Timestamp,
+    ) -> StoreResult<bool> {
+        self.run("touch_personal_access_token", |db| async move {
+            let result = coll(&db, USERS)
+                .update_one(
+                    doc! {
+                        user::ID: user_id,
+                        user::LOGIN_TOKENS: { "$elemMatch": {
+                            entry::HASHED_TOKEN: hashed_token.as_str(),
+                            entry::TYPE: entry::PAT_TYPE,
+                            entry::LAST_USED_AT: { "$not": { "$gte": date(stale_before) } },
+                        } },
+                    },
+                    doc! { "$set": { in_tokens(&format!("$.{}", entry::LAST_USED_AT)): date(now) } },
+                )
+                .await?;
+            Ok(result.modified_count > 0)
+        })
+        .await
+    }
 }
 
-/// The cap's cutoff over the `when`s of the counted entries, by the rule
-/// every store applies ([`resume_cutoff`]; only `when` matters to it).
-fn cap_cutoff(whens: Vec<Timestamp>, max: usize) -> Option<Timestamp> {
-    let tokens: Vec<LoginToken> = whens
-        .into_iter()
-        .map(|when| {
-            LoginToken::Resume(ResumeToken {
-                when,
-                hashed_token: TokenHash::from_stored(String::new()),
-            })
-        })
+/// The trim after a push: the `when` of the `max`-th newest counted entry,
+/// and the hashes of the entries tied with it that fall outside the newest
+/// `max` (ordered by `when`, then hash, both descending). Every pusher
+/// orders alike, so a trim never removes one of the newest `max` overall,
+/// and the last push leaves exactly `max` even when two instances stamped
+/// the same millisecond. `None`: nothing to trim.
+fn cap_trim(
+    mut entries: Vec<(Timestamp, Option<String>)>,
+    max: usize,
+) -> Option<(Timestamp, Vec<String>)> {
+    if entries.len() <= max || max == 0 {
+        return None;
+    }
+    entries.sort_unstable_by(|a, b| b.cmp(a));
+    let cutoff = entries[max - 1].0;
+    let tied = entries[max..]
+        .iter()
+        .filter(|(when, _)| *when == cutoff)
+        .filter_map(|(_, hash)| hash.clone())
         .collect();
-    resume_cutoff(&tokens, max)
+    Some((cutoff, tied))
 }

@@ -9,15 +9,23 @@
 //!   answers each job. A job that fails rolls back only its savepoint.
 //!   Because there is one writer, every write method (the login-token cap,
 //!   unique PAT names, session touch) is one serialized transaction.
-//! * **Reads** run on the blocking pool over a few read connections, each
-//!   read in one transaction (a consistent snapshot), never on the runtime's
-//!   threads. A `:memory:` store has one connection, shared by both.
+//! * **Reads** run over a few read connections, each read in one
+//!   transaction (a consistent snapshot). A *point* read (a row or two found
+//!   through an index: the token a request presents, a user by key) runs at
+//!   once on the calling thread when a read connection is free: it takes
+//!   microseconds and never waits for the writer (WAL readers do not), so
+//!   handing it to the blocking pool would cost more (two thread switches)
+//!   than the read. Every other read, and a point read that finds no free
+//!   connection, runs on the blocking pool. A `:memory:` store has one
+//!   connection, shared by both.
 //! * **Schema** in versioned migrations ([`rusqlite_migration`], the version in
 //!   `PRAGMA user_version`); a file from a newer schema is refused.
 //!
 //! The code is split like the traits: [`users`], [`tokens`], [`saymon`],
-//! [`roles`].
+//! [`roles`], [`login_attempts`].
 
+mod audit;
+mod login_attempts;
 mod roles;
 mod saymon;
 mod tokens;
@@ -48,8 +56,9 @@ pub const MEMORY: &str = ":memory:";
 /// Most write jobs committed in one transaction.
 pub const MAX_BATCH: usize = 512;
 
-/// Read connections of a file store.
-const READERS: usize = 4;
+/// Read connections of a file store: enough for the runtime's threads doing
+/// point reads and the blocking pool's scans at once.
+const READERS: usize = 8;
 /// How long a connection waits for a lock held by another process (a backup).
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -57,7 +66,9 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// migration that has shipped.
 const MIGRATIONS: &[M<'static>] = &[
     M::up(include_str!("schema_v1.sql")),
-    M::up(include_str!("schema_v2_twofactor.sql")),
+    M::up(include_str!("schema_v2.sql")),
+    M::up(include_str!("schema_v3.sql")),
+    M::up(include_str!("schema_v4.sql")),
 ];
 
 /// The schema version this build writes.
@@ -206,6 +217,37 @@ impl SqliteStore {
         self.submit(f)?.await.map_err(|_| writer_gone())?
     }
 
+    /// Runs `f`, a point read (index lookups only, no scan), in one read
+    /// transaction: on the calling thread when a read connection is free,
+    /// else as [`Self::read`] does.
+    async fn read_point<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+    {
+        match self.read_here(f) {
+            Ok(out) => out,
+            Err(f) => self.read(f).await,
+        }
+    }
+
+    /// Runs `f` on this thread if a read connection is free; gives `f`
+    /// back otherwise.
+    fn read_here<T, F>(&self, f: F) -> Result<StoreResult<T>, F>
+    where
+        F: FnOnce(&Connection) -> StoreResult<T>,
+    {
+        let free = self.readers.iter().find_map(|c| match c.try_lock() {
+            Ok(guard) => Some(guard),
+            Err(TryLockError::Poisoned(p)) => Some(p.into_inner()),
+            Err(TryLockError::WouldBlock) => None,
+        });
+        match free {
+            Some(conn) => Ok(in_read_transaction(&conn, f)),
+            None => Err(f),
+        }
+    }
+
     /// Runs `f` in one read transaction on a read connection, off the runtime.
     async fn read<T, F>(&self, f: F) -> StoreResult<T>
     where
@@ -223,7 +265,7 @@ impl SqliteStore {
             let _permit = permit;
             // A permit per connection: one is free, unless the writer holds
             // the only connection of a `:memory:` store.
-            let mut conn = readers
+            let conn = readers
                 .iter()
                 .find_map(|c| match c.try_lock() {
                     Ok(guard) => Some(guard),
@@ -231,8 +273,7 @@ impl SqliteStore {
                     Err(TryLockError::WouldBlock) => None,
                 })
                 .unwrap_or_else(|| lock(&readers[0]));
-            let tx = conn.transaction()?;
-            f(&tx)
+            in_read_transaction(&conn, f)
         })
         .await
         .map_err(|e| StoreError::Internal(format!("a store read failed: {e}")))?
@@ -259,7 +300,7 @@ impl Drop for SqliteStore {
 #[async_trait]
 impl Store for SqliteStore {
     async fn ping(&self) -> StoreResult<()> {
-        self.read(|c| Ok(c.query_row("SELECT 1", [], |_| Ok(()))?))
+        self.read_point(|c| Ok(c.query_row("SELECT 1", [], |_| Ok(()))?))
             .await
     }
 }
@@ -372,6 +413,37 @@ fn lock(conn: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
     conn.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// Runs one statement without parameters from the statement cache: the
+/// transaction statements run several times per request, and parsing them
+/// each time costs as much as a point read.
+fn run_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(|_| ())
+}
+
+/// Runs `f` in one read transaction (one snapshot for all its statements).
+/// `BEGIN` and `COMMIT` are cached statements: parsing them anew would cost
+/// a point read as much as the read itself.
+fn in_read_transaction<T>(
+    conn: &Connection,
+    f: impl FnOnce(&Connection) -> StoreResult<T>,
+) -> StoreResult<T> {
+    if !conn.is_autocommit() {
+        // Left open by a read that panicked: end it first.
+        conn.execute_batch("ROLLBACK")?;
+    }
+    conn.prepare_cached("BEGIN")?.execute([])?;
+    let out = f(conn);
+    let end = conn
+        .prepare_cached("COMMIT")
+        .and_then(|mut s| s.execute([]));
+    if end.is_err() && !conn.is_autocommit() {
+        let _ = conn.execute_batch("ROLLBACK");
+    }
+    let out = out?;
+    end?;
+    Ok(out)
+}
+
 /// A queued write: runs inside a batch's transaction, answered after it.
 trait Job: Send {
     fn run(&mut self, conn: &Connection);
@@ -413,7 +485,7 @@ fn in_savepoint<T>(
     conn: &Connection,
     f: impl FnOnce(&Connection) -> StoreResult<T>,
 ) -> StoreResult<T> {
-    conn.execute_batch("SAVEPOINT job")?;
+    run_cached(conn, "SAVEPOINT job")?;
     let out = catch_unwind(AssertUnwindSafe(|| f(conn)))
         .unwrap_or_else(|_| Err(StoreError::Internal("a store write panicked".into())));
     // A failed statement may have ended the whole transaction already;
@@ -422,7 +494,7 @@ fn in_savepoint<T>(
         if out.is_err() {
             conn.execute_batch("ROLLBACK TO job")?;
         }
-        conn.execute_batch("RELEASE job")?;
+        run_cached(conn, "RELEASE job")?;
     }
     out
 }
@@ -453,7 +525,7 @@ fn run_batch(conn: &Connection, batch: Vec<Box<dyn Job>>, counters: &Counters) {
     };
     let mut queue = batch.into_iter();
     let mut done: Vec<Box<dyn Job>> = Vec::new();
-    if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+    if let Err(e) = run_cached(conn, "BEGIN IMMEDIATE") {
         answer(queue.collect(), Err(e.into()));
         return;
     }
@@ -469,13 +541,13 @@ fn run_batch(conn: &Connection, batch: Vec<Box<dyn Job>>, counters: &Counters) {
                     "the write was rolled back by SQLite".into(),
                 )),
             );
-            if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+            if let Err(e) = run_cached(conn, "BEGIN IMMEDIATE") {
                 answer(queue.collect(), Err(e.into()));
                 return;
             }
         }
     }
-    let commit = conn.execute_batch("COMMIT").map_err(StoreError::from);
+    let commit = run_cached(conn, "COMMIT").map_err(StoreError::from);
     if commit.is_err() && !conn.is_autocommit() {
         let _ = conn.execute_batch("ROLLBACK");
     }

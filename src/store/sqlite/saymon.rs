@@ -7,7 +7,7 @@ use crate::store::{SaymonStore, StoreResult};
 use async_trait::async_trait;
 use rusqlite::{params, params_from_iter, OptionalExtension, Row};
 
-const API_TOKEN_COLUMNS: &str = "user_id, hash, created_at, hint";
+const API_TOKEN_COLUMNS: &str = "user_id, hash, created_at, hint, last_used_at";
 const SESSION_COLUMNS: &str =
     "hash, user_id, created_at, last_seen_at, expires_at, absolute_expires_at";
 
@@ -17,6 +17,10 @@ fn api_token_row(row: &Row<'_>) -> rusqlite::Result<ApiToken> {
         hashed_token: TokenHash::from_stored(row.get::<_, String>(1)?),
         created_at: time(2, row.get(2)?)?,
         hint: row.get(3)?,
+        last_used_at: row
+            .get::<_, Option<i64>>(4)?
+            .map(|v| time(4, v))
+            .transpose()?,
     })
 }
 
@@ -39,7 +43,8 @@ impl SaymonStore for SqliteStore {
             c.prepare_cached(
                 "INSERT INTO api_tokens (user_id, hash, created_at, hint) VALUES (?1, ?2, ?3, ?4) \
                  ON CONFLICT (user_id) DO UPDATE SET \
-                 hash = excluded.hash, created_at = excluded.created_at, hint = excluded.hint",
+                 hash = excluded.hash, created_at = excluded.created_at, hint = excluded.hint, \
+                 last_used_at = NULL",
             )?
             .execute(params![
                 token.user_id,
@@ -54,7 +59,7 @@ impl SaymonStore for SqliteStore {
 
     async fn api_token_of(&self, user_id: &str) -> StoreResult<Option<ApiToken>> {
         let user_id = user_id.to_string();
-        self.read(move |c| {
+        self.read_point(move |c| {
             let mut stmt = c.prepare_cached(&format!(
                 "SELECT {API_TOKEN_COLUMNS} FROM api_tokens WHERE user_id = ?1"
             ))?;
@@ -87,7 +92,7 @@ impl SaymonStore for SqliteStore {
 
     async fn find_api_token(&self, hashed_token: &TokenHash) -> StoreResult<Option<ApiToken>> {
         let hash = hashed_token.clone();
-        self.read(move |c| {
+        self.read_point(move |c| {
             let mut stmt = c.prepare_cached(&format!(
                 "SELECT {API_TOKEN_COLUMNS} FROM api_tokens WHERE hash = ?1"
             ))?;
@@ -108,8 +113,29 @@ impl SaymonStore for SqliteStore {
         .await
     }
 
-    async fn insert_session(&self, session: &Session) -> StoreResult<()> {
+    async fn touch_api_token(
+        &self,
+        hashed_token: &TokenHash,
+        now: Timestamp,
+        stale_before: Timestamp,
+    ) -> StoreResult<bool> {
+        let hash = hashed_token.clone();
+        self.write(move |c| {
+            let n = c
+                .prepare_cached(
+                    "UPDATE api_tokens SET last_used_at = ?2 WHERE hash = ?1 \
+                     AND (last_used_at IS NULL OR last_used_at < ?3)",
+                )?
+                .execute(params![hash.as_str(), ms(now), ms(stale_before)])?;
+            Ok(n > 0)
+        })
+        .await
+    }
+
+    /// One transaction: sweep, insert, trim to the newest `max`.
+    async fn insert_session(&self, session: &Session, max: usize) -> StoreResult<()> {
         let s = session.clone();
+        let keep = i64::try_from(max).unwrap_or(i64::MAX);
         self.write(move |c| {
             // Sweep this user's expired sessions while here: nothing else
             // (no TTL index) removes those never touched again.
@@ -129,6 +155,13 @@ impl SaymonStore for SqliteStore {
                 ms(s.expires_at),
                 ms(s.absolute_expires_at)
             ])?;
+            // The per-user cap: the oldest beyond the newest `max` go.
+            c.prepare_cached(
+                "DELETE FROM sessions WHERE user_id = ?1 AND hash IN (\
+                   SELECT hash FROM sessions WHERE user_id = ?1 \
+                   ORDER BY created_at DESC, rowid DESC LIMIT -1 OFFSET ?2)",
+            )?
+            .execute(params![s.user_id, keep])?;
             Ok(())
         })
         .await

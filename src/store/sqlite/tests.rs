@@ -109,6 +109,8 @@ async fn everything_survives_a_reopen() {
         last_token_part: "abcdef".into(),
         name: "ci".into(),
         bypass_two_factor: true,
+        expires_at: Some(t + chrono::Duration::days(3)),
+        last_used_at: Some(t),
     };
     let login = ResumeToken {
         when: t,
@@ -119,6 +121,7 @@ async fn everything_survives_a_reopen() {
         hashed_token: h("api-hash"),
         created_at: t,
         hint: "wxyz".into(),
+        last_used_at: None,
     };
     let session = Session {
         hashed_id: h("session-hash"),
@@ -148,13 +151,13 @@ async fn everything_survives_a_reopen() {
         store.push_login_token(&key, &login, 50).await.unwrap();
         assert_eq!(
             store
-                .add_personal_access_token(&alice.id, &pat)
+                .add_personal_access_token(&alice.id, &pat, 50)
                 .await
                 .unwrap(),
             PatInsert::Inserted
         );
         store.set_api_token(&api).await.unwrap();
-        store.insert_session(&session).await.unwrap();
+        store.insert_session(&session, 100).await.unwrap();
         renamed.expect("unguarded").expect("alice exists")
     };
     // Dropped: the writer thread and every connection are closed.
@@ -399,4 +402,37 @@ async fn a_memory_store_works_on_one_connection() {
     // Another store on :memory: is another database.
     let other = SqliteStore::open(MEMORY).expect("open");
     assert_eq!(other.count_users().await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn a_point_read_sees_every_commit_and_survives_a_panicking_read() {
+    let path = TempPath::new();
+    let store = SqliteStore::open(path.as_str()).expect("open");
+    let alice = user("alice");
+    store.insert_user(&alice).await.unwrap();
+    // Point reads run on this thread over the read connections; each sees
+    // the writer's commit made just before it.
+    for name in ["bob", "carol", "dave"] {
+        let u = user(name);
+        store.insert_user(&u).await.unwrap();
+        assert_eq!(
+            store.find_user(&UserKey::Login(name.into())).await.unwrap(),
+            Some(u)
+        );
+    }
+    // A read that panics leaves its transaction open on a connection: the
+    // next read on that connection ends it first instead of failing.
+    let conn = store.readers[0].clone();
+    let panicked = std::panic::catch_unwind(AssertUnwindSafe(|| {
+        let guard = lock(&conn);
+        let _ = in_read_transaction(&guard, |_| -> StoreResult<()> { panic!("read panicked") });
+    }));
+    assert!(panicked.is_err());
+    assert!(
+        !lock(&conn).is_autocommit(),
+        "the panic left the transaction open"
+    );
+    let found = in_read_transaction(&lock(&conn), |c| super::users::user_by_id(c, &alice.id));
+    assert_eq!(found.unwrap(), Some(alice));
+    assert!(lock(&conn).is_autocommit());
 }

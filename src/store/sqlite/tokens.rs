@@ -4,7 +4,7 @@
 use super::users::{resolve, user_by_id};
 use super::{ms, time, SqliteStore};
 use crate::core::credential::TokenHash;
-use crate::core::model::{LoginToken, PersonalAccessToken, ResumeToken, User, UserKey};
+use crate::core::model::{LoginToken, PersonalAccessToken, ResumeToken, Timestamp, User, UserKey};
 use crate::store::{PatInsert, StoreResult, TokenStore};
 use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension, Row};
@@ -13,7 +13,17 @@ const RESUME: &str = "resume";
 const PERSONAL: &str = "personal";
 
 const TOKEN_COLUMNS: &str =
-    "hash, kind, created_at, name, last_token_part, bypass_two_factor, user_id";
+    "hash, kind, created_at, name, last_token_part, bypass_two_factor, user_id, \
+     expires_at, last_used_at";
+
+fn optional_time(
+    row: &Row<'_>,
+    idx: usize,
+) -> rusqlite::Result<Option<crate::core::model::Timestamp>> {
+    row.get::<_, Option<i64>>(idx)?
+        .map(|v| time(idx, v))
+        .transpose()
+}
 
 /// A token from a row of [`TOKEN_COLUMNS`], and its owner's id.
 fn token_row(row: &Row<'_>) -> rusqlite::Result<(LoginToken, String)> {
@@ -27,6 +37,8 @@ fn token_row(row: &Row<'_>) -> rusqlite::Result<(LoginToken, String)> {
             name: row.get(3)?,
             last_token_part: row.get::<_, Option<String>>(4)?.unwrap_or_default(),
             bypass_two_factor: row.get::<_, Option<bool>>(5)?.unwrap_or(false),
+            expires_at: optional_time(row, 7)?,
+            last_used_at: optional_time(row, 8)?,
         })
     } else {
         LoginToken::Resume(ResumeToken {
@@ -40,8 +52,9 @@ fn token_row(row: &Row<'_>) -> rusqlite::Result<(LoginToken, String)> {
 fn insert_token(conn: &Connection, user_id: &str, token: &LoginToken) -> StoreResult<()> {
     let mut stmt = conn.prepare_cached(
         "INSERT INTO login_tokens \
-         (hash, user_id, kind, created_at, name, last_token_part, bypass_two_factor) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+         (hash, user_id, kind, created_at, name, last_token_part, bypass_two_factor, \
+          expires_at, last_used_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
     )?;
     match token {
         LoginToken::Resume(r) => stmt.execute(params![
@@ -51,7 +64,9 @@ fn insert_token(conn: &Connection, user_id: &str, token: &LoginToken) -> StoreRe
             ms(r.when),
             None::<String>,
             None::<String>,
-            None::<bool>
+            None::<bool>,
+            None::<i64>,
+            None::<i64>
         ])?,
         LoginToken::Personal(p) => stmt.execute(params![
             p.hashed_token.as_str(),
@@ -60,7 +75,9 @@ fn insert_token(conn: &Connection, user_id: &str, token: &LoginToken) -> StoreRe
             ms(p.created_at),
             p.name,
             p.last_token_part,
-            p.bypass_two_factor
+            p.bypass_two_factor,
+            p.expires_at.map(ms),
+            p.last_used_at.map(ms)
         ])?,
     };
     Ok(())
@@ -83,10 +100,9 @@ fn find(
     Ok(user_by_id(conn, &owner)?.map(|user| (user, token)))
 }
 
-/// Adds a login token, then drops the user's login tokens older than the
-/// `max`-th newest (the rule of [`crate::store::resume_cutoff`]), all in
-/// the caller's transaction. The cutoff is read through the index on
-/// `(user_id, kind, created_at)`, newest first.
+/// Adds a login token, then keeps only the user's newest `max` login tokens
+/// (by `when`, then hash), all in the caller's transaction. The newest are
+/// read through the index on `(user_id, kind, created_at)`.
 fn push(
     conn: &Connection,
     key: &UserKey,
@@ -97,13 +113,15 @@ fn push(
         return Ok(None);
     };
     insert_token(conn, &id, &LoginToken::Resume(token.clone()))?;
-    let newest_kept = i64::try_from(max.saturating_sub(1)).unwrap_or(i64::MAX);
+    // The newest `max` by `when`, then hash (the order MongoDB's trim uses:
+    // exactly `max` stay even when two tokens share a millisecond).
+    let kept = i64::try_from(max).unwrap_or(i64::MAX);
     conn.prepare_cached(
-        "DELETE FROM login_tokens WHERE user_id = ?1 AND kind = 'resume' AND created_at < (\
-           SELECT created_at FROM login_tokens WHERE user_id = ?1 AND kind = 'resume' \
-           ORDER BY created_at DESC LIMIT 1 OFFSET ?2)",
+        "DELETE FROM login_tokens WHERE user_id = ?1 AND kind = 'resume' AND hash NOT IN (\
+           SELECT hash FROM login_tokens WHERE user_id = ?1 AND kind = 'resume' \
+           ORDER BY created_at DESC, hash DESC LIMIT ?2)",
     )?
-    .execute(params![id, newest_kept])?;
+    .execute(params![id, kept])?;
     Ok(Some(id))
 }
 
@@ -112,7 +130,12 @@ fn user_exists(conn: &Connection, id: &str) -> StoreResult<bool> {
     Ok(stmt.query_row([id], |r| r.get(0))?)
 }
 
-fn add_pat(conn: &Connection, user_id: &str, pat: &PersonalAccessToken) -> StoreResult<PatInsert> {
+fn add_pat(
+    conn: &Connection,
+    user_id: &str,
+    pat: &PersonalAccessToken,
+    max: usize,
+) -> StoreResult<PatInsert> {
     if !user_exists(conn, user_id)? {
         return Ok(PatInsert::NoSuchUser);
     }
@@ -122,6 +145,13 @@ fn add_pat(conn: &Connection, user_id: &str, pat: &PersonalAccessToken) -> Store
     )?;
     if taken.query_row(params![user_id, pat.name], |r| r.get(0))? {
         return Ok(PatInsert::NameTaken);
+    }
+    let mut count = conn.prepare_cached(
+        "SELECT COUNT(*) FROM login_tokens WHERE user_id = ?1 AND kind = 'personal'",
+    )?;
+    let held: i64 = count.query_row([user_id], |r| r.get(0))?;
+    if usize::try_from(held).unwrap_or(usize::MAX) >= max {
+        return Ok(PatInsert::TooMany);
     }
     insert_token(conn, user_id, &LoginToken::Personal(pat.clone()))?;
     Ok(PatInsert::Inserted)
@@ -136,7 +166,8 @@ impl TokenStore for SqliteStore {
     ) -> StoreResult<Option<(User, LoginToken)>> {
         let user_id = user_id.map(str::to_string);
         let hash = hashed_token.clone();
-        self.read(move |c| find(c, user_id.as_deref(), &hash)).await
+        self.read_point(move |c| find(c, user_id.as_deref(), &hash))
+            .await
     }
 
     async fn tokens_of(&self, user_id: &str) -> StoreResult<Vec<LoginToken>> {
@@ -161,7 +192,7 @@ impl TokenStore for SqliteStore {
         name: &str,
     ) -> StoreResult<Option<PersonalAccessToken>> {
         let (user_id, name) = (user_id.to_string(), name.to_string());
-        self.read(move |c| {
+        self.read_point(move |c| {
             let mut stmt = c.prepare_cached(&format!(
                 "SELECT {TOKEN_COLUMNS} FROM login_tokens \
                  WHERE user_id = ?1 AND kind = 'personal' AND name = ?2"
@@ -226,9 +257,10 @@ impl TokenStore for SqliteStore {
         &self,
         user_id: &str,
         pat: &PersonalAccessToken,
+        max: usize,
     ) -> StoreResult<PatInsert> {
         let (user_id, pat) = (user_id.to_string(), pat.clone());
-        self.write(move |c| add_pat(c, &user_id, &pat)).await
+        self.write(move |c| add_pat(c, &user_id, &pat, max)).await
     }
 
     async fn replace_personal_access_token(
@@ -242,7 +274,7 @@ impl TokenStore for SqliteStore {
             let n = c
                 .prepare_cached(
                     "UPDATE login_tokens SET hash = ?3, created_at = ?4, last_token_part = ?5, \
-                     bypass_two_factor = ?6 \
+                     bypass_two_factor = ?6, expires_at = ?7, last_used_at = ?8 \
                      WHERE user_id = ?1 AND kind = 'personal' AND name = ?2",
                 )?
                 .execute(params![
@@ -251,7 +283,9 @@ impl TokenStore for SqliteStore {
                     pat.hashed_token.as_str(),
                     ms(pat.created_at),
                     pat.last_token_part,
-                    pat.bypass_two_factor
+                    pat.bypass_two_factor,
+                    pat.expires_at.map(ms),
+                    pat.last_used_at.map(ms)
                 ])?;
             Ok(n > 0)
         })
@@ -267,6 +301,27 @@ impl TokenStore for SqliteStore {
                      WHERE user_id = ?1 AND kind = 'personal' AND name = ?2",
                 )?
                 .execute(params![user_id, name])?;
+            Ok(n > 0)
+        })
+        .await
+    }
+
+    async fn touch_personal_access_token(
+        &self,
+        user_id: &str,
+        hashed_token: &TokenHash,
+        now: Timestamp,
+        stale_before: Timestamp,
+    ) -> StoreResult<bool> {
+        let (user_id, hash) = (user_id.to_string(), hashed_token.clone());
+        self.write(move |c| {
+            let n = c
+                .prepare_cached(
+                    "UPDATE login_tokens SET last_used_at = ?3 \
+                     WHERE hash = ?1 AND user_id = ?2 AND kind = 'personal' \
+                     AND (last_used_at IS NULL OR last_used_at < ?4)",
+                )?
+                .execute(params![hash.as_str(), user_id, ms(now), ms(stale_before)])?;
             Ok(n > 0)
         })
         .await

@@ -223,7 +223,7 @@ impl UserStore for SqliteStore {
 
     async fn find_user(&self, key: &UserKey) -> StoreResult<Option<User>> {
         let key = key.clone();
-        self.read(move |c| match resolve(c, &key)? {
+        self.read_point(move |c| match resolve(c, &key)? {
             Some(id) => user_by_id(c, &id),
             None => Ok(None),
         })

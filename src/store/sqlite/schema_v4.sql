@@ -1,4 +1,4 @@
--- Schema version 2: second factors, the facts Rocket.Chat keeps in
+-- Schema version 4: second factors, the facts Rocket.Chat keeps in
 -- `services.totp`, `services.email2fa` and `services.emailCode`.
 
 -- `services.totp`: `secret` once enrolment is validated, `temp_secret` while
