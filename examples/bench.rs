@@ -225,6 +225,7 @@ async fn user_with_pats(core: &Core, pats: usize) -> (String, String, String) {
             user: UserKey::Username(username),
             password: PasswordInput::Plain("bench-user-pass".into()),
             ip: None,
+            second_factor: Default::default(),
         }))
         .await
         .expect("store");

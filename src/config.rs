@@ -146,6 +146,49 @@ pub struct Config {
     /// `PAT_MAX_LIFETIME_DAYS`: the longest lifetime a personal access
     /// token may get (`None`: no maximum, and PATs without expiry allowed).
     pub pat_max_lifetime: Option<Duration>,
+    /// Two-factor authentication (`TWO_FACTOR_*`).
+    pub two_factor: TwoFactorConfig,
+    /// `SMTP_*`: where emailed two-factor codes go; `None` without `SMTP_HOST`.
+    pub smtp: Option<SmtpConfig>,
+}
+
+/// Two-factor authentication, as Rocket.Chat's
+/// `Accounts_TwoFactorAuthentication_*` settings.
+#[derive(Debug, Clone)]
+pub struct TwoFactorConfig {
+    /// `TWO_FACTOR_PASSWORD_FALLBACK` (`..._Enforce_Password_Fallback`): a
+    /// user without a second factor confirms protected actions with the password.
+    pub password_fallback: bool,
+    /// `TWO_FACTOR_TOTP_WINDOW` (`..._MaxDelta`): 30-second steps accepted
+    /// either side of now.
+    pub totp_window: u32,
+    /// `TWO_FACTOR_EMAIL_CODE_SECONDS` (`..._By_Email_Code_Expiration`).
+    pub email_code_lifetime: Duration,
+    /// `TWO_FACTOR_EMAIL_MAX_ATTEMPTS` (`..._Max_Invalid_Email_Code_Attempts`).
+    pub email_max_attempts: u32,
+}
+
+/// How a TLS-less, STARTTLS or TLS SMTP connection is made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SmtpTls {
+    /// `none`: plain text (a local relay or a test sink).
+    None,
+    /// `starttls`: upgrade after connecting (required).
+    StartTls,
+    /// `tls`: TLS from the first byte (SMTPS).
+    Tls,
+}
+
+/// `SMTP_HOST`, `SMTP_PORT`, `SMTP_USERNAME`, `SMTP_PASSWORD`, `SMTP_FROM`, `SMTP_TLS`.
+#[derive(Debug, Clone)]
+pub struct SmtpConfig {
+    pub host: String,
+    pub port: u16,
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+    /// The `From` address of emailed codes.
+    pub from: String,
+    pub tls: SmtpTls,
 }
 
 /// The Rocket.Chat release whose REST API tokend follows, reported by
@@ -196,6 +239,13 @@ impl Default for Config {
             saymon_session_max: Duration::from_secs(24 * 60 * 60),
             cookie_secure: false,
             rc_compat_version: RC_COMPAT_VERSION.into(),
+            two_factor: TwoFactorConfig {
+                password_fallback: true,
+                totp_window: 1,
+                email_code_lifetime: Duration::from_secs(HOUR),
+                email_max_attempts: 5,
+            },
+            smtp: None,
             http: HttpConfig {
                 header_timeout: Duration::from_secs(10),
                 body_timeout: Duration::from_secs(30),
@@ -374,6 +424,7 @@ impl Config {
                 message: format!("expected a release such as 7.10.0, got {rc_compat_version:?}"),
             });
         }
+        let smtp = Self::smtp_from(&env)?;
         let mongo_url = env.get("MONGO_URL");
         if let Some(url) = &mongo_url {
             if !(url.starts_with("mongodb://") || url.starts_with("mongodb+srv://")) {
@@ -472,6 +523,28 @@ impl Config {
             )?,
             cookie_secure: env.flag("COOKIE_SECURE", d.cookie_secure)?,
             rc_compat_version,
+            two_factor: TwoFactorConfig {
+                password_fallback: env.flag(
+                    "TWO_FACTOR_PASSWORD_FALLBACK",
+                    d.two_factor.password_fallback,
+                )?,
+                totp_window: env.parse(
+                    "TWO_FACTOR_TOTP_WINDOW",
+                    d.two_factor.totp_window,
+                    "a number of 30-second steps from 0 to 10",
+                    |n| *n <= 10,
+                )?,
+                email_code_lifetime: env.duration(
+                    "TWO_FACTOR_EMAIL_CODE_SECONDS",
+                    1,
+                    d.two_factor.email_code_lifetime,
+                )?,
+                email_max_attempts: env.positive(
+                    "TWO_FACTOR_EMAIL_MAX_ATTEMPTS",
+                    d.two_factor.email_max_attempts,
+                )?,
+            },
+            smtp,
             http: HttpConfig {
                 header_timeout: env.duration(
                     "HTTP_HEADER_TIMEOUT_SECONDS",
@@ -520,6 +593,51 @@ impl Config {
         })
     }
 
+    /// `SMTP_*`: nothing without `SMTP_HOST`; with it, `SMTP_FROM` is required.
+    fn smtp_from<F: Fn(&str) -> Option<String>>(
+        env: &Env<F>,
+    ) -> Result<Option<SmtpConfig>, ConfigError> {
+        let Some(host) = env.get("SMTP_HOST").map(|h| h.trim().to_string()) else {
+            return Ok(None);
+        };
+        let tls = match env.get("SMTP_TLS").as_deref().map(str::trim) {
+            None | Some("starttls") => SmtpTls::StartTls,
+            Some("none") => SmtpTls::None,
+            Some("tls") => SmtpTls::Tls,
+            Some(raw) => {
+                return Err(ConfigError {
+                    var: "SMTP_TLS",
+                    message: format!("expected none, starttls or tls, got {raw:?}"),
+                })
+            }
+        };
+        let default_port = match tls {
+            SmtpTls::None => 25,
+            SmtpTls::StartTls => 587,
+            SmtpTls::Tls => 465,
+        };
+        let from = env.get("SMTP_FROM").ok_or_else(|| ConfigError {
+            var: "SMTP_FROM",
+            message: "required with SMTP_HOST (the From address of emailed codes)".into(),
+        })?;
+        if !from.contains('@') {
+            return Err(ConfigError {
+                var: "SMTP_FROM",
+                message: format!("expected an email address, got {from:?}"),
+            });
+        }
+        Ok(Some(SmtpConfig {
+            host,
+            port: env.parse("SMTP_PORT", default_port, "a port number (1-65535)", |p| {
+                *p > 0
+            })?,
+            username: env.get("SMTP_USERNAME"),
+            password: env.get("SMTP_PASSWORD").map(Secret),
+            from: from.trim().to_string(),
+            tls,
+        }))
+    }
+
     /// Whether `users.createToken` is switched on at all.
     pub fn create_tokens_enabled(&self) -> bool {
         self.create_tokens_for_users || self.create_tokens_secret.is_some()
@@ -551,6 +669,42 @@ mod tests {
         assert_eq!(c.rc_compat_version, RC_COMPAT_VERSION);
         let c = cfg(&[("RC_COMPAT_VERSION", " 8.0.0-rc.1 ")]).unwrap();
         assert_eq!(c.rc_compat_version, "8.0.0-rc.1");
+    }
+
+    #[test]
+    fn smtp_and_two_factor_settings() {
+        let c = cfg(&[]).unwrap();
+        assert!(c.smtp.is_none() && c.two_factor.password_fallback);
+        assert_eq!(c.two_factor.totp_window, 1);
+        let c = cfg(&[
+            ("SMTP_HOST", "mail.example.com"),
+            ("SMTP_FROM", "tokend@example.com"),
+            ("SMTP_PASSWORD", "pw"),
+        ])
+        .unwrap();
+        let smtp = c.smtp.unwrap();
+        assert_eq!((smtp.port, smtp.tls), (587, SmtpTls::StartTls));
+        assert!(!format!("{smtp:?}").contains("pw"));
+        let c = cfg(&[
+            ("SMTP_HOST", "127.0.0.1"),
+            ("SMTP_FROM", "a@b"),
+            ("SMTP_TLS", "none"),
+        ])
+        .unwrap();
+        assert_eq!(c.smtp.unwrap().port, 25);
+        assert_eq!(cfg(&[("SMTP_HOST", "h")]).unwrap_err().var, "SMTP_FROM");
+        let bad = cfg(&[
+            ("SMTP_HOST", "h"),
+            ("SMTP_FROM", "a@b"),
+            ("SMTP_TLS", "ssl"),
+        ]);
+        assert_eq!(bad.unwrap_err().var, "SMTP_TLS");
+        let off = cfg(&[("TWO_FACTOR_PASSWORD_FALLBACK", "false")]).unwrap();
+        assert!(!off.two_factor.password_fallback);
+        assert_eq!(
+            cfg(&[("TWO_FACTOR_TOTP_WINDOW", "11")]).unwrap_err().var,
+            "TWO_FACTOR_TOTP_WINDOW"
+        );
     }
 
     #[test]

@@ -91,6 +91,7 @@ async fn password_works(store: &Arc<dyn Store>, user: &str, password: &str) -> b
         user: tokend::core::UserKey::Username(user.into()),
         password: tokend::core::password::PasswordInput::Plain(password.into()),
         ip: None,
+        second_factor: Default::default(),
     });
     matches!(
         core.authenticate(credential).await.unwrap(),

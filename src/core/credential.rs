@@ -153,6 +153,55 @@ pub struct PasswordAttempt {
     pub password: PasswordInput,
     /// The client's address (for per-address blocking).
     pub ip: Option<IpAddr>,
+    /// The second-factor code that came with it, if any.
+    pub second_factor: SecondFactor,
+}
+
+/// A second-factor code a request presents (Rocket.Chat's `code` body field
+/// or `X-2FA-Code`, with `X-2FA-Method`). `Debug` prints nothing of the code.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct SecondFactor {
+    code: Option<String>,
+    method: Option<String>,
+}
+
+impl SecondFactor {
+    /// A presented code and method; blank values count as absent.
+    pub fn new(code: Option<&str>, method: Option<&str>) -> Self {
+        let given = |v: Option<&str>| {
+            v.map(str::trim)
+                .filter(|v| !v.is_empty())
+                .map(str::to_string)
+        };
+        Self {
+            code: given(code),
+            method: given(method).map(|m| m.to_ascii_lowercase()),
+        }
+    }
+
+    /// No code at all.
+    pub fn none() -> Self {
+        Self::default()
+    }
+
+    /// The code, if one came.
+    pub fn code(&self) -> Option<&str> {
+        self.code.as_deref()
+    }
+
+    /// The method the client named (`totp`, `email`, `password`), lowercase.
+    pub fn method(&self) -> Option<&str> {
+        self.method.as_deref()
+    }
+}
+
+impl fmt::Debug for SecondFactor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SecondFactor")
+            .field("code", &self.code.as_ref().map(|_| "<redacted>"))
+            .field("method", &self.method)
+            .finish()
+    }
 }
 
 /// How an authenticated caller proved who it is.

@@ -12,6 +12,7 @@ pub mod clock;
 pub mod credential;
 pub mod error;
 pub mod ids;
+pub mod mailer;
 pub mod metrics;
 pub mod model;
 pub mod password;
@@ -21,6 +22,7 @@ pub mod seed;
 pub mod service;
 pub mod throttle;
 pub mod token;
+pub mod twofactor;
 pub mod validate;
 
 pub use clock::{Clock, ManualClock, SystemClock};

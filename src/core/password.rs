@@ -119,6 +119,44 @@ impl Bcrypt {
         })
     }
 
+    /// Checks a one-time code (an emailed two-factor code) against its
+    /// bcrypt hash, as Rocket.Chat's `bcrypt.compare(code, hash)`, if a slot
+    /// is free.
+    pub async fn verify_code(&self, code: &str, hash: &str) -> Result<Checked, CoreError> {
+        let Ok(slot) = self.slots.clone().try_acquire_owned() else {
+            return Ok(Checked::Busy);
+        };
+        let (code, hash) = (code.to_string(), hash.to_string());
+        let matched = blocking(move || {
+            let _slot = slot;
+            bcrypt::verify(code, &hash).unwrap_or(false)
+        })
+        .await?;
+        Ok(if matched {
+            Checked::Match
+        } else {
+            Checked::Mismatch
+        })
+    }
+
+    /// Hashes a one-time code for storage (bcrypt of the code itself),
+    /// waiting for a slot.
+    pub async fn hash_code(&self, code: &str) -> Result<String, CoreError> {
+        let slot = self
+            .slots
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|e| CoreError::Internal(format!("password slots closed: {e}")))?;
+        let code = code.to_string();
+        blocking(move || {
+            let _slot = slot;
+            bcrypt::hash(code, BCRYPT_COST)
+        })
+        .await?
+        .map_err(|e| CoreError::Internal(format!("bcrypt failed: {e}")))
+    }
+
     /// Hashes a new password, waiting for a slot.
     pub async fn hash(&self, plain: &str) -> Result<PasswordHash, CoreError> {
         let slot = self

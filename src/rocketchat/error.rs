@@ -112,6 +112,11 @@ impl RcError {
         RcError::BadRequest(failure(format!("{reason} [{code}]"), Some(code), details))
     }
 
+    /// 400 for a thrown `Meteor.Error(code)` without a reason: `"[<code>]"`.
+    pub fn thrown_code(code: &str) -> Self {
+        RcError::BadRequest(failure(format!("[{code}]"), Some(code), None))
+    }
+
     /// 400 for request parameters that fail validation.
     pub fn invalid_params(message: &str) -> Self {
         RcError::BadRequest(failure(message.to_string(), Some("invalid-params"), None))

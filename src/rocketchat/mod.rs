@@ -13,6 +13,7 @@ pub mod pat;
 pub mod roles;
 pub mod session;
 pub mod tokens;
+pub mod twofactor;
 pub mod users;
 pub mod view;
 
@@ -33,6 +34,7 @@ pub type RcApis = (
     users::UsersApi,
     pat::PatApi,
     info::InfoApi,
+    twofactor::TwoFactorApi,
     admin::AdminApi,
     roles::RolesApi,
 );
@@ -49,6 +51,7 @@ pub fn api(core: Arc<Core>) -> RcRoutes {
         users::UsersApi { core: core.clone() },
         pat::PatApi { core: core.clone() },
         info::InfoApi { core: core.clone() },
+        twofactor::TwoFactorApi { core: core.clone() },
         admin::AdminApi { core: core.clone() },
         roles::RolesApi { core },
     )))

@@ -10,14 +10,21 @@
 //! login-token cap never evicts it; `users.removePersonalAccessToken`,
 //! `users.logout`, an admin's `tokend.revokePersonalAccessToken`,
 //! deactivation and deletion end it.
+//!
+//! The write routes are protected actions (Rocket.Chat's `twoFactorRequired`):
+//! a user with a second factor sends `X-2FA-Code` (and `X-2FA-Method`), one
+//! without sends the password (`X-2FA-Method: password`, the code its SHA-256
+//! hex or the password itself) unless `TWO_FACTOR_PASSWORD_FALLBACK=false`.
 
 use super::auth::RcAuth;
 use super::body::RcBody;
 use super::error::RcError;
+use super::twofactor::require_second_factor;
 use crate::core::clock::iso;
 use crate::core::service::{CreatePat, PatExpiry};
 use crate::core::{perm, Caller, Core, Granted};
 use crate::http::ApiTags;
+use poem::Request;
 use poem_openapi::{payload::Json, Object, OpenApi};
 use std::sync::Arc;
 
@@ -33,7 +40,7 @@ pub struct GeneratePatBody {
     /// Name of the token, unique per user.
     #[oai(rename = "tokenName")]
     pub token_name: Option<String>,
-    /// Whether the token skips two-factor checks (recorded; tokend has no 2FA).
+    /// Whether the token skips the two-factor check of protected actions.
     #[oai(rename = "bypassTwoFactor")]
     pub bypass_two_factor: Option<bool>,
     /// tokend: when the token stops working (ISO 8601). At most
@@ -155,6 +162,8 @@ impl PatApi {
 impl PatApi {
     /// Create a named personal access token for the caller (permission
     /// `create-personal-access-tokens`). The token is in the answer only.
+    /// A protected action: `X-2FA-Code` + `X-2FA-Method` (`totp`, `email`, or
+    /// `password` for a user without a second factor), else 400 `totp-required`.
     #[oai(
         path = "/api/v1/users.generatePersonalAccessToken",
         method = "post",
@@ -162,9 +171,11 @@ impl PatApi {
     )]
     async fn generate(
         &self,
+        req: &Request,
         auth: RcAuth,
         body: RcBody<GeneratePatBody>,
     ) -> Result<Json<PatOk>, RcError> {
+        require_second_factor(&self.core, req, &auth.0).await?;
         let grant = self.grant(&auth.0, not_authorized(GENERATE)).await?;
         let body = body.0.unwrap_or_default();
         let name = token_name(body.token_name)?;
@@ -217,6 +228,8 @@ impl PatApi {
 
     /// Replace one of the caller's personal access tokens by a new one with the
     /// same name and two-factor choice; the old token stops working.
+    /// A protected action: `X-2FA-Code` + `X-2FA-Method` (`totp`, `email`, or
+    /// `password` for a user without a second factor), else 400 `totp-required`.
     #[oai(
         path = "/api/v1/users.regeneratePersonalAccessToken",
         method = "post",
@@ -224,9 +237,11 @@ impl PatApi {
     )]
     async fn regenerate(
         &self,
+        req: &Request,
         auth: RcAuth,
         body: RcBody<TokenNameBody>,
     ) -> Result<Json<PatOk>, RcError> {
+        require_second_factor(&self.core, req, &auth.0).await?;
         let grant = self.grant(&auth.0, not_authorized(REGENERATE)).await?;
         let name = token_name(body.0.unwrap_or_default().token_name)?;
         match self.core.regenerate_pat(&grant, &name).await? {
@@ -264,6 +279,8 @@ impl PatApi {
     }
 
     /// Remove one of the caller's personal access tokens.
+    /// A protected action: `X-2FA-Code` + `X-2FA-Method` (`totp`, `email`, or
+    /// `password` for a user without a second factor), else 400 `totp-required`.
     #[oai(
         path = "/api/v1/users.removePersonalAccessToken",
         method = "post",
@@ -271,9 +288,11 @@ impl PatApi {
     )]
     async fn remove(
         &self,
+        req: &Request,
         auth: RcAuth,
         body: RcBody<TokenNameBody>,
     ) -> Result<Json<PatRemoved>, RcError> {
+        require_second_factor(&self.core, req, &auth.0).await?;
         let grant = self.grant(&auth.0, not_authorized(REMOVE)).await?;
         let name = token_name(body.0.unwrap_or_default().token_name)?;
         if !self.core.remove_pat(&grant, &name).await? {

@@ -4,7 +4,7 @@ use super::auth::RcAuth;
 use super::body::RcBody;
 use super::error::RcError;
 use super::view::MeView;
-use crate::core::credential::PasswordAttempt;
+use crate::core::credential::{PasswordAttempt, SecondFactor};
 use crate::core::password::PasswordInput;
 use crate::core::service::{Blocked, Login, Refused};
 use crate::core::throttle::BlockScope;
@@ -61,6 +61,9 @@ pub struct LoginBody {
     pub password: Option<LoginPassword>,
     /// An existing login token, to log in with again.
     pub resume: Option<String>,
+    /// The second-factor code of a user with two-factor authentication
+    /// (TOTP, backup or emailed code); `X-2FA-Code` works too.
+    pub code: Option<String>,
 }
 
 crate::redacted_debug!(LoginBody, user, username, email);
@@ -208,7 +211,11 @@ impl SessionApi {
 #[OpenApi(tag = "ApiTags::RocketChat")]
 impl SessionApi {
     /// Log in with a password (plain or SHA-256 digest) or an existing token
-    /// (`resume`). Any failure answers the same 401.
+    /// (`resume`). Any failure answers the same 401. A user with two-factor
+    /// authentication also sends `code` (or `X-2FA-Code`, with `X-2FA-Method`
+    /// `totp` or `email`); without it the 401 is `totp-required` with
+    /// `details` {method, codeGenerated, availableMethods, emailOrUsername},
+    /// with a wrong one `totp-invalid`. `resume` is never asked for a code.
     #[oai(path = "/api/v1/login", method = "post", operation_id = "login")]
     async fn login(
         &self,
@@ -242,10 +249,16 @@ impl SessionApi {
                     validate::MAX_LOGIN_NAME_LEN
                 )));
             }
+            let header = super::twofactor::second_factor_of(req);
+            let second_factor = match body.code.as_deref() {
+                Some(code) => SecondFactor::new(Some(code), header.method()),
+                None => header,
+            };
             Credential::Password(PasswordAttempt {
                 user,
                 password,
                 ip: client_ip(&self.core, req),
+                second_factor,
             })
         };
         let (caller, token) = match self.core.login(credential).await? {
@@ -253,6 +266,11 @@ impl SessionApi {
             Login::Refused(Refused::Rejected) => return Err(unauthorized()),
             Login::Refused(Refused::Blocked(b)) => return Err(blocked(b)),
             Login::Refused(Refused::Busy(b)) => return Err(RcError::too_busy(b.retry_after)),
+            Login::Refused(Refused::SecondFactor(r)) => {
+                let (code, reason) = super::twofactor::refusal_code(&r);
+                let details = super::twofactor::challenge_details(r.challenge());
+                return Err(RcError::login_failed(code, reason, Some(details)));
+            }
         };
         let user = &caller.user;
         Ok(Json(LoginOk {

@@ -90,6 +90,7 @@ impl TokensApi {
     /// Create a login token for a user: oneself, or anyone with permission
     /// `user-generate-access-token`. Switched on by `CREATE_TOKENS_FOR_USERS=yes|true`,
     /// or by `CREATE_TOKENS_FOR_USERS_SECRET`, whose value must then come as `secret`.
+    /// A protected action: `X-2FA-Code` / `X-2FA-Method` (see `users.generatePersonalAccessToken`).
     #[oai(
         path = "/api/v1/users.createToken",
         method = "post",
@@ -97,9 +98,11 @@ impl TokensApi {
     )]
     async fn create_token(
         &self,
+        req: &poem::Request,
         auth: RcAuth,
         body: RcBody<CreateTokenBody>,
     ) -> Result<Json<CreateTokenOk>, RcError> {
+        super::twofactor::require_second_factor(&self.core, req, &auth.0).await?;
         let body = body.0.unwrap_or_default();
         let target = user_param(
             body.user_id.as_deref(),

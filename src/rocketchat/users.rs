@@ -291,6 +291,7 @@ pub(super) fn current_password_refused(refused: Refused) -> RcError {
         ),
         Refused::Blocked(b) => super::session::blocked(b),
         Refused::Busy(b) => RcError::too_busy(b.retry_after),
+        second_factor @ Refused::SecondFactor(_) => super::twofactor::guard_error(second_factor),
     }
 }
 
@@ -563,7 +564,8 @@ impl UsersApi {
     /// `edit-other-user-info`. Roles and `requirePasswordChange` need
     /// `edit-other-user-info`, `active` needs `edit-other-user-active-status`.
     /// A new password ends the user's login tokens and sessions (but the
-    /// caller's own, when changing its own).
+    /// caller's own, when changing its own). Changing one's own password or
+    /// email is a protected action (`X-2FA-Code` / `X-2FA-Method`).
     #[oai(
         path = "/api/v1/users.update",
         method = "post",
@@ -571,6 +573,7 @@ impl UsersApi {
     )]
     async fn update(
         &self,
+        req: &poem::Request,
         auth: RcAuth,
         body: RcBody<UpdateUserBody>,
     ) -> Result<Json<UserOk>, RcError> {
@@ -609,6 +612,18 @@ impl UsersApi {
             current_password: None,
             ip: None,
         };
+        let second_factor = super::twofactor::second_factor_of(req);
+        let ip = crate::http::client_ip(&self.core, req);
+        match self
+            .core
+            .confirm_user_update(&auth.0, &user_id, &changes, &second_factor, ip)
+            .await?
+        {
+            crate::core::service::Confirmed::Yes => {}
+            crate::core::service::Confirmed::Refused(r) => {
+                return Err(super::twofactor::guard_error(r))
+            }
+        }
         match self.core.update_user(&auth.0, &user_id, changes).await? {
             UpdateUser::Updated(user) => Ok(Json(UserOk {
                 user: UserView::full(&user),
@@ -677,6 +692,18 @@ impl UsersApi {
             ..UserChanges::default()
         };
         let me = auth.0.user.id.clone();
+        let second_factor = super::twofactor::second_factor_of(req);
+        let ip = crate::http::client_ip(&self.core, req);
+        match self
+            .core
+            .confirm_user_update(&auth.0, &me, &changes, &second_factor, ip)
+            .await?
+        {
+            crate::core::service::Confirmed::Yes => {}
+            crate::core::service::Confirmed::Refused(r) => {
+                return Err(super::twofactor::guard_error(r))
+            }
+        }
         match self.core.update_user(&auth.0, &me, changes).await? {
             UpdateUser::Updated(user) => Ok(Json(UserOk {
                 user: UserView::full(&user),

@@ -13,12 +13,16 @@
 //! `sid`, `api-token`; with none at all it is "Not logged in.". Basic is a
 //! password login like any other: failed-login blocking, the password-login
 //! rate limit and the bound on concurrent password checks apply, each
-//! answering 429 with `Retry-After`.
+//! answering 429 with `Retry-After`. A user with a second factor also sends
+//! its code in `X-2FA-Code` (401 without it or with a wrong one); API tokens
+//! and open sessions are not asked for it.
 
 use super::error::SaymonError;
-use crate::core::credential::PasswordAttempt;
+use crate::core::credential::{PasswordAttempt, SecondFactor};
 use crate::core::password::PasswordInput;
-use crate::core::service::{Authenticated, RateLimit, Refused};
+use crate::core::service::{
+    Authenticated, EmailUnavailable, RateLimit, Refused, SecondFactorRefusal,
+};
 use crate::core::validate;
 use crate::core::{perm, Caller, Core, Credential, Granted, Plaintext, UserKey};
 use crate::http::client_ip;
@@ -137,7 +141,40 @@ pub fn refused_error(refused: Refused, rejected: fn() -> SaymonError) -> SaymonE
         Refused::Rejected => rejected(),
         Refused::Blocked(b) => SaymonError::too_many_login_failures(b.retry_after.as_secs()),
         Refused::Busy(b) => SaymonError::too_many_requests(b.retry_after.as_secs()),
+        Refused::SecondFactor(r) => second_factor_error(&r),
     }
+}
+
+/// SAYMON's 401 for a refused second factor.
+pub fn second_factor_error(r: &SecondFactorRefusal) -> SaymonError {
+    let method = r.challenge().method.as_str();
+    let message = match r {
+        SecondFactorRefusal::Required(c) if c.code_generated => format!(
+            "Two-factor authentication code required: send it in X-2FA-Code (method {method}; a code was just emailed)."
+        ),
+        SecondFactorRefusal::Required(_) => format!(
+            "Two-factor authentication code required: send it in X-2FA-Code (method {method})."
+        ),
+        SecondFactorRefusal::Invalid(_) => {
+            format!("Invalid two-factor authentication code (method {method}).")
+        }
+        SecondFactorRefusal::MaxAttempts(_) => {
+            "Too many invalid emailed codes: request a new one.".to_string()
+        }
+        SecondFactorRefusal::EmailUnavailable(_, EmailUnavailable::NotConfigured) => {
+            "Two-factor authentication by email is not possible: no SMTP server is configured (SMTP_HOST).".to_string()
+        }
+        SecondFactorRefusal::EmailUnavailable(_, EmailUnavailable::SendFailed) => {
+            "Two-factor authentication by email failed: the SMTP server did not accept the code.".to_string()
+        }
+    };
+    SaymonError::second_factor(&message)
+}
+
+/// The second factor a request carries in `X-2FA-Code` (and `X-2FA-Method`).
+pub fn second_factor_of(req: &Request) -> SecondFactor {
+    let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
+    SecondFactor::new(header("x-2fa-code"), header("x-2fa-method"))
 }
 
 /// The password credential for a login (username or email) and password,
@@ -170,6 +207,7 @@ pub async fn password_credential(
         user: UserKey::Login(login.to_string()),
         password: PasswordInput::Plain(password.to_string()),
         ip,
+        second_factor: second_factor_of(req),
     })))
 }
 

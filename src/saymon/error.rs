@@ -120,6 +120,12 @@ impl SaymonError {
         ))
     }
 
+    /// 401 `Unauthorized` for a missing or wrong second factor (the message
+    /// says which method and why, never the code).
+    pub fn second_factor(message: &str) -> Self {
+        SaymonError::Unauthorized(body("Unauthorized", unauthorized_message(message)))
+    }
+
     /// 403 naming the missing permission.
     pub fn forbidden(permission: &str) -> Self {
         SaymonError::Forbidden(body(

@@ -378,7 +378,9 @@ impl UsersApi {
     /// Change a user (permission `manage-users`); only the fields given
     /// change. Blocking the user (`status` 3 or `active: false`) ends all its
     /// tokens and sessions; a new password ends its login tokens and
-    /// sessions. 404 `ResourceNotFound` for an unknown id.
+    /// sessions. 404 `ResourceNotFound` for an unknown id. Changing one's own
+    /// password or email is a protected action: a user with a second factor
+    /// sends its code in `X-2FA-Code` (Basic auth already carries it).
     #[oai(
         path = "/node/api/users/:id",
         method = "patch",
@@ -386,6 +388,7 @@ impl UsersApi {
     )]
     async fn update(
         &self,
+        req: &poem::Request,
         auth: ManageUsers,
         /// The user's id.
         id: Path<String>,
@@ -435,6 +438,21 @@ impl UsersApi {
         changes.current_password = body.current_password.map(PasswordInput::Plain);
         changes.permissions = body.permissions;
         changes.active = active_flag(body.status, body.active)?;
+        let second_factor = super::auth::second_factor_of(req);
+        let ip = crate::http::client_ip(&self.core, req);
+        match self
+            .core
+            .confirm_user_update(caller, &user.id, &changes, &second_factor, ip)
+            .await?
+        {
+            crate::core::service::Confirmed::Yes => {}
+            crate::core::service::Confirmed::Refused(r) => {
+                return Err(super::auth::refused_error(
+                    r,
+                    SaymonError::invalid_credentials,
+                ))
+            }
+        }
         match self.core.update_user(caller, &user.id, changes).await? {
             UpdateUser::Updated(updated) => {
                 let view = UserView::full(&self.core, caller, &updated).await?;

@@ -7,9 +7,9 @@
 //!
 //! [`UserStore`] keeps users, [`TokenStore`] Rocket.Chat login tokens and
 //! personal access tokens, [`SaymonStore`] SAYMON API tokens and sessions,
-//! [`RoleStore`] roles and permissions, [`LoginAttemptStore`] failed-login
-//! records, [`AuditStore`] the audit trail; [`Store`] is all six plus
-//! readiness.
+//! [`RoleStore`] roles and permissions, [`TwoFactorStore`] second factors,
+//! [`LoginAttemptStore`] failed-login records, [`AuditStore`] the audit
+//! trail; [`Store`] is all seven plus readiness.
 
 pub mod mongo;
 pub mod sqlite;
@@ -18,6 +18,7 @@ pub use crate::core::audit::{AuditEvent, AuditKind, AuditQuery};
 use crate::core::credential::TokenHash;
 pub use crate::core::model::UniqueField;
 use crate::core::model::*;
+use crate::core::twofactor::{EmailCode, TotpSecret, TwoFactorState};
 use async_trait::async_trait;
 
 pub use mongo::MongoStore;
@@ -301,6 +302,44 @@ pub trait RoleStore: Send + Sync {
     async fn rc_login_expiration_days(&self) -> StoreResult<Option<f64>>;
 }
 
+/// Second factors of a user, in Rocket.Chat's fields (`services.totp`,
+/// `services.email2fa`, `services.emailCode`). Every "use once" method is one
+/// atomic conditional write, so a code cannot be spent twice by racing requests.
+/// Methods on a user that does not exist write nothing and answer false.
+#[async_trait]
+pub trait TwoFactorStore: Send + Sync {
+    /// What the store keeps about the user's second factors (empty for no user).
+    async fn two_factor(&self, user_id: &str) -> StoreResult<TwoFactorState>;
+    /// Starts a TOTP enrolment: TOTP off, `secret` pending (Rocket.Chat's
+    /// `disable2FAAndSetTempSecretByUserId`: `services.totp = {enabled: false, tempSecret}`).
+    async fn begin_totp(&self, user_id: &str, temp_secret: &TotpSecret) -> StoreResult<bool>;
+    /// Finishes the enrolment of `secret` if it is still the pending one:
+    /// TOTP on, with these backup code hashes, the pending secret gone.
+    async fn enable_totp(
+        &self,
+        user_id: &str,
+        secret: &TotpSecret,
+        hashed_backup: &[String],
+    ) -> StoreResult<bool>;
+    /// Turns TOTP off (`services.totp = {enabled: false}`); false if it was not on.
+    async fn disable_totp(&self, user_id: &str) -> StoreResult<bool>;
+    /// Replaces the backup codes while TOTP is on; false otherwise.
+    async fn set_backup_codes(&self, user_id: &str, hashed_backup: &[String]) -> StoreResult<bool>;
+    /// Removes one backup code if TOTP is on and the code is still there:
+    /// true exactly once per code.
+    async fn use_backup_code(&self, user_id: &str, hashed: &str) -> StoreResult<bool>;
+    /// Sets `services.email2fa.enabled`.
+    async fn set_email_two_factor(&self, user_id: &str, enabled: bool) -> StoreResult<bool>;
+    /// Keeps a newly emailed code (replacing any previous one, attempts 0),
+    /// or with `None` removes the code.
+    async fn set_email_code(&self, user_id: &str, code: Option<&EmailCode>) -> StoreResult<()>;
+    /// Removes the emailed code if it is still the one with this hash: true
+    /// exactly once per code.
+    async fn use_email_code(&self, user_id: &str, hash: &str) -> StoreResult<bool>;
+    /// Counts a wrong emailed code (`services.emailCode.attempts += 1`).
+    async fn count_email_code_failure(&self, user_id: &str) -> StoreResult<()>;
+}
+
 /// Failed-login records, shared by every tokend on the same database (on
 /// MongoDB with Rocket.Chat too: its `rocketchat_server_events`). The core
 /// states the rule (keys, limits, windows, see `core::throttle`); the store
@@ -346,7 +385,14 @@ pub trait AuditStore: Send + Sync {
 /// Implementations: [`SqliteStore`] and [`MongoStore`].
 #[async_trait]
 pub trait Store:
-    UserStore + TokenStore + SaymonStore + RoleStore + LoginAttemptStore + AuditStore + 'static
+    UserStore
+    + TokenStore
+    + SaymonStore
+    + RoleStore
+    + TwoFactorStore
+    + LoginAttemptStore
+    + AuditStore
+    + 'static
 {
     /// Checks that the store answers (readiness).
     async fn ping(&self) -> StoreResult<()>;

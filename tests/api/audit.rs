@@ -674,6 +674,7 @@ async fn pat_requests_within_the_window_write_nothing() {
                 user: tokend::core::UserKey::Username("admin".into()),
                 password: tokend::core::password::PasswordInput::Plain(ADMIN_PASS.into()),
                 ip: None,
+                second_factor: Default::default(),
             },
         ))
         .await

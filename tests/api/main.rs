@@ -24,3 +24,4 @@ mod service;
 mod sqlite_crash;
 mod sqlite_restart;
 mod store_contract;
+mod twofactor;

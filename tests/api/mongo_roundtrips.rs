@@ -89,7 +89,7 @@ async fn round_trips_per_route() {
         commands,
         // The caller, the target (the escalation rule compares their
         // permissions), one permission read for both checks, the push, the audit insert.
-        limit: 5,
+        limit: 6, // +1: the second factors (`two_factor`)
     });
 
     let (_, commands) = log.during(app.login("bob", USER_PASS)).await;
@@ -99,7 +99,8 @@ async fn round_trips_per_route() {
         // find users; the attempt: insert + find rocketchat_server_events
         // (+ count with a client address), its success: update; the mint:
         // findAndModify users; insert tokend_audit; `lastLogin`.
-        limit: 7,
+        // +1: the second factors (`two_factor`, a `find users`).
+        limit: 8,
     });
 
     // Bring bob to the cap of 50 login tokens: every new one now also trims.
@@ -112,7 +113,7 @@ async fn round_trips_per_route() {
         route: "POST users.createToken, user at the cap",
         commands,
         // As above, plus the trim of the oldest token.
-        limit: 6,
+        limit: 7, // +1: the second factors (`two_factor`)
     });
     let (_, commands) = log.during(app.login("bob", USER_PASS)).await;
     rows.push(Row {
@@ -120,7 +121,8 @@ async fn round_trips_per_route() {
         commands,
         // As the shared failed-login check makes it, +1 audit insert,
         // +1 `lastLogin`.
-        limit: 8,
+        // +1: the second factors (`two_factor`, a `find users`).
+        limit: 9,
     });
 
     // With the default permission cache (PERMISSIONS_CACHE_SECONDS=5), warm.
@@ -144,7 +146,7 @@ async fn round_trips_per_route() {
         route: "POST users.createToken, permission cache warm",
         commands,
         // The caller, the target (for the escalation rule), the push, the audit insert.
-        limit: 4,
+        limit: 5, // +1: the second factors (`two_factor`)
     });
     for _ in 0..50 {
         create_warm().await.assert_status_is_ok();
@@ -155,7 +157,7 @@ async fn round_trips_per_route() {
         route: "POST users.createToken, cache warm, at the cap",
         commands,
         // As warm, plus the trim.
-        limit: 5,
+        limit: 6, // +1: the second factors (`two_factor`)
     });
 
     // SAYMON, cold permission cache as above.
@@ -218,7 +220,8 @@ async fn round_trips_per_route() {
         // session cap's `find` of the user's sessions beyond
         // `MAX_SESSIONS_PER_USER`, an audit insert each for the login and
         // the session, and `lastLogin`.
-        limit: 9,
+        // +1: the second factors (`two_factor`, a `find users`).
+        limit: 10,
     });
     let (resp, commands) = log
         .during(

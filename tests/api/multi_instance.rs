@@ -64,6 +64,11 @@ fn spawn(mongo_url: &str, dir: &std::path::Path) -> Instance {
         // Every wrong password of the burst gets a bcrypt slot: only the
         // throttle may stop them.
         .env("PASSWORD_CHECKS_MAX", "64")
+        // Protected actions (`users.createToken`, PAT writes) without the
+        // password fallback: with it, each of the concurrent mints below
+        // would reserve a login attempt for admin and the burst would hit
+        // the block limit (the 2FA suites cover the fallback).
+        .env("TWO_FACTOR_PASSWORD_FALLBACK", "false")
         .current_dir(dir)
         .stdin(Stdio::null())
         .stdout(Stdio::null())

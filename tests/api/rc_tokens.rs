@@ -79,6 +79,8 @@ fn config_from(vars: &[(&str, &str)]) -> Config {
     cfg.admin_username = Some("admin".into());
     cfg.admin_pass = Some(Secret(ADMIN_PASS.into()));
     cfg.permissions_cache = std::time::Duration::ZERO;
+    // As `test_config`: no two-factor password fallback (tests/api/twofactor.rs covers it).
+    cfg.two_factor.password_fallback = false;
     cfg
 }
 

@@ -2,19 +2,23 @@
 //! prints none of them: one stray `?value` in a log line must leak nothing.
 
 use tokend::config::{Config, Secret};
-use tokend::core::credential::{issue, Caller, Credential, PasswordAttempt, TokenKind, Via};
+use tokend::core::credential::{
+    issue, Caller, Credential, PasswordAttempt, SecondFactor, TokenKind, Via,
+};
 use tokend::core::model::*;
 use tokend::core::password::PasswordInput;
 use tokend::core::seed::AdminSeed;
 use tokend::core::service::{
     CreatePat, CreateToken, Login, Minted, NewUser, OpenSession, UserChanges,
 };
+use tokend::core::twofactor::TotpSecret;
 use tokend::core::{Plaintext, TokenHash};
 use tokend::rocketchat::pat::PatOk;
 use tokend::rocketchat::session::{
     LoginBody, LoginData, LoginOk, LoginPassword, LoginUser, PasswordDigest,
 };
 use tokend::rocketchat::tokens::{CreateTokenBody, CreateTokenOk, CreatedToken};
+use tokend::rocketchat::twofactor::{CodeBody, CodesOk, TotpEnableOk};
 use tokend::rocketchat::users::{
     CreateUserBody, OwnBasicInfoBody, OwnBasicInfoData, UpdateUserBody, UpdateUserData,
 };
@@ -76,6 +80,7 @@ fn core_types_redact_their_secrets() {
         user: UserKey::Username("bob".into()),
         password: PasswordInput::Plain(SECRET.into()),
         ip: None,
+        second_factor: SecondFactor::new(Some(SECRET), Some("totp")),
     };
     let now = chrono::Utc::now();
     hidden!(
@@ -92,6 +97,36 @@ fn core_types_redact_their_secrets() {
         Credential::ApiToken(Plaintext::new(SECRET)),
         Credential::Session(Plaintext::new(SECRET)),
         Credential::Password(attempt.clone()),
+        SecondFactor::new(Some(SECRET), None),
+        TotpSecret::from_stored(SECRET),
+        tokend::core::twofactor::EmailCode {
+            hash: SECRET.into(),
+            expire: now,
+            attempts: 0,
+        },
+        tokend::core::twofactor::TwoFactorState {
+            totp: Some(tokend::core::twofactor::Totp {
+                enabled: true,
+                secret: Some(TotpSecret::from_stored(SECRET)),
+                temp_secret: Some(TotpSecret::from_stored(SECRET)),
+                hashed_backup: Vec::new(),
+            }),
+            email_enabled: true,
+            email_code: None,
+        },
+        tokend::core::service::BackupCodes(vec![SECRET.into()]),
+        tokend::core::service::TotpEnable::Started {
+            secret: TotpSecret::from_stored(SECRET),
+            url: format!("otpauth://totp/x?secret={SECRET}"),
+        },
+        tokend::config::SmtpConfig {
+            host: "h".into(),
+            port: 25,
+            username: None,
+            password: Some(Secret(SECRET.into())),
+            from: "a@b".into(),
+            tls: tokend::config::SmtpTls::None,
+        },
         attempt,
         Minted {
             user_id: "u1".into(),
@@ -170,6 +205,7 @@ fn rocketchat_wire_types_redact_their_secrets() {
             email: None,
             password: Some(LoginPassword::Plain(SECRET.into())),
             resume: Some(SECRET.into()),
+            code: Some(SECRET.into()),
         },
         LoginBody {
             user: None,
@@ -180,6 +216,7 @@ fn rocketchat_wire_types_redact_their_secrets() {
                 algorithm: "sha-256".into(),
             })),
             resume: None,
+            code: None,
         },
         LoginOk {
             status: "success".into(),
@@ -205,6 +242,18 @@ fn rocketchat_wire_types_redact_their_secrets() {
         },
         PatOk {
             token: SECRET.into(),
+            success: true
+        },
+        CodeBody {
+            code: Some(SECRET.into())
+        },
+        TotpEnableOk {
+            secret: SECRET.into(),
+            url: SECRET.into(),
+            success: true
+        },
+        CodesOk {
+            codes: vec![SECRET.into()],
             success: true
         },
         CreateUserBody {

@@ -59,6 +59,9 @@ fn start(db: &Path) -> Server {
         .env("ADMIN_USERNAME", "admin")
         .env("ADMIN_PASS", ADMIN_PASS)
         .env("CREATE_TOKENS_FOR_USERS", "true")
+        // The workers mint with users.createToken, a protected action: no
+        // password fallback for this admin (tests/api/twofactor.rs covers it).
+        .env("TWO_FACTOR_PASSWORD_FALLBACK", "false")
         // Every minted token must stay: no cap evictions in this test.
         .env("MAX_RESUME_LOGIN_TOKENS", "100000")
         // bob logs out from one address far more than 10 times a minute.

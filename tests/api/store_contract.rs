@@ -1163,3 +1163,96 @@ fn attempt(
         expires_at: ts + Delta::hours(2),
     }
 }
+
+mod two_factor {
+    use super::*;
+    use tokend::core::twofactor::{EmailCode, TotpSecret};
+
+    fn code(hash: &str, expire: Timestamp) -> EmailCode {
+        EmailCode {
+            hash: hash.into(),
+            expire,
+            attempts: 0,
+        }
+    }
+
+    store_tests! {
+        async fn totp_enrolment_needs_the_pending_secret(kind) {
+            let store = open(&kind).await;
+            let u = inserted(&store, "tf1").await;
+            assert_eq!(store.two_factor(&u.id).await.unwrap(), Default::default());
+            let pending = TotpSecret::from_stored("JBSWY3DPEHPK3PXP");
+            let other = TotpSecret::from_stored("KRSXG5CTMVRXEZLU");
+            assert!(store.begin_totp(&u.id, &pending).await.unwrap());
+            let state = store.two_factor(&u.id).await.unwrap();
+            let totp = state.totp.clone().unwrap();
+            assert!(!totp.enabled && !state.totp_enabled());
+            assert_eq!(totp.temp_secret, Some(pending.clone()));
+            // Not the pending secret: nothing changes.
+            assert!(!store.enable_totp(&u.id, &other, &["x".into()]).await.unwrap());
+            assert!(!store.two_factor(&u.id).await.unwrap().totp_enabled());
+            let hashes = vec!["a".to_string(), "b".to_string()];
+            assert!(store.enable_totp(&u.id, &pending, &hashes).await.unwrap());
+            let totp = store.two_factor(&u.id).await.unwrap().totp.unwrap();
+            assert!(totp.enabled && totp.temp_secret.is_none());
+            assert_eq!(totp.secret, Some(pending.clone()));
+            let mut got = totp.hashed_backup.clone();
+            got.sort();
+            assert_eq!(got, hashes);
+            // Enabling twice (a replayed validation) does nothing.
+            assert!(!store.enable_totp(&u.id, &pending, &[]).await.unwrap());
+            assert!(store.disable_totp(&u.id).await.unwrap());
+            assert!(!store.disable_totp(&u.id).await.unwrap());
+            let state = store.two_factor(&u.id).await.unwrap();
+            assert!(!state.totp_enabled());
+            assert!(!store.use_backup_code(&u.id, "a").await.unwrap());
+            // Unknown users: nothing written.
+            assert!(!store.begin_totp("nobody", &pending).await.unwrap());
+            assert!(!store.set_email_two_factor("nobody", true).await.unwrap());
+        }
+
+        async fn backup_codes_are_spent_once_even_concurrently(kind) {
+            let store = open(&kind).await;
+            let u = inserted(&store, "tf2").await;
+            let secret = TotpSecret::from_stored("JBSWY3DPEHPK3PXP");
+            store.begin_totp(&u.id, &secret).await.unwrap();
+            store.enable_totp(&u.id, &secret, &["a".into(), "b".into()]).await.unwrap();
+            let (x, y) = tokio::join!(store.use_backup_code(&u.id, "a"), store.use_backup_code(&u.id, "a"));
+            assert!(x.unwrap() ^ y.unwrap(), "exactly one of two racing uses wins");
+            assert!(!store.use_backup_code(&u.id, "a").await.unwrap());
+            assert_eq!(store.two_factor(&u.id).await.unwrap().totp.unwrap().hashed_backup, vec!["b".to_string()]);
+            assert!(store.set_backup_codes(&u.id, &["c".into()]).await.unwrap());
+            assert!(!store.use_backup_code(&u.id, "b").await.unwrap());
+            assert!(store.use_backup_code(&u.id, "c").await.unwrap());
+        }
+
+        async fn email_codes_are_kept_hashed_and_spent_once(kind) {
+            let store = open(&kind).await;
+            let u = inserted(&store, "tf3").await;
+            assert!(store.set_email_two_factor(&u.id, true).await.unwrap());
+            let expire = now() + Delta::minutes(60);
+            store.set_email_code(&u.id, Some(&code("h1", expire))).await.unwrap();
+            let state = store.two_factor(&u.id).await.unwrap();
+            assert!(state.email_enabled);
+            assert_eq!(state.email_code, Some(code("h1", expire)));
+            store.count_email_code_failure(&u.id).await.unwrap();
+            store.count_email_code_failure(&u.id).await.unwrap();
+            assert_eq!(store.two_factor(&u.id).await.unwrap().email_code.unwrap().attempts, 2);
+            assert!(!store.use_email_code(&u.id, "other").await.unwrap());
+            let (x, y) = tokio::join!(store.use_email_code(&u.id, "h1"), store.use_email_code(&u.id, "h1"));
+            assert!(x.unwrap() ^ y.unwrap(), "exactly one of two racing uses wins");
+            assert_eq!(store.two_factor(&u.id).await.unwrap().email_code, None);
+            // A new code resets the attempts; None removes it.
+            store.set_email_code(&u.id, Some(&code("h2", expire))).await.unwrap();
+            assert_eq!(store.two_factor(&u.id).await.unwrap().email_code.unwrap().attempts, 0);
+            store.set_email_code(&u.id, None).await.unwrap();
+            assert_eq!(store.two_factor(&u.id).await.unwrap().email_code, None);
+            assert!(store.set_email_two_factor(&u.id, false).await.unwrap());
+            assert!(!store.two_factor(&u.id).await.unwrap().email_enabled);
+            // Deleting the user takes its second factors with it.
+            store.set_email_two_factor(&u.id, true).await.unwrap();
+            store.delete_user(&u.id, AdminGuard::Off).await.unwrap().unwrap();
+            assert_eq!(store.two_factor(&u.id).await.unwrap(), Default::default());
+        }
+    }
+}

@@ -1,6 +1,7 @@
 //! Authentication: every credential a request can present, password logins
 //! with failed-login blocking, the REST rate limiter, the client address.
 
+use super::twofactor::{counts_as_failure, CodeCheck, SecondFactorRefusal};
 use super::Core;
 use crate::core::audit::AuditKind;
 use crate::core::clock::truncate_ms;
@@ -58,8 +59,8 @@ pub const BUSY_RETRY_AFTER: Duration = Duration::from_secs(1);
 
 /// Why a credential did not authenticate; the same reasons for every
 /// operation that authenticates ([`Core::authenticate`], [`Core::login`],
-/// `Core::open_session`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// `Core::open_session`, `Core::confirm_second_factor`).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Refused {
     /// Unknown, expired or revoked credential, wrong password, or an
     /// inactive user: all alike to the client.
@@ -68,6 +69,9 @@ pub enum Refused {
     Blocked(Blocked),
     /// Too many password checks at once.
     Busy(Busy),
+    /// The password was right, but the user's second factor is missing or
+    /// wrong (see [`super::twofactor`]).
+    SecondFactor(Box<SecondFactorRefusal>),
 }
 
 /// Outcome of [`Core::authenticate`].
@@ -225,7 +229,8 @@ impl Core {
         Ok(user.and_then(active).map(|user| Caller { user, via }))
     }
 
-    /// Checks a password. Failed-login blocking is keyed on the resolved
+    /// Checks a password, then the user's second factor if it has one.
+    /// Failed-login blocking is keyed on the resolved
     /// account (or the normalised name, for an unknown one) and the client
     /// address; the attempt is reserved in the store before bcrypt runs
     /// ([`Core::begin_login_attempt`]), and bcrypt runs only in a free slot
@@ -269,6 +274,31 @@ impl Core {
         };
         match user {
             Some(user) if matches && user.active => {
+                // The second factor, under the same reservation: a wrong
+                // code counts like a wrong password; a missing one (the
+                // client is asked for it) counts for nothing.
+                match self
+                    .login_second_factor(&user, &attempt.second_factor)
+                    .await?
+                {
+                    CodeCheck::NotNeeded | CodeCheck::Passed => {}
+                    CodeCheck::Refused(refused) => {
+                        if counts_as_failure(&refused) {
+                            pending.failed();
+                            METRICS.logins.inc(&["failed"]);
+                            self.audit(
+                                AuditKind::LoginFailed,
+                                None,
+                                Some(&user.id),
+                                Some("second factor"),
+                            )
+                            .await;
+                        } else {
+                            self.withdraw_login_attempt(pending).await?;
+                        }
+                        return Ok(Authenticated::Refused(refused));
+                    }
+                }
                 self.login_attempt_succeeded(pending).await?;
                 METRICS.logins.inc(&["succeeded"]);
                 self.audit(

@@ -11,6 +11,8 @@
 //! * [`users`]: users CRUD, deactivation, deletion, the last-admin guard.
 //! * [`saymon`]: SAYMON API tokens and sessions.
 //! * [`server`]: what the server tells about itself (`/api/info`).
+//! * [`twofactor`]: second factors (TOTP, emailed codes), the check of
+//!   password logins and protected actions, enrolment.
 
 pub mod auth;
 pub mod operator;
@@ -18,6 +20,7 @@ pub mod roles;
 pub mod saymon;
 pub mod server;
 pub mod tokens;
+pub mod twofactor;
 pub mod users;
 
 pub use auth::{Authenticated, Blocked, Busy, Login, PendingLogin, RateLimit, Refused};
@@ -26,6 +29,10 @@ pub use roles::{PublicRoles, RoleMembership, UpdatePermissions, UsersInRole};
 pub use saymon::{IssueApiToken, OpenSession};
 pub use server::ServerInfo;
 pub use tokens::{CreatePat, CreateToken, Minted, PatExpiry, UserPats};
+pub use twofactor::{
+    BackupCodes, Challenge, Confirmed, EmailUnavailable, Method, SecondFactorRefusal,
+    SendEmailCode, TotpCodes, TotpDisable, TotpEnable,
+};
 pub use users::{
     CreateUser, DeleteUser, Denied, EmailChange, LogoutUser, NewUser, ReadUser, Register,
     SetActive, UpdateUser, UserChanges, UserListing, UserPage,
@@ -35,6 +42,7 @@ use super::audit::{AuditEvent, AuditKind, AuditPage, AuditQuery, RequestMeta, CL
 use super::clock::{Clock, Timestamp};
 use super::credential::Caller;
 use super::error::CoreError;
+use super::mailer::{Mailer, SmtpMailer};
 use super::model::User;
 use super::password::Bcrypt;
 use super::permissions::{perm, Granted, Perm, Permission, PermissionCache, Snapshot};
@@ -60,6 +68,8 @@ pub struct Core {
     /// or a shared Rocket.Chat database's `Accounts_LoginExpiration` read at
     /// start-up when that variable is unset.
     login_expiration_ms: AtomicI64,
+    /// Sends emailed two-factor codes; `None` without `SMTP_HOST`.
+    mailer: Option<Arc<dyn Mailer>>,
     /// Last `when` handed out, so login tokens minted by this process get
     /// distinct, increasing timestamps and the cap keeps exactly the newest.
     last_stamp: AtomicI64,
@@ -80,6 +90,7 @@ impl Core {
             login_expiration_ms: AtomicI64::new(
                 i64::try_from(config.login_expiration.as_millis()).unwrap_or(i64::MAX),
             ),
+            mailer: mailer_for(&config),
             config,
             store,
             clock,
@@ -325,6 +336,19 @@ impl Core {
     pub async fn roles_exist(&self, roles: &[String]) -> Result<bool, CoreError> {
         let known = self.store.roles().await?;
         Ok(roles.iter().all(|r| known.iter().any(|k| k.id == *r)))
+    }
+}
+
+/// The SMTP mailer `SMTP_*` configure, if any (a configuration lettre
+/// rejects is logged and leaves email codes unavailable, which they say).
+fn mailer_for(config: &Config) -> Option<Arc<dyn Mailer>> {
+    let smtp = config.smtp.as_ref()?;
+    match SmtpMailer::new(smtp) {
+        Ok(m) => Some(Arc::new(m)),
+        Err(e) => {
+            tracing::error!(error = %e, "SMTP is configured but unusable: email codes are unavailable");
+            None
+        }
     }
 }
 

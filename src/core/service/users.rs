@@ -6,7 +6,7 @@
 use super::auth::{Authenticated, Refused};
 use super::{unique, Core};
 use crate::core::audit::AuditKind;
-use crate::core::credential::{Caller, Credential, PasswordAttempt, Via};
+use crate::core::credential::{Caller, Credential, PasswordAttempt, SecondFactor, Via};
 use crate::core::error::CoreError;
 use crate::core::model::{Email, User, UserKey};
 use crate::core::password::PasswordInput;
@@ -520,13 +520,19 @@ impl Core {
             let Some(current) = changes.current_password.clone() else {
                 return Ok(UpdateUser::NotAllowed(Denied::CurrentPasswordRequired));
             };
+            // The password only: the second factor of this protected action
+            // is `Core::confirm_user_update`'s, asked by the dialect first.
             let attempt = PasswordAttempt {
                 user: UserKey::Id(target.id.clone()),
                 password: current,
                 ip: changes.ip,
+                second_factor: SecondFactor::none(),
             };
             match self.authenticate(Credential::Password(attempt)).await? {
                 Authenticated::Caller(_) => {}
+                // Asked for a code only after the right password (a missing
+                // code is not a failure): the current password is proven.
+                Authenticated::Refused(Refused::SecondFactor(r)) if !r.is_wrong_code() => {}
                 Authenticated::Refused(refused) => return Ok(UpdateUser::CurrentPassword(refused)),
             }
         }

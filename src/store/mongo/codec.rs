@@ -14,6 +14,7 @@
 
 use crate::core::credential::TokenHash;
 use crate::core::model::*;
+use crate::core::twofactor::{EmailCode, Totp, TotpSecret, TwoFactorState};
 use crate::store::{UniqueField, UserPatch};
 use chrono::DateTime;
 use mongodb::bson::{doc, Bson, DateTime as BsonDate, Document, Regex};
@@ -89,6 +90,59 @@ pub mod user {
     pub const LOGIN_TOKENS: &str = "services.resume.loginTokens";
     /// The hash of any `loginTokens` entry (Rocket.Chat's lookup, index).
     pub const TOKEN_HASH: &str = "services.resume.loginTokens.hashedToken";
+}
+
+/// Rocket.Chat's second-factor paths of a user document.
+pub mod two_factor {
+    /// `{enabled, secret, tempSecret, hashedBackup}`.
+    pub const TOTP: &str = "services.totp";
+    pub const TOTP_ENABLED: &str = "services.totp.enabled";
+    pub const TOTP_SECRET: &str = "services.totp.secret";
+    pub const TOTP_TEMP_SECRET: &str = "services.totp.tempSecret";
+    /// SHA-256 hex of each unused backup code.
+    pub const TOTP_BACKUP: &str = "services.totp.hashedBackup";
+    /// `{enabled, changedAt}`.
+    pub const EMAIL2FA: &str = "services.email2fa";
+    pub const EMAIL2FA_ENABLED: &str = "services.email2fa.enabled";
+    /// `{code (bcrypt), expire, attempts}` of the last emailed code.
+    pub const EMAIL_CODE: &str = "services.emailCode";
+    pub const EMAIL_CODE_HASH: &str = "services.emailCode.code";
+    pub const EMAIL_CODE_EXPIRE: &str = "services.emailCode.expire";
+    pub const EMAIL_CODE_ATTEMPTS: &str = "services.emailCode.attempts";
+}
+
+/// The second-factor state of a user document projected on
+/// [`two_factor::TOTP`], [`two_factor::EMAIL2FA`], [`two_factor::EMAIL_CODE`].
+pub fn two_factor_from(d: &Document) -> TwoFactorState {
+    use two_factor::*;
+    let secret = |path| string(at(d, path)).map(TotpSecret::from_stored);
+    let totp = at(d, TOTP).and_then(Bson::as_document).map(|_| Totp {
+        enabled: boolean(at(d, TOTP_ENABLED)) == Some(true),
+        secret: secret(TOTP_SECRET),
+        temp_secret: secret(TOTP_TEMP_SECRET),
+        hashed_backup: strings(at(d, TOTP_BACKUP)),
+    });
+    let email_code = match (
+        string(at(d, EMAIL_CODE_HASH)),
+        timestamp(at(d, EMAIL_CODE_EXPIRE)),
+    ) {
+        (Some(hash), Some(expire)) => Some(EmailCode {
+            hash,
+            expire,
+            attempts: match at(d, EMAIL_CODE_ATTEMPTS) {
+                Some(Bson::Int32(n)) => u32::try_from(*n).unwrap_or(0),
+                Some(Bson::Int64(n)) => u32::try_from(*n).unwrap_or(0),
+                Some(Bson::Double(f)) if f.is_finite() && *f >= 0.0 => *f as u32,
+                _ => 0,
+            },
+        }),
+        _ => None,
+    };
+    TwoFactorState {
+        totp,
+        email_enabled: boolean(at(d, EMAIL2FA_ENABLED)) == Some(true),
+        email_code,
+    }
 }
 
 /// The fields of an `emails` entry.

@@ -44,6 +44,7 @@ mod login_attempts;
 mod roles;
 mod saymon;
 mod tokens;
+mod twofactor;
 mod users;
 
 use self::codec::*;

@@ -29,6 +29,7 @@ mod login_attempts;
 mod roles;
 mod saymon;
 mod tokens;
+mod twofactor;
 mod users;
 
 #[cfg(test)]
@@ -67,6 +68,7 @@ const MIGRATIONS: &[M<'static>] = &[
     M::up(include_str!("schema_v1.sql")),
     M::up(include_str!("schema_v2.sql")),
     M::up(include_str!("schema_v3.sql")),
+    M::up(include_str!("schema_v4.sql")),
     M::up(include_str!("schema_v5.sql")),
     M::up(include_str!("schema_v6.sql")),
 ];

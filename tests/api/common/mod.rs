@@ -126,16 +126,20 @@ macro_rules! store_tests {
     };
 }
 
-/// A configuration for tests: admin seeded, `createToken` on, no caches.
+/// A configuration for tests: admin seeded, `createToken` on, no caches,
+/// and (as Rocket.Chat's `TEST_MODE`) no two-factor password fallback for
+/// users without a second factor; the 2FA tests switch it on.
 pub fn test_config() -> Config {
-    Config {
+    let mut config = Config {
         admin_username: Some("admin".into()),
         admin_pass: Some(Secret(ADMIN_PASS.into())),
         admin_email: Some("admin@example.com".into()),
         create_tokens_for_users: true,
         permissions_cache: Duration::ZERO,
         ..Config::default()
-    }
+    };
+    config.two_factor.password_fallback = false;
+    config
 }
 
 /// Rocket.Chat credentials.
