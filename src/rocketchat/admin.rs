@@ -37,21 +37,25 @@ pub struct AuditEventView {
     /// `2fa.enabled`, `2fa.disabled`.
     pub kind: String,
     /// Who did it: a user id, `cli` (the operator tool), or absent.
-    #[oai(rename = "actorId")]
+    #[oai(rename = "actorId", skip_serializing_if_is_none)]
     pub actor_id: Option<String>,
     /// Whose credential it concerns.
-    #[oai(rename = "userId")]
+    #[oai(rename = "userId", skip_serializing_if_is_none)]
     pub user_id: Option<String>,
     /// The OpenAPI operation id of the route (`cli.<command>` for the CLI).
+    #[oai(skip_serializing_if_is_none)]
     pub route: Option<String>,
-    #[oai(rename = "clientAddress")]
+    #[oai(rename = "clientAddress", skip_serializing_if_is_none)]
     pub client_address: Option<String>,
-    #[oai(rename = "requestId")]
+    #[oai(rename = "requestId", skip_serializing_if_is_none)]
     pub request_id: Option<String>,
     /// `succeeded` or `refused`.
     pub outcome: String,
     /// A non-secret detail: a token's name, `password` or `resume`, a
-    /// block's scope (`user`, `ip`).
+    /// block's scope (`user`, `ip`), the second factor switched (`totp`,
+    /// `email`) or `second factor` for a login refused by a wrong code.
+    /// Optional fields are absent rather than null (as documented).
+    #[oai(skip_serializing_if_is_none)]
     pub detail: Option<String>,
 }
 
