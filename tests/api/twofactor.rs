@@ -362,7 +362,7 @@ store_tests! {
         for (path, body) in [
             ("/api/v1/users.generatePersonalAccessToken", json!({"tokenName": "t1"})),
             ("/api/v1/users.createToken", json!({"userId": creds.user_id})),
-            ("/api/v1/users.update", json!({"userId": creds.user_id, "data": {"password": "new-pass-123"}})),
+            ("/api/v1/users.updateOwnBasicInfo", json!({"data": {"newPassword": "new-pass-123", "currentPassword": sha256_hex(USER_PASS)}})),
             ("/api/v1/users.update", json!({"userId": creds.user_id, "data": {"email": "pat2@example.com"}})),
         ] {
             let (status, got) = post_2fa(&app, path, &creds, body.clone(), None, None).await;
@@ -401,8 +401,8 @@ store_tests! {
         let (status, body) = post_2fa(&app, "/api/v1/users.createToken", &creds,
             json!({"userId": creds.user_id}), Some(&code), None).await;
         assert_eq!(status, 200, "{body}");
-        let (status, body) = post_2fa(&app, "/api/v1/users.update", &creds,
-            json!({"userId": creds.user_id, "data": {"password": "new-pass-123"}}), Some(&code), None).await;
+        let (status, body) = post_2fa(&app, "/api/v1/users.updateOwnBasicInfo", &creds,
+            json!({"data": {"newPassword": "new-pass-123", "currentPassword": sha256_hex(USER_PASS)}}), Some(&code), None).await;
         assert_eq!(status, 200, "{body}");
         let (status, body) = post_2fa(&app, "/api/v1/users.removePersonalAccessToken", &creds,
             json!({"tokenName": "plain"}), Some(BACKUP[0]), None).await;
