@@ -158,7 +158,7 @@ pub fn endpoint(core: Arc<Core>) -> BoxEndpoint<'static> {
         .with(AddData::new(docs))
         .with(AddData::new(core))
         .around(move |next, req| limit_body(next, req, body_timeout))
-        .with(CatchPanic::new())
+        .with(CatchPanic::new().with_handler(crate::http::OnPanic))
         .around(shape_errors)
         .around(log_requests)
         .boxed()

@@ -330,7 +330,19 @@ pub async fn shape_errors<E: Endpoint>(next: E, req: Request) -> poem::Result<Re
     let path = req.uri().path().to_string();
     let mut operation = None;
     let mut resp = match next.call(req).await {
-        Ok(resp) => resp.into_response(),
+        Ok(resp) => {
+            let resp = resp.into_response();
+            if resp.data::<Panicked>().is_some() {
+                // A handler panicked (a bug): the dialect's 500, not poem's plain text.
+                unrouted(
+                    &path,
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "Internal server error",
+                )
+            } else {
+                resp
+            }
+        }
         Err(err) if err.is_from_response() => {
             operation = err.data::<OperationId>().copied();
             err.into_response()
@@ -361,6 +373,33 @@ pub async fn shape_errors<E: Endpoint>(next: E, req: Request) -> poem::Result<Re
         headers.insert("connection", poem::http::HeaderValue::from_static("close"));
     }
     Ok(resp)
+}
+
+/// Marks the answer [`on_panic`] gave, for [`shape_errors`] to reshape.
+#[derive(Clone, Copy)]
+struct Panicked;
+
+/// `CatchPanic` handler: logs the panic (its message only; handlers hold no
+/// secrets in panic messages) and answers a marked 500.
+#[derive(Clone, Copy)]
+pub struct OnPanic;
+
+impl poem::middleware::PanicHandler for OnPanic {
+    type Response = Response;
+
+    fn get_response(&self, err: Box<dyn std::any::Any + Send + 'static>) -> Response {
+        let message = err
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| err.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        tracing::error!(panic = %message, "request handler panicked");
+        let mut resp = Response::builder()
+            .status(StatusCode::INTERNAL_SERVER_ERROR)
+            .finish();
+        resp.set_data(Panicked);
+        resp
+    }
 }
 
 /// Largest request body accepted (bytes); every route takes small JSON.
@@ -451,6 +490,31 @@ mod tests {
             ),
         ] {
             assert_eq!(describe_parse_failure(reason), expected, "{reason}");
+        }
+    }
+
+    /// A handler bug answers the dialect's JSON 500, never poem's text/plain.
+    #[tokio::test]
+    async fn a_panic_answers_the_dialects_500() {
+        use poem::{handler, EndpointExt, Route};
+        #[handler]
+        fn boom() -> &'static str {
+            panic!("boom")
+        }
+        let app = Route::new()
+            .at("/api/v1/boom", boom)
+            .at("/node/api/boom", boom)
+            .with(poem::middleware::CatchPanic::new().with_handler(super::OnPanic))
+            .around(super::shape_errors);
+        for path in ["/api/v1/boom", "/node/api/boom"] {
+            let resp = poem::test::TestClient::new(&app).get(path).send().await;
+            resp.assert_status(poem::http::StatusCode::INTERNAL_SERVER_ERROR);
+            resp.assert_content_type("application/json; charset=utf-8");
+            let body: serde_json::Value = resp.0.into_body().into_json().await.unwrap();
+            assert!(
+                body.get("error").is_some() || body.get("message").is_some(),
+                "{path}: {body}"
+            );
         }
     }
 }

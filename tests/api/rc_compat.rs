@@ -552,6 +552,13 @@ mod idle {
             let (status, body) = status_json(app.rc_post("/api/v1/users.deactivateIdle", &admin, json!({})).await).await;
             assert_eq!((status, body["errorType"].as_str()), (400, Some("invalid-params")), "{body}");
 
+            // Found by the fuzzer: a span reaching before the calendar's first
+            // day answered 500 (the date subtraction panicked). Nobody is that idle.
+            for days in [117_473_881u64, u64::from(u32::MAX)] {
+                let (status, body) = status_json(app.rc_post("/api/v1/users.deactivateIdle", &admin, json!({ "daysIdle": days })).await).await;
+                assert_eq!((status, body["count"].as_u64()), (200, Some(0)), "{days}: {body}");
+            }
+
             let (status, body) = status_json(app.rc_post("/api/v1/users.deactivateIdle", &admin, json!({ "daysIdle": 30 })).await).await;
             assert_eq!(status, 200, "{body}");
             assert!(body["count"].is_u64() && body["success"] == true, "post-api-v1-users.deactivateIdle: {body}");

@@ -673,7 +673,13 @@ impl Core {
         role: &str,
     ) -> Result<u64, CoreError> {
         const PAGE: u64 = 500;
-        let cutoff = self.now() - chrono::Duration::days(i64::from(days_idle));
+        // A span reaching before the earliest representable time leaves no
+        // one idle long enough: nobody is deactivated (never a panic).
+        let Some(cutoff) = chrono::Duration::try_days(i64::from(days_idle))
+            .and_then(|span| self.now().checked_sub_signed(span))
+        else {
+            return Ok(0);
+        };
         let mut idle = Vec::new();
         let mut offset = 0;
         loop {
