@@ -25,6 +25,7 @@
 //! [`roles`], [`login_attempts`].
 
 mod audit;
+mod auth_cache;
 mod login_attempts;
 mod roles;
 mod saymon;
@@ -88,6 +89,8 @@ pub struct SqliteStore {
     readers: Arc<Vec<Conn>>,
     read_slots: Arc<Semaphore>,
     counters: Arc<Counters>,
+    /// `find_by_token`'s answers, exact for this process's writes.
+    auth_cache: Arc<auth_cache::AuthCache>,
     /// Files to remove when the store is dropped (a temporary store).
     remove_on_drop: Option<PathBuf>,
 }
@@ -101,10 +104,11 @@ pub struct WriteStats {
     pub writes: u64,
 }
 
-#[derive(Default)]
 struct Counters {
     commits: AtomicU64,
     writes: AtomicU64,
+    /// Bumped after every batch, before its jobs are answered.
+    auth_cache: Arc<auth_cache::AuthCache>,
 }
 
 impl SqliteStore {
@@ -164,7 +168,12 @@ impl SqliteStore {
                 .map(|f| open_reader(f).map_err(|e| open_error(path, e)))
                 .collect::<StoreResult<Vec<Conn>>>()?
         };
-        let counters = Arc::new(Counters::default());
+        let auth_cache = Arc::new(auth_cache::AuthCache::new(auth_cache::TTL));
+        let counters = Arc::new(Counters {
+            commits: AtomicU64::new(0),
+            writes: AtomicU64::new(0),
+            auth_cache: auth_cache.clone(),
+        });
         let (jobs, queue) = mpsc::channel::<Box<dyn Job>>();
         let writer = {
             let counters = counters.clone();
@@ -179,6 +188,7 @@ impl SqliteStore {
             read_slots: Arc::new(Semaphore::new(readers.len())),
             readers: Arc::new(readers),
             counters,
+            auth_cache,
             remove_on_drop,
         })
     }
@@ -518,6 +528,8 @@ fn write_loop(conn: &Mutex<Connection>, queue: &mpsc::Receiver<Box<dyn Job>>, co
 /// Runs a batch of jobs in one transaction, commits once, answers each.
 fn run_batch(conn: &Connection, batch: Vec<Box<dyn Job>>, counters: &Counters) {
     let answer = |jobs: Vec<Box<dyn Job>>, outcome: StoreResult<()>| {
+        // Whatever the outcome, answers read before it may be stale now.
+        counters.auth_cache.bump();
         counters
             .writes
             .fetch_add(jobs.len() as u64, Ordering::AcqRel);

@@ -83,20 +83,13 @@ fn insert_token(conn: &Connection, user_id: &str, token: &LoginToken) -> StoreRe
     Ok(())
 }
 
-fn find(
-    conn: &Connection,
-    user_id: Option<&str>,
-    hash: &TokenHash,
-) -> StoreResult<Option<(User, LoginToken)>> {
+fn find(conn: &Connection, hash: &TokenHash) -> StoreResult<Option<(User, LoginToken)>> {
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT {TOKEN_COLUMNS} FROM login_tokens WHERE hash = ?1"
     ))?;
     let Some((token, owner)) = stmt.query_row([hash.as_str()], token_row).optional()? else {
         return Ok(None);
     };
-    if user_id.is_some_and(|id| id != owner) {
-        return Ok(None);
-    }
     Ok(user_by_id(conn, &owner)?.map(|user| (user, token)))
 }
 
@@ -164,10 +157,20 @@ impl TokenStore for SqliteStore {
         user_id: Option<&str>,
         hashed_token: &TokenHash,
     ) -> StoreResult<Option<(User, LoginToken)>> {
-        let user_id = user_id.map(str::to_string);
+        let cache = &self.auth_cache;
+        let now = std::time::Instant::now();
+        if let Some((user, token)) = cache.get(hashed_token.as_str(), now) {
+            return Ok(user_id
+                .is_none_or(|id| id == user.id)
+                .then_some((user, token)));
+        }
+        let generation = cache.generation();
         let hash = hashed_token.clone();
-        self.read_point(move |c| find(c, user_id.as_deref(), &hash))
-            .await
+        let found = self.read_point(move |c| find(c, &hash)).await?;
+        if let Some((user, token)) = &found {
+            cache.put(hashed_token.as_str(), generation, now, user, token);
+        }
+        Ok(found.filter(|(user, _)| user_id.is_none_or(|id| id == user.id)))
     }
 
     async fn tokens_of(&self, user_id: &str) -> StoreResult<Vec<LoginToken>> {
