@@ -95,6 +95,18 @@ async function loginJson() {
   state.admin = clientWith(data.userId, data.authToken);
 }
 
+async function loginJsonDigest() {
+  // The password as its SHA-256 hex, as Rocket.Chat's own clients send it.
+  const anon = new RestClient({ baseUrl: URL });
+  const res = await anon.post('/v1/login', {
+    user: { username: ADMIN_USER },
+    password: { digest: sha256(ADMIN_PASS), algorithm: 'sha-256' },
+  });
+  const data = checkLoginAnswer(res, ADMIN_USER);
+  assert.equal(data.userId, state.adminId, show(res));
+  assert.notEqual(data.authToken, state.admin.getCredentials()['X-Auth-Token'], 'a login reused a token');
+}
+
 async function loginJsonWrongPassword() {
   const anon = new RestClient({ baseUrl: URL });
   const body = await refused(anon.post('/v1/login', { user: ADMIN_USER, password: `${ADMIN_PASS}x` }), 401);
@@ -239,6 +251,7 @@ async function adminLogout() {
 
 const STEPS = [
   loginJson,
+  loginJsonDigest,
   loginJsonWrongPassword,
   serverInfo,
   adminMe,
