@@ -21,10 +21,10 @@ const assert = require('node:assert/strict');
 const crypto = require('node:crypto');
 const { RestClient } = require('@rocket.chat/api-client');
 
-const URL = process.env.TOKEND_URL;
+const BASE_URL = process.env.TOKEND_URL;
 const ADMIN_USER = process.env.TOKEND_ADMIN_USER;
 const ADMIN_PASS = process.env.TOKEND_ADMIN_PASS;
-assert.ok(URL && ADMIN_USER && ADMIN_PASS, 'TOKEND_URL, TOKEND_ADMIN_USER and TOKEND_ADMIN_PASS must be set');
+assert.ok(BASE_URL && ADMIN_USER && ADMIN_PASS, 'TOKEND_URL, TOKEND_ADMIN_USER and TOKEND_ADMIN_PASS must be set');
 
 const USERNAME = `rc-api-client-${Date.now()}`;
 const PASSWORD = 'api-client-pass-123';
@@ -37,7 +37,7 @@ const show = (v) => JSON.stringify(v);
 /** A client logged in with the answer of POST /v1/login. */
 function clientWith(userId, authToken) {
   return new RestClient({
-    baseUrl: URL,
+    baseUrl: BASE_URL,
     credentials: { 'X-User-Id': userId, 'X-Auth-Token': authToken },
   });
 }
@@ -88,7 +88,7 @@ function checkLoginAnswer(res, username) {
 }
 
 async function loginJson() {
-  const anon = new RestClient({ baseUrl: URL });
+  const anon = new RestClient({ baseUrl: BASE_URL });
   const res = await anon.post('/v1/login', { user: ADMIN_USER, password: ADMIN_PASS });
   const data = checkLoginAnswer(res, ADMIN_USER);
   state.adminId = data.userId;
@@ -97,7 +97,7 @@ async function loginJson() {
 
 async function loginJsonDigest() {
   // The password as its SHA-256 hex, as Rocket.Chat's own clients send it.
-  const anon = new RestClient({ baseUrl: URL });
+  const anon = new RestClient({ baseUrl: BASE_URL });
   const res = await anon.post('/v1/login', {
     user: { username: ADMIN_USER },
     password: { digest: sha256(ADMIN_PASS), algorithm: 'sha-256' },
@@ -108,7 +108,7 @@ async function loginJsonDigest() {
 }
 
 async function loginJsonWrongPassword() {
-  const anon = new RestClient({ baseUrl: URL });
+  const anon = new RestClient({ baseUrl: BASE_URL });
   const body = await refused(anon.post('/v1/login', { user: ADMIN_USER, password: `${ADMIN_PASS}x` }), 401);
   // Rocket.Chat 7.x: the 6.x login failure plus `success: false`.
   assert.deepEqual(body, { success: false, status: 'error', error: 'Unauthorized', message: 'Unauthorized' });
@@ -116,7 +116,7 @@ async function loginJsonWrongPassword() {
 
 async function serverInfo() {
   // GET /api/info (the client prefixes /api), no credentials.
-  const info = await new RestClient({ baseUrl: URL }).get('/info');
+  const info = await new RestClient({ baseUrl: BASE_URL }).get('/info');
   assert.equal(info.success, true, show(info));
   // Without an admin login Rocket.Chat shows only MAJOR.MINOR.
   assert.match(info.version, /^\d+\.\d+$/, show(info));
@@ -168,7 +168,7 @@ async function usersList() {
 
 async function loginForm() {
   // application/x-www-form-urlencoded, as curl -d or an HTML form sends it.
-  const anon = new RestClient({ baseUrl: URL });
+  const anon = new RestClient({ baseUrl: BASE_URL });
   const res = await anon.post('/v1/login', undefined, {
     body: new URLSearchParams({ user: USERNAME, password: PASSWORD }).toString(),
     headers: { 'Content-Type': 'application/x-www-form-urlencoded' },
@@ -179,7 +179,7 @@ async function loginForm() {
 }
 
 async function loginFormWrongPassword() {
-  const anon = new RestClient({ baseUrl: URL });
+  const anon = new RestClient({ baseUrl: BASE_URL });
   const body = await refused(
     anon.post('/v1/login', undefined, {
       body: new URLSearchParams({ user: USERNAME, password: 'not-it' }).toString(),
