@@ -580,7 +580,7 @@ impl UsersApi {
             0 => MAX_COUNT,
             n => n.min(MAX_COUNT),
         };
-        let projection = Projection::parse(fields.0.as_deref()).map_err(|()| {
+        let projection = Projection::parse(fields.0.as_deref()).map_err(|_| {
             parse_json_query_error("error-invalid-fields", "Invalid fields parameter provided")
         })?;
         let request = Browse {

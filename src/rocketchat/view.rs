@@ -171,8 +171,8 @@ impl UserView {
     }
 }
 
-/// A user in a `users.list` page: [`UserView`]'s fields, less those the
-/// request's `fields` excluded ([`Projection`]); `_id` always.
+/// A user in a `users.list` page: the fields of `RcUser`, less those the
+/// request's `fields` parameter hides; `_id` always.
 #[derive(Object, Debug, Clone)]
 #[oai(rename = "RcListedUser")]
 pub struct ListedUserView {
@@ -216,6 +216,10 @@ enum ViewField {
     RequirePasswordChange,
 }
 
+/// A `fields` parameter that is not a JSON object of 0s and 1s.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BadFields;
+
 /// Longest `fields` parameter accepted, in bytes.
 pub const MAX_FIELDS_LEN: usize = 4096;
 
@@ -233,23 +237,23 @@ pub struct Projection {
 
 impl Projection {
     /// Parses the parameter; `Err` for anything but a JSON object of 0s and 1s.
-    pub fn parse(raw: Option<&str>) -> Result<Self, ()> {
+    pub fn parse(raw: Option<&str>) -> Result<Self, BadFields> {
         let raw = raw.unwrap_or_default();
         if raw.trim().is_empty() {
             return Ok(Self::default());
         }
         if raw.len() > MAX_FIELDS_LEN {
-            return Err(());
+            return Err(BadFields);
         }
         let Ok(serde_json::Value::Object(map)) = serde_json::from_str(raw) else {
-            return Err(());
+            return Err(BadFields);
         };
         let mut hidden = Vec::new();
         for (key, value) in &map {
             match value.as_i64() {
                 Some(1) => continue,
                 Some(0) => {}
-                _ => return Err(()),
+                _ => return Err(BadFields),
             }
             let field = match key.split('.').next().unwrap_or_default() {
                 "createdAt" => ViewField::CreatedAt,

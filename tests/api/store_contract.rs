@@ -455,7 +455,7 @@ store_tests! {
         assert_eq!(find(all.clone(), r#"{"createdAt":-1}"#, 0, 10).await.0, ["dave", "Carol", "bob", "alice"]);
         assert_eq!(find(all.clone(), r#"{"active":1,"createdAt":-1}"#, 0, 10).await.0, ["bob", "dave", "Carol", "alice"]);
         // Carol is the one "bot"; the three "user"s tie, and go by _id.
-        let mut users = vec![(&alice.id, "alice"), (&bob.id, "bob"), (&dave.id, "dave")];
+        let mut users = [(&alice.id, "alice"), (&bob.id, "bob"), (&dave.id, "dave")];
         users.sort();
         let mut want = vec!["Carol"];
         want.extend(users.iter().map(|(_, n)| *n));
