@@ -31,7 +31,8 @@
 //! backtrack exponentially; with few quantifiers over short fields
 //! (usernames, names) the polynomial worst case stays small, and every store
 //! call has its timeout besides. Case folding of `i` is the same for ASCII
-//! letters; beyond ASCII the two engines may differ.
+//! letters; beyond ASCII the two engines may differ, and PCRE's `$` also
+//! matches before a value's final newline.
 //!
 //! **Sort** ([`SortField`]): `username`, `name`, `type`, `active`,
 //! `createdAt`, `_id`, each `1` or `-1`, at most [`MAX_SORT_KEYS`]; ties go by

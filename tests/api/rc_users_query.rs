@@ -152,6 +152,15 @@ store_tests! {
                 "{q}"
             );
         }
+        // SQL in a value is a value (every value a bound parameter).
+        for q in [
+            r#"{"username":"x' OR '1'='1"}"#,
+            r#"{"username":{"$in":["bob') OR 1=1 --"]}}"#,
+            r#"{"name":{"$regex":"'\\) OR 1=1 --"}}"#,
+        ] {
+            let (status, body) = list(&app, &[("query", q)], &app.admin).await;
+            assert_eq!((status, body["total"].as_u64()), (200, Some(0)), "{q}: {body}");
+        }
         // A field name is echoed only in part.
         let long = format!(r#"{{"{}":1}}"#, "x".repeat(500));
         let (status, body) = list(&app, &[("query", &long)], &app.admin).await;
