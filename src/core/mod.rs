@@ -23,6 +23,7 @@ pub mod service;
 pub mod throttle;
 pub mod token;
 pub mod twofactor;
+pub mod userquery;
 pub mod validate;
 
 pub use clock::{Clock, ManualClock, SystemClock};

@@ -35,11 +35,16 @@ pub enum UserKey {
     Email(String),
     /// Username or email address, ignoring case (SAYMON `login`).
     Login(String),
+    /// Exact entry of Rocket.Chat's `importIds` (set by its data importers):
+    /// found only in a MongoDB database shared with Rocket.Chat; the SQLite
+    /// store keeps no import ids, so there it never names a user.
+    ImportId(String),
 }
 
 impl UserKey {
     /// Whether `user` is the one this key names, by the rules the stores
-    /// apply (exact id; username and email ignoring case).
+    /// apply (exact id; username and email ignoring case). A [`User`] holds
+    /// no import ids: an `ImportId` key matches none.
     pub fn matches(&self, user: &User) -> bool {
         let same = |a: &str, b: &str| a.to_lowercase() == b.to_lowercase();
         let username = |name: &str| user.username.as_deref().is_some_and(|u| same(u, name));
@@ -49,6 +54,7 @@ impl UserKey {
             UserKey::Username(name) => username(name),
             UserKey::Email(addr) => email(addr),
             UserKey::Login(login) => username(login) || email(login),
+            UserKey::ImportId(_) => false,
         }
     }
 }

@@ -242,7 +242,8 @@ impl SessionApi {
             let (UserKey::Id(name)
             | UserKey::Username(name)
             | UserKey::Email(name)
-            | UserKey::Login(name)) = &user;
+            | UserKey::Login(name)
+            | UserKey::ImportId(name)) = &user;
             if !validate::is_login_name_length(name) {
                 return Err(RcError::invalid_params(&format!(
                     "The user name may have at most {} characters",

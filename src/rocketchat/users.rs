@@ -9,13 +9,14 @@ use super::auth::RcAuth;
 use super::body::RcBody;
 use super::error::RcError;
 use super::tokens::{invalid_user, user_param};
-use super::view::UserView;
+use super::view::{ListedUserView, Projection, UserView};
 use crate::core::model::User;
 use crate::core::password::PasswordInput;
 use crate::core::service::{
-    CreateUser, DeleteUser, Denied, EmailChange, LogoutUser, NewUser, ReadUser, Refused, Register,
-    SetActive, UpdateUser, UserChanges,
+    Browse, BrowseUsers, CreateUser, DeleteUser, Denied, EmailChange, LogoutUser, NewUser,
+    ReadUser, Refused, Register, SetActive, UpdateUser, UserChanges,
 };
+use crate::core::userquery::QueryError;
 use crate::core::validate::{self, nonblank};
 use crate::core::validate::{is_plausible_email, is_valid_username};
 use crate::core::{ids, perm, Caller, Core, Granted, Perm, UniqueField, UserKey};
@@ -74,7 +75,7 @@ pub struct UserOk {
 /// A page of users.
 #[derive(Object, Debug)]
 pub struct UserListOk {
-    pub users: Vec<UserView>,
+    pub users: Vec<ListedUserView>,
     /// Number of users in this page.
     pub count: u64,
     pub offset: u64,
@@ -243,6 +244,17 @@ fn missing(property: &str) -> RcError {
         "invalid-params",
         &format!("must have required property '{property}'"),
         None,
+    )
+}
+
+/// 400 of Rocket.Chat's `parseJsonQuery` for a parameter it cannot use
+/// (`error-invalid-query`, `-sort`, `-fields`). Rocket.Chat appends the
+/// parameter in quotes; tokend echoes no submitted value.
+fn parse_json_query_error(code: &str, reason: &str) -> RcError {
+    RcError::thrown(
+        code,
+        reason,
+        Some(json!({ "helperMethod": "parseJsonQuery" })),
     )
 }
 
@@ -470,12 +482,14 @@ impl UsersApi {
         }
     }
 
-    /// One user, as Rocket.Chat's `users.info`: by `userId`, `username` or
-    /// `email` (the first one given). Any logged-in user reads any user's
-    /// public fields; email addresses are shown for oneself or with
-    /// `view-full-other-user-info`, and looking another user up by email
-    /// needs that permission too. Rocket.Chat's `importId` is not supported
-    /// (tokend stores no import ids): it counts as no search term.
+    /// One user, as Rocket.Chat's `users.info`: by `userId`, `username`,
+    /// `importId` or `email` (the first one given). Any logged-in user reads
+    /// any user's public fields; email addresses are shown for oneself or
+    /// with `view-full-other-user-info`, and looking another user up by email
+    /// needs that permission too. `importId` is an entry of Rocket.Chat's
+    /// `importIds` (its importers set them): found in a MongoDB database
+    /// shared with Rocket.Chat; the SQLite store holds none, so there it
+    /// answers "User not found.".
     #[oai(
         path = "/api/v1/users.info",
         method = "get",
@@ -487,12 +501,15 @@ impl UsersApi {
         #[oai(name = "userId")] user_id: Query<Option<String>>,
         username: Query<Option<String>>,
         email: Query<Option<String>>,
+        #[oai(name = "importId")] import_id: Query<Option<String>>,
     ) -> Result<Json<UserOk>, RcError> {
         let caller = auth.0;
         let key = if let Some(id) = nonblank(user_id.0.as_deref()) {
             UserKey::Id(id.to_string())
         } else if let Some(name) = nonblank(username.0.as_deref()) {
             UserKey::Username(name.to_string())
+        } else if let Some(id) = nonblank(import_id.0.as_deref()) {
+            UserKey::ImportId(id.to_string())
         } else if let Some(address) = nonblank(email.0.as_deref()) {
             UserKey::Email(address.to_string())
         } else {
@@ -511,11 +528,24 @@ impl UsersApi {
         }
     }
 
-    /// A page of users sorted by username, as Rocket.Chat's `users.list`:
-    /// permission `view-d-room` (roles admin, user, bot and app), else 403
+    /// A page of users, as Rocket.Chat's `users.list`: permission
+    /// `view-d-room` (roles admin, user, bot and app), else 403
     /// `{"success":false,"error":"unauthorized"}`; email addresses of others
     /// with `view-full-other-user-info`. `count` defaults to 50 and is capped
-    /// at 100 (`0` means the cap).
+    /// at 100; `0` means the cap (Rocket.Chat, with its default
+    /// `API_Allow_Infinite_Count`, answers every user: tokend never loads
+    /// more than 100 in one request).
+    ///
+    /// `query`: a JSON filter over `_id`, `username`, `name`, `type`,
+    /// `active`, `roles` and (with `view-full-other-user-info`)
+    /// `emails.address`, with `$and`, `$or`, `$eq`, `$ne`, `$in`, `$nin`,
+    /// `$exists`, `$regex` (`$options` `i`; a restricted, bounded syntax);
+    /// anything else is 400 `error-invalid-query`. `sort`: JSON
+    /// `{"<field>": 1|-1}` over `username`, `name`, `type`, `active`,
+    /// `createdAt`, `_id` (default `username`), else 400
+    /// `error-invalid-sort`. `fields`: JSON of `0`s (hide those fields) and
+    /// `1`s (no effect), else 400 `error-invalid-fields`; it never shows more
+    /// than the caller may see. `total` counts the users passing `query`.
     #[oai(
         path = "/api/v1/users.list",
         method = "get",
@@ -526,6 +556,12 @@ impl UsersApi {
         auth: RcAuth,
         count: Query<Option<u64>>,
         offset: Query<Option<u64>>,
+        /// JSON filter, e.g. `{"roles":"admin","active":true}`.
+        query: Query<Option<String>>,
+        /// JSON order, e.g. `{"createdAt":-1}`.
+        sort: Query<Option<String>>,
+        /// JSON projection, e.g. `{"emails":0}`.
+        fields: Query<Option<String>>,
     ) -> Result<Json<UserListOk>, RcError> {
         let grant: Granted<perm::ViewDRoom> = self
             .grant(&auth.0, RcError::forbidden_unauthorized())
@@ -544,12 +580,42 @@ impl UsersApi {
             0 => MAX_COUNT,
             n => n.min(MAX_COUNT),
         };
-        let listing = self.core.browse_users(&grant, offset, count).await?;
-        let users: Vec<UserView> = listing
+        let projection = Projection::parse(fields.0.as_deref()).map_err(|_| {
+            parse_json_query_error("error-invalid-fields", "Invalid fields parameter provided")
+        })?;
+        let request = Browse {
+            query: query.0.as_deref(),
+            sort: sort.0.as_deref(),
+            offset,
+            count,
+        };
+        let listing = match self.core.browse_users(&grant, request).await? {
+            BrowseUsers::Page(listing) => listing,
+            BrowseUsers::BadQuery(QueryError::Malformed) => {
+                return Err(parse_json_query_error(
+                    "error-invalid-query",
+                    &QueryError::Malformed.to_string(),
+                ))
+            }
+            BrowseUsers::BadQuery(refused) => {
+                return Err(RcError::thrown(
+                    "error-invalid-query",
+                    &refused.to_string(),
+                    None,
+                ))
+            }
+            BrowseUsers::BadSort => {
+                return Err(parse_json_query_error(
+                    "error-invalid-sort",
+                    "Invalid sort parameter provided",
+                ))
+            }
+        };
+        let users: Vec<ListedUserView> = listing
             .page
             .users
             .iter()
-            .map(|u| Self::view(&caller.user, u, listing.full))
+            .map(|u| projection.apply(Self::view(&caller.user, u, listing.full)))
             .collect();
         Ok(Json(UserListOk {
             count: users.len() as u64,

@@ -170,3 +170,126 @@ impl UserView {
         }
     }
 }
+
+/// A user in a `users.list` page: the fields of `RcUser`, less those the
+/// request's `fields` parameter hides; `_id` always.
+#[derive(Object, Debug, Clone)]
+#[oai(rename = "RcListedUser")]
+pub struct ListedUserView {
+    #[oai(rename = "_id")]
+    pub id: String,
+    #[oai(rename = "createdAt", skip_serializing_if_is_none)]
+    pub created_at: Option<String>,
+    #[oai(rename = "_updatedAt", skip_serializing_if_is_none)]
+    pub updated_at: Option<String>,
+    #[oai(rename = "type", skip_serializing_if_is_none)]
+    pub kind: Option<String>,
+    #[oai(skip_serializing_if_is_none)]
+    pub username: Option<String>,
+    #[oai(skip_serializing_if_is_none)]
+    pub name: Option<String>,
+    /// Shown for oneself, or with permission `view-full-other-user-info`.
+    #[oai(skip_serializing_if_is_none)]
+    pub emails: Option<Vec<EmailView>>,
+    #[oai(skip_serializing_if_is_none)]
+    pub roles: Option<Vec<String>>,
+    #[oai(skip_serializing_if_is_none)]
+    pub active: Option<bool>,
+    #[oai(skip_serializing_if_is_none)]
+    pub status: Option<String>,
+    #[oai(rename = "requirePasswordChange", skip_serializing_if_is_none)]
+    pub require_password_change: Option<bool>,
+}
+
+/// A field of [`UserView`] that `fields` may exclude.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ViewField {
+    CreatedAt,
+    UpdatedAt,
+    Kind,
+    Username,
+    Name,
+    Emails,
+    Roles,
+    Active,
+    Status,
+    RequirePasswordChange,
+}
+
+/// A `fields` parameter that is not a JSON object of 0s and 1s.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BadFields;
+
+/// Longest `fields` parameter accepted, in bytes.
+pub const MAX_FIELDS_LEN: usize = 4096;
+
+/// Rocket.Chat's `fields` parameter of `users.list` (`{"name": 0}`), applied
+/// to what the caller may see anyway: it can only remove fields. Values must
+/// be `0` or `1`, else the parameter is refused. `0` hides a field of the
+/// view (`emails` also as `emails.<anything>`); `1` changes nothing, as in
+/// Rocket.Chat, which adds inclusions to its default fields; `_id` stays;
+/// other names (`services`, `lastLogin`, ...) are ignored, as Rocket.Chat
+/// drops the fields nobody may select.
+#[derive(Debug, Clone, Default)]
+pub struct Projection {
+    hidden: Vec<ViewField>,
+}
+
+impl Projection {
+    /// Parses the parameter; `Err` for anything but a JSON object of 0s and 1s.
+    pub fn parse(raw: Option<&str>) -> Result<Self, BadFields> {
+        let raw = raw.unwrap_or_default();
+        if raw.trim().is_empty() {
+            return Ok(Self::default());
+        }
+        if raw.len() > MAX_FIELDS_LEN {
+            return Err(BadFields);
+        }
+        let Ok(serde_json::Value::Object(map)) = serde_json::from_str(raw) else {
+            return Err(BadFields);
+        };
+        let mut hidden = Vec::new();
+        for (key, value) in &map {
+            match value.as_i64() {
+                Some(1) => continue,
+                Some(0) => {}
+                _ => return Err(BadFields),
+            }
+            let field = match key.split('.').next().unwrap_or_default() {
+                "createdAt" => ViewField::CreatedAt,
+                "_updatedAt" => ViewField::UpdatedAt,
+                "type" => ViewField::Kind,
+                "username" => ViewField::Username,
+                "name" => ViewField::Name,
+                "emails" => ViewField::Emails,
+                "roles" => ViewField::Roles,
+                "active" => ViewField::Active,
+                "status" => ViewField::Status,
+                "requirePasswordChange" => ViewField::RequirePasswordChange,
+                _ => continue,
+            };
+            hidden.push(field);
+        }
+        Ok(Self { hidden })
+    }
+
+    /// `view` less the hidden fields.
+    pub fn apply(&self, view: UserView) -> ListedUserView {
+        let shown = |f: ViewField| !self.hidden.contains(&f);
+        let keep = |f: ViewField, v| if shown(f) { Some(v) } else { None };
+        ListedUserView {
+            id: view.id,
+            created_at: keep(ViewField::CreatedAt, view.created_at),
+            updated_at: keep(ViewField::UpdatedAt, view.updated_at),
+            kind: keep(ViewField::Kind, view.kind),
+            username: view.username.filter(|_| shown(ViewField::Username)),
+            name: view.name.filter(|_| shown(ViewField::Name)),
+            emails: view.emails.filter(|_| shown(ViewField::Emails)),
+            roles: shown(ViewField::Roles).then_some(view.roles),
+            active: shown(ViewField::Active).then_some(view.active),
+            status: keep(ViewField::Status, view.status),
+            require_password_change: shown(ViewField::RequirePasswordChange)
+                .then_some(view.require_password_change),
+        }
+    }
+}

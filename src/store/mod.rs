@@ -19,6 +19,7 @@ use crate::core::credential::TokenHash;
 pub use crate::core::model::UniqueField;
 use crate::core::model::*;
 use crate::core::twofactor::{EmailCode, TotpSecret, TwoFactorState};
+pub use crate::core::userquery::UserQuery;
 use async_trait::async_trait;
 
 pub use mongo::MongoStore;
@@ -137,6 +138,11 @@ pub trait UserStore: Send + Sync {
     async fn find_user(&self, key: &UserKey) -> StoreResult<Option<User>>;
     /// A page of users sorted by username, and the total count.
     async fn list_users(&self, offset: u64, count: u64) -> StoreResult<(Vec<User>, u64)>;
+    /// The page `query` names (its filter, its order then `_id`, its offset
+    /// and count) and how many users pass the filter in all. Semantics per
+    /// [`crate::core::userquery`]: both stores answer the same users in the
+    /// same order. Only the core builds a query, from its validated AST.
+    async fn find_users(&self, query: &UserQuery) -> StoreResult<(Vec<User>, u64)>;
     /// A page of the users holding any of these roles, sorted by username,
     /// and how many hold one in all.
     async fn users_in_roles(

@@ -18,6 +18,7 @@ mod rc_pat;
 mod rc_roles;
 mod rc_tokens;
 mod rc_users;
+mod rc_users_query;
 mod saymon;
 mod secrets;
 mod service;

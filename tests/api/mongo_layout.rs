@@ -577,3 +577,38 @@ fn tokend_url(db: &Database) -> String {
     let base = std::env::var("MONGO_URL").unwrap();
     crate::common::emulator::with_database(&base, db.name())
 }
+
+/// `users.info?importId=` (operation `get-api-v1-users.info`): a user that
+/// Rocket.Chat's importers wrote with `importIds` is found by any of them,
+/// as Rocket.Chat's `findOneByImportId` finds it; another id is "User not found.".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_info_finds_rocket_chats_imported_users_by_import_id() {
+    let (app, db) = setup_or_skip!();
+    users(&db)
+        .insert_one(doc! {
+            "_id": "imported1", "username": "imported.user", "type": "user",
+            "name": "Imported User", "active": true, "roles": ["user"],
+            "emails": [{ "address": "imported@example.com", "verified": true }],
+            "importIds": ["slack-U0123", "csv-7"],
+        })
+        .await
+        .unwrap();
+    for id in ["slack-U0123", "csv-7"] {
+        let resp = app
+            .rc_get(&format!("/api/v1/users.info?importId={id}"), &app.admin)
+            .await;
+        let (status, body) = status_json(resp).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["user"]["_id"], "imported1", "{body}");
+        assert_eq!(body["user"]["username"], "imported.user");
+        assert!(body["user"].get("importIds").is_none(), "{body}");
+    }
+    let resp = app
+        .rc_get("/api/v1/users.info?importId=slack-U0", &app.admin)
+        .await;
+    let (status, body) = status_json(resp).await;
+    assert_eq!(
+        (status, body),
+        (400, json!({ "success": false, "error": "User not found." }))
+    );
+}

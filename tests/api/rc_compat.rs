@@ -233,7 +233,7 @@ store_tests! {
     }
 
     /// Rocket.Chat `users.info` for an unknown user: `{"success":false,"error":"User not found."}`,
-    /// and the same for every lookup; no search term: "Invalid search query.".
+    /// and the same for every lookup (`importId` too); no search term: "Invalid search query.".
     async fn users_info_unknown_user_is_rocket_chats_failure(kind) {
         let app = TestApp::start(&kind).await;
         let not_found = json!({"success": false, "error": "User not found."});
@@ -241,7 +241,11 @@ store_tests! {
             let (status, body) = get(&app, &format!("/api/v1/users.info?{query}"), &app.admin).await;
             assert_eq!((status, body), (400, not_found.clone()), "{query}");
         }
+        // importId is a search term (Rocket.Chat's importers set them; a
+        // tokend store holds none of its own).
         let (status, body) = get(&app, "/api/v1/users.info?importId=x", &app.admin).await;
+        assert_eq!((status, body), (400, not_found.clone()));
+        let (status, body) = get(&app, "/api/v1/users.info?importId=", &app.admin).await;
         assert_eq!((status, body), (400, json!({"success": false, "error": "Invalid search query."})));
     }
 

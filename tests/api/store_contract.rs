@@ -8,6 +8,7 @@ use tokend::core::clock::truncate_ms;
 use tokend::core::credential::TokenHash;
 use tokend::core::ids::new_user_id;
 use tokend::core::model::*;
+use tokend::core::userquery;
 use tokend::store::*;
 
 type Delta = chrono::Duration;
@@ -366,6 +367,114 @@ store_tests! {
         assert!(page.is_empty() && total == 5);
         let (page, total) = store.list_users(0, 0).await.unwrap();
         assert!(page.is_empty() && total == 5);
+    }
+
+    /// `find_users`: the filter semantics of `core::userquery` (arrays
+    /// test their elements, `$ne`/`$nin` match a missing value, `$regex`
+    /// never does, case matters but with `i`), its orders (a missing value
+    /// first ascending, ties by `_id`) and paging, the same on both stores.
+    async fn find_users_filters_sorts_and_pages_alike(kind) {
+        let store = open(&kind).await;
+        let t = now();
+        let mut alice = user("alice");
+        alice.name = Some("Alice A".into());
+        alice.created_at = t - Delta::minutes(4);
+        let mut bob = user("bob");
+        bob.name = None;
+        bob.active = false;
+        bob.roles = vec!["user".into(), "admin".into()];
+        bob.created_at = t - Delta::minutes(3);
+        let mut carol = user("Carol");
+        carol.name = Some("Carol C".into());
+        carol.kind = "bot".into();
+        carol.roles = vec!["bot".into()];
+        carol.emails = Vec::new();
+        carol.created_at = t - Delta::minutes(2);
+        let mut dave = user("dave");
+        dave.name = Some("dave d".into());
+        dave.roles = vec!["guest".into()];
+        dave.emails.push(Email { address: "dave@example.org".into(), verified: false });
+        dave.created_at = t - Delta::minutes(1);
+        for u in [&alice, &bob, &carol, &dave] {
+            store.insert_user(u).await.unwrap();
+        }
+        let find = |q: String, sort: &str, offset: u64, count: u64| {
+            let store = store.clone();
+            let sort = sort.to_string();
+            async move {
+                let query = UserQuery {
+                    filter: userquery::parse_filter(&q, true).unwrap_or_else(|e| panic!("{q}: {e}")),
+                    sort: userquery::parse_sort(&sort).unwrap(),
+                    offset,
+                    count,
+                };
+                let (page, total) = store.find_users(&query).await.unwrap_or_else(|e| panic!("{q}: {e}"));
+                (page.iter().map(|u| u.username.clone().unwrap()).collect::<Vec<_>>(), total)
+            }
+        };
+        let cases: Vec<(String, &[&str])> = vec![
+            (r#"{"username":"alice"}"#.into(), &["alice"]),
+            (r#"{"active":false}"#.into(), &["bob"]),
+            (r#"{"active":{"$ne":false}}"#.into(), &["Carol", "alice", "dave"]),
+            (r#"{"roles":"admin"}"#.into(), &["bob"]),
+            (r#"{"roles":{"$ne":"user"}}"#.into(), &["Carol", "dave"]),
+            (r#"{"roles":{"$in":["bot","admin"]}}"#.into(), &["Carol", "bob"]),
+            (r#"{"roles":{"$nin":["user"]}}"#.into(), &["Carol", "dave"]),
+            (r#"{"roles":{"$exists":true}}"#.into(), &["Carol", "alice", "bob", "dave"]),
+            (r#"{"name":{"$exists":false}}"#.into(), &["bob"]),
+            (r#"{"name":{"$ne":"Alice A"}}"#.into(), &["Carol", "bob", "dave"]),
+            (r#"{"name":{"$nin":["Alice A","dave d"]}}"#.into(), &["Carol", "bob"]),
+            (r#"{"name":{"$in":[]}}"#.into(), &[]),
+            (r#"{"name":{"$regex":"^a","$options":"i"}}"#.into(), &["alice"]),
+            (r#"{"name":{"$regex":"^[Cd][a-z]+ [Cd]$"}}"#.into(), &["Carol", "dave"]),
+            (r#"{"username":{"$regex":"^c"}}"#.into(), &[]),
+            (r#"{"username":{"$regex":"^c","$options":"i"}}"#.into(), &["Carol"]),
+            (r#"{"username":{"$regex":"o|v"}}"#.into(), &["Carol", "bob", "dave"]),
+            (r#"{"emails.address":{"$regex":"example\\.org$"}}"#.into(), &["dave"]),
+            (r#"{"emails.address":"dave@example.org"}"#.into(), &["dave"]),
+            (r#"{"emails.address":"DAVE@example.org"}"#.into(), &[]),
+            (r#"{"emails.address":{"$exists":false}}"#.into(), &["Carol"]),
+            (r#"{"emails.address":{"$ne":"alice@example.com"}}"#.into(), &["Carol", "bob", "dave"]),
+            (r#"{"type":"bot"}"#.into(), &["Carol"]),
+            (r#"{"$or":[{"username":"alice"},{"type":"bot"}]}"#.into(), &["Carol", "alice"]),
+            (r#"{"$and":[{"active":true},{"roles":"user"}]}"#.into(), &["alice"]),
+            (r#"{"active":true,"roles":{"$in":["user","guest"]}}"#.into(), &["alice", "dave"]),
+            (format!(r#"{{"_id":{{"$in":["{}","{}"]}}}}"#, alice.id, dave.id), &["alice", "dave"]),
+            (format!(r#"{{"_id":{{"$eq":"{}"}}}}"#, bob.id), &["bob"]),
+        ];
+        for (q, want) in cases {
+            let (names, total) = find(q.clone(), "", 0, 10).await;
+            assert_eq!(names, want, "{q}");
+            assert_eq!(total, want.len() as u64, "{q}");
+        }
+        // Orders: a missing name first ascending, last descending; bytes, so
+        // capitals first; createdAt; ties by _id.
+        let all = "{}".to_string();
+        assert_eq!(find(all.clone(), r#"{"name":1}"#, 0, 10).await.0, ["bob", "alice", "Carol", "dave"]);
+        assert_eq!(find(all.clone(), r#"{"name":-1}"#, 0, 10).await.0, ["dave", "Carol", "alice", "bob"]);
+        assert_eq!(find(all.clone(), r#"{"createdAt":-1}"#, 0, 10).await.0, ["dave", "Carol", "bob", "alice"]);
+        assert_eq!(find(all.clone(), r#"{"active":1,"createdAt":-1}"#, 0, 10).await.0, ["bob", "dave", "Carol", "alice"]);
+        // Carol is the one "bot"; the three "user"s tie, and go by _id.
+        let mut users = [(&alice.id, "alice"), (&bob.id, "bob"), (&dave.id, "dave")];
+        users.sort();
+        let mut want = vec!["Carol"];
+        want.extend(users.iter().map(|(_, n)| *n));
+        assert_eq!(find(all.clone(), r#"{"type":1}"#, 0, 10).await.0, want);
+        // Paging under a filter: total counts the filtered set.
+        let q = r#"{"roles":{"$ne":"admin"}}"#.to_string();
+        assert_eq!(find(q.clone(), "", 1, 1).await, (vec!["alice".to_string()], 3));
+        assert_eq!(find(q.clone(), "", 5, 10).await, (vec![], 3));
+        assert_eq!(find(q.clone(), "", 0, 0).await, (vec![], 3));
+    }
+
+    /// `importId`: the SQLite store holds no import ids; an unknown one
+    /// names nobody on either store (MongoDB's match: `mongo_layout`).
+    async fn find_user_by_unknown_import_id_is_none(kind) {
+        let store = open(&kind).await;
+        let alice = inserted(&store, "alice").await;
+        for key in [alice.id.clone(), "alice".into(), "nope".into()] {
+            assert_eq!(store.find_user(&UserKey::ImportId(key)).await.unwrap(), None);
+        }
     }
 
     async fn the_admin_guard_keeps_the_last_active_admin(kind) {

@@ -104,7 +104,11 @@ impl UserKey {
     /// The name as the client typed it.
     fn typed(&self) -> &str {
         match self {
-            UserKey::Id(s) | UserKey::Username(s) | UserKey::Email(s) | UserKey::Login(s) => s,
+            UserKey::Id(s)
+            | UserKey::Username(s)
+            | UserKey::Email(s)
+            | UserKey::Login(s)
+            | UserKey::ImportId(s) => s,
         }
     }
 }

@@ -34,8 +34,8 @@ pub use twofactor::{
     SendEmailCode, TotpCodes, TotpDisable, TotpEnable,
 };
 pub use users::{
-    CreateUser, DeleteUser, Denied, EmailChange, LogoutUser, NewUser, ReadUser, Register,
-    SetActive, UpdateUser, UserChanges, UserListing, UserPage,
+    Browse, BrowseUsers, CreateUser, DeleteUser, Denied, EmailChange, LogoutUser, NewUser,
+    ReadUser, Register, SetActive, UpdateUser, UserChanges, UserListing, UserPage,
 };
 
 use super::audit::{AuditEvent, AuditKind, AuditPage, AuditQuery, RequestMeta, CLI_ACTOR};

@@ -13,6 +13,7 @@ use crate::core::password::PasswordInput;
 use crate::core::permissions::{
     CreatesUsers, DeletesUsers, Granted, ListsUsers, Permission, SetsActiveStatus, USER_ROLE,
 };
+use crate::core::userquery::{self, QueryError, UserQuery};
 use crate::core::{ids, permissions::ADMIN_ROLE, validate};
 use crate::store::{AdminGuard, LastAdmin, UniqueField, UserPatch};
 use std::net::IpAddr;
@@ -197,7 +198,27 @@ pub struct UserListing {
     pub full: bool,
 }
 
-/// A page of users sorted by username.
+/// Outcome of [`Core::browse_users`].
+#[derive(Debug)]
+pub enum BrowseUsers {
+    Page(UserListing),
+    /// The `query` was refused (see [`crate::core::userquery`]).
+    BadQuery(QueryError),
+    /// The `sort` was refused.
+    BadSort,
+}
+
+/// What `users.list` asks for, as the client sent it: the raw `query` and
+/// `sort` parameters (JSON) and the page.
+#[derive(Debug, Clone, Default)]
+pub struct Browse<'a> {
+    pub query: Option<&'a str>,
+    pub sort: Option<&'a str>,
+    pub offset: u64,
+    pub count: u64,
+}
+
+/// A page of users.
 #[derive(Debug)]
 pub struct UserPage {
     pub users: Vec<User>,
@@ -336,23 +357,40 @@ impl Core {
         })
     }
 
-    /// Rocket.Chat's `users.list`: a page of users sorted by username, in
-    /// full with `view-full-other-user-info` (oneself always in full is the
-    /// dialect's view).
+    /// Rocket.Chat's `users.list`: a page of the users passing the client's
+    /// `query`, in its `sort` (default: by username), in full with
+    /// `view-full-other-user-info` (oneself always in full is the dialect's
+    /// view). The filter may test `emails.address` only with that permission
+    /// too, so nobody learns through a filter what they could not read; its
+    /// other rules are [`crate::core::userquery`]'s. `total` counts the
+    /// users passing the filter. `offset` and `count` beyond
+    /// [`validate::MAX_PAGE_NUMBER`] are clamped to it.
     pub async fn browse_users<P: ListsUsers>(
         &self,
         grant: &Granted<P>,
-        offset: u64,
-        count: u64,
-    ) -> Result<UserListing, CoreError> {
+        request: Browse<'_>,
+    ) -> Result<BrowseUsers, CoreError> {
         let full = self
             .holds(grant.caller(), Permission::ViewFullOtherUserInfo)
             .await?;
-        let (users, total) = self.store.list_users(offset, count).await?;
-        Ok(UserListing {
+        let filter = match userquery::parse_filter(request.query.unwrap_or_default(), full) {
+            Ok(f) => f,
+            Err(e) => return Ok(BrowseUsers::BadQuery(e)),
+        };
+        let Ok(sort) = userquery::parse_sort(request.sort.unwrap_or_default()) else {
+            return Ok(BrowseUsers::BadSort);
+        };
+        let query = UserQuery {
+            filter,
+            sort,
+            offset: request.offset.min(validate::MAX_PAGE_NUMBER),
+            count: request.count.min(validate::MAX_PAGE_NUMBER),
+        };
+        let (users, total) = self.store.find_users(&query).await?;
+        Ok(BrowseUsers::Page(UserListing {
             page: UserPage { users, total },
             full,
-        })
+        }))
     }
 
     /// A user by key, for the core itself (seeding, checks).

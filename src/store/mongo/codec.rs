@@ -86,6 +86,9 @@ pub mod user {
     pub const PASSWORD: &str = "services.password.bcrypt";
     /// Rocket.Chat's `lastLogin` (a Date).
     pub const LAST_LOGIN: &str = "lastLogin";
+    /// Ids the user had in the system Rocket.Chat imported it from
+    /// (`users.info?importId=`); written by Rocket.Chat's importers only.
+    pub const IMPORT_IDS: &str = "importIds";
     /// Login tokens and personal access tokens (see [`super::entry`]).
     pub const LOGIN_TOKENS: &str = "services.resume.loginTokens";
     /// The hash of any `loginTokens` entry (Rocket.Chat's lookup, index).
@@ -714,6 +717,8 @@ pub fn key_filter(key: &UserKey) -> Option<Document> {
         UserKey::Login(login) => exact_ignoring_case(login).map(|re| {
             doc! { "$or": [ { user::USERNAME: re.clone() }, { user::EMAIL_ADDRESS: re } ] }
         }),
+        // An exact element of the array (Rocket.Chat's `findOneByImportId`).
+        UserKey::ImportId(id) => Some(doc! { user::IMPORT_IDS: id }),
     }
 }
 
@@ -800,6 +805,76 @@ pub fn names_projection() -> Document {
 pub fn held_key<'a>(d: &Document, keys: &'a [UniqueKey]) -> Option<&'a UniqueKey> {
     let user = user_from(d)?;
     keys.iter().find(|k| k.user_key().matches(&user))
+}
+
+/// A `users.list` filter as a MongoDB filter document over Rocket.Chat's
+/// user fields. Built only from the core's validated AST
+/// ([`crate::core::userquery::Filter`]): field names are this module's
+/// constants, operators are the few below, values are strings and booleans.
+pub fn query_filter(filter: &crate::core::userquery::Filter) -> Document {
+    use crate::core::userquery::Filter;
+    match filter {
+        Filter::And(parts) if parts.is_empty() => doc! {},
+        Filter::And(parts) => doc! { "$and": parts.iter().map(query_filter).collect::<Vec<_>>() },
+        // An empty `$or` is an error to MongoDB; it matches nothing.
+        Filter::Or(parts) if parts.is_empty() => doc! { user::ID: { "$in": Vec::<String>::new() } },
+        Filter::Or(parts) => doc! { "$or": parts.iter().map(query_filter).collect::<Vec<_>>() },
+        Filter::Test(field, condition) => query_test(*field, condition),
+    }
+}
+
+fn query_test(
+    field: crate::core::userquery::Field,
+    condition: &crate::core::userquery::Condition,
+) -> Document {
+    use crate::core::userquery::{Condition, Field, Scalar};
+    let path = match field {
+        Field::Id => user::ID,
+        Field::Username => user::USERNAME,
+        Field::Name => user::NAME,
+        Field::Kind => user::KIND,
+        Field::Active => user::ACTIVE,
+        Field::Roles => user::ROLES,
+        Field::EmailAddress => user::EMAIL_ADDRESS,
+    };
+    let value = |v: &Scalar| match v {
+        Scalar::Str(s) => Bson::String(s.clone()),
+        Scalar::Bool(b) => Bson::Boolean(*b),
+    };
+    let list = |vs: &[Scalar]| vs.iter().map(value).collect::<Vec<_>>();
+    let test = match condition {
+        Condition::Eq(v) => doc! { "$eq": value(v) },
+        Condition::Ne(v) => doc! { "$ne": value(v) },
+        Condition::In(vs) => doc! { "$in": list(vs) },
+        Condition::Nin(vs) => doc! { "$nin": list(vs) },
+        Condition::Exists(b) => doc! { "$exists": *b },
+        Condition::Regex(re) => doc! {
+            "$regex": re.pattern(),
+            "$options": if re.case_insensitive() { "i" } else { "" },
+        },
+    };
+    doc! { path: test }
+}
+
+/// The order of a `users.list` query: its keys, then `_id`.
+pub fn query_sort(query: &crate::core::userquery::UserQuery) -> Document {
+    use crate::core::userquery::SortField;
+    let mut d = Document::new();
+    for k in &query.sort {
+        let path = match k.field {
+            SortField::Username => user::USERNAME,
+            SortField::Name => user::NAME,
+            SortField::Kind => user::KIND,
+            SortField::Active => user::ACTIVE,
+            SortField::CreatedAt => user::CREATED_AT,
+            SortField::Id => user::ID,
+        };
+        d.insert(path, if k.descending { -1 } else { 1 });
+    }
+    if !d.contains_key(user::ID) {
+        d.insert(user::ID, 1);
+    }
+    d
 }
 
 #[cfg(test)]

@@ -80,6 +80,28 @@ impl UserStore for MongoStore {
         .await
     }
 
+    /// Two commands: the count and the page (projected, no tokens), with a
+    /// filter built from the core's validated AST only ([`query_filter`]).
+    async fn find_users(&self, query: &UserQuery) -> StoreResult<(Vec<User>, u64)> {
+        self.run("find_users", |db| async move {
+            let users = coll(&db, USERS);
+            let filter = query_filter(&query.filter);
+            let total = users.count_documents(filter.clone()).await?;
+            if query.count == 0 {
+                return Ok((Vec::new(), total));
+            }
+            let cursor = users
+                .find(filter)
+                .sort(query_sort(query))
+                .skip(query.offset)
+                .limit(i64::try_from(query.count).unwrap_or(i64::MAX))
+                .projection(user_projection())
+                .await?;
+            Ok((collect(cursor, user_from).await?, total))
+        })
+        .await
+    }
+
     async fn users_in_roles(
         &self,
         roles: &[String],

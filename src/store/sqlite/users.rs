@@ -2,10 +2,12 @@
 
 use super::{from_json, ms, time, to_json, SqliteStore};
 use crate::core::model::{Email, PasswordHash, Timestamp, User, UserKey};
+use crate::core::userquery::{Condition, Field, Filter, Scalar, SortField, UserQuery};
 use crate::store::{
     removes_active_admin, AdminGuard, LastAdmin, StoreResult, UserPatch, UserStore,
 };
 use async_trait::async_trait;
+use rusqlite::types::Value as SqlValue;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
 const USER_COLUMNS: &str = "id, created_at, updated_at, type, username, name, roles, \
@@ -85,6 +87,9 @@ pub(super) fn resolve(conn: &Connection, key: &UserKey) -> StoreResult<Option<St
                 None => id_by_email(conn, &lower),
             }
         }
+        // Rocket.Chat's importers set `importIds`; tokend imports nothing,
+        // so an SQLite store holds none (no column: nothing could fill it).
+        UserKey::ImportId(_) => Ok(None),
     }
 }
 
@@ -212,6 +217,152 @@ fn delete(conn: &Connection, id: &str, guard: AdminGuard) -> StoreResult<Result<
         > 0))
 }
 
+/// The SQL function `users.list` filters call for `$regex`:
+/// `tokend_regexp(pattern, value)`, true if `value` (text) matches `pattern`
+/// (a [`crate::core::userquery::SafeRegex`]'s Rust form), false for NULL.
+/// The pattern is compiled once per statement (SQLite's auxiliary data).
+pub(super) const REGEXP: &str = "tokend_regexp";
+
+/// Registers [`REGEXP`] on a connection.
+pub(super) fn register_functions(conn: &Connection) -> rusqlite::Result<()> {
+    use rusqlite::functions::FunctionFlags;
+    conn.create_scalar_function(
+        REGEXP,
+        2,
+        FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC,
+        |ctx| {
+            let re = ctx.get_or_create_aux(0, |v| -> Result<regex::Regex, rusqlite::Error> {
+                let pattern = v
+                    .as_str()
+                    .map_err(|e| rusqlite::Error::UserFunctionError(e.into()))?;
+                crate::core::userquery::compile_rust(pattern)
+                    .map_err(|e| rusqlite::Error::UserFunctionError(e.into()))
+            })?;
+            Ok(match ctx.get_raw(1) {
+                rusqlite::types::ValueRef::Text(t) => {
+                    std::str::from_utf8(t).is_ok_and(|s| re.is_match(s))
+                }
+                _ => false,
+            })
+        },
+    )
+}
+
+/// A filter as a SQL condition over `users`, its values pushed to `args`
+/// (every value a bound parameter; the SQL text is made only of the fixed
+/// column names below).
+fn where_sql(filter: &Filter, args: &mut Vec<SqlValue>) -> String {
+    match filter {
+        Filter::And(parts) if parts.is_empty() => "1".into(),
+        Filter::Or(parts) if parts.is_empty() => "0".into(),
+        Filter::And(parts) | Filter::Or(parts) => {
+            let joiner = if matches!(filter, Filter::And(_)) {
+                " AND "
+            } else {
+                " OR "
+            };
+            let parts: Vec<String> = parts.iter().map(|p| where_sql(p, args)).collect();
+            format!("({})", parts.join(joiner))
+        }
+        Filter::Test(field, condition) => test_sql(*field, condition, args),
+    }
+}
+
+fn bind(args: &mut Vec<SqlValue>, v: &Scalar) -> String {
+    args.push(match v {
+        Scalar::Str(s) => SqlValue::Text(s.clone()),
+        Scalar::Bool(b) => SqlValue::Integer(i64::from(*b)),
+    });
+    format!("?{}", args.len())
+}
+
+fn bind_list(args: &mut Vec<SqlValue>, vs: &[Scalar]) -> String {
+    let marks: Vec<String> = vs.iter().map(|v| bind(args, v)).collect();
+    marks.join(", ")
+}
+
+/// One field's condition. Scalar fields compare the column (NULL: missing);
+/// array fields test their elements (`roles` JSON, `user_emails` rows) with
+/// `EXISTS`, as MongoDB tests an array's elements.
+fn test_sql(field: Field, condition: &Condition, args: &mut Vec<SqlValue>) -> String {
+    let (elements, e) = match field {
+        Field::Roles => (
+            "SELECT 1 FROM json_each(users.roles) AS e WHERE ",
+            "e.value",
+        ),
+        Field::EmailAddress => (
+            "SELECT 1 FROM user_emails AS e WHERE e.user_id = users.id AND ",
+            "e.address",
+        ),
+        Field::Id | Field::Username | Field::Name | Field::Kind | Field::Active => {
+            let c = match field {
+                Field::Id => "users.id",
+                Field::Username => "users.username",
+                Field::Name => "users.name",
+                Field::Kind => "users.type",
+                _ => "users.active",
+            };
+            return match condition {
+                Condition::Eq(v) => format!("{c} = {}", bind(args, v)),
+                Condition::Ne(v) => format!("{c} IS NOT {}", bind(args, v)),
+                Condition::In(vs) if vs.is_empty() => "0".into(),
+                Condition::In(vs) => format!("{c} IN ({})", bind_list(args, vs)),
+                Condition::Nin(vs) if vs.is_empty() => "1".into(),
+                Condition::Nin(vs) => {
+                    format!("({c} IS NULL OR {c} NOT IN ({}))", bind_list(args, vs))
+                }
+                Condition::Exists(true) => format!("{c} IS NOT NULL"),
+                Condition::Exists(false) => format!("{c} IS NULL"),
+                Condition::Regex(re) => {
+                    args.push(SqlValue::Text(re.rust_pattern()));
+                    format!("{REGEXP}(?{}, {c})", args.len())
+                }
+            };
+        }
+    };
+    let exists = |cond: String| format!("EXISTS ({elements}{cond})");
+    match condition {
+        Condition::Eq(v) => exists(format!("{e} = {}", bind(args, v))),
+        Condition::Ne(v) => format!("NOT {}", exists(format!("{e} = {}", bind(args, v)))),
+        Condition::In(vs) if vs.is_empty() => "0".into(),
+        Condition::In(vs) => exists(format!("{e} IN ({})", bind_list(args, vs))),
+        Condition::Nin(vs) if vs.is_empty() => "1".into(),
+        Condition::Nin(vs) => format!(
+            "NOT {}",
+            exists(format!("{e} IN ({})", bind_list(args, vs)))
+        ),
+        Condition::Exists(true) => exists("1".into()),
+        Condition::Exists(false) => format!("NOT {}", exists("1".into())),
+        Condition::Regex(re) => {
+            args.push(SqlValue::Text(re.rust_pattern()));
+            exists(format!("{REGEXP}(?{}, {e})", args.len()))
+        }
+    }
+}
+
+/// `ORDER BY` of a query: its keys, then `id`.
+fn order_sql(query: &UserQuery) -> String {
+    let mut keys: Vec<String> = query
+        .sort
+        .iter()
+        .map(|k| {
+            let c = match k.field {
+                SortField::Username => "username",
+                SortField::Name => "name",
+                SortField::Kind => "type",
+                SortField::Active => "active",
+                SortField::CreatedAt => "created_at",
+                SortField::Id => "id",
+            };
+            format!("{c} {}", if k.descending { "DESC" } else { "ASC" })
+        })
+        .collect();
+    if !query.sort.iter().any(|k| k.field == SortField::Id) {
+        keys.push("id ASC".into());
+    }
+    keys.join(", ")
+}
+
 #[async_trait]
 impl UserStore for SqliteStore {
     async fn count_users(&self) -> StoreResult<u64> {
@@ -246,6 +397,40 @@ impl UserStore for SqliteStore {
             ))?;
             let mut page = stmt
                 .query_map([count, offset], user_row)?
+                .collect::<Result<Vec<User>, _>>()?;
+            for user in &mut page {
+                user.emails = emails_of(c, &user.id)?;
+            }
+            Ok((page, total as u64))
+        })
+        .await
+    }
+
+    /// Two statements in one read: the count and the page.
+    async fn find_users(&self, query: &UserQuery) -> StoreResult<(Vec<User>, u64)> {
+        let mut args = Vec::new();
+        let condition = where_sql(&query.filter, &mut args);
+        let order = order_sql(query);
+        let offset = i64::try_from(query.offset).unwrap_or(i64::MAX);
+        let count = i64::try_from(query.count).unwrap_or(i64::MAX);
+        self.read(move |c| {
+            let total: i64 = c
+                .prepare(&format!("SELECT COUNT(*) FROM users WHERE {condition}"))?
+                .query_row(rusqlite::params_from_iter(args.iter()), |r| r.get(0))?;
+            let n = args.len();
+            // Not cached: each filter is its own text, and would evict the
+            // statements every request uses.
+            let mut stmt = c.prepare(&format!(
+                "SELECT {USER_COLUMNS} FROM users WHERE {condition} ORDER BY {order} \
+                 LIMIT ?{} OFFSET ?{}",
+                n + 1,
+                n + 2
+            ))?;
+            let mut all = args;
+            all.push(SqlValue::Integer(count));
+            all.push(SqlValue::Integer(offset));
+            let mut page = stmt
+                .query_map(rusqlite::params_from_iter(all.iter()), user_row)?
                 .collect::<Result<Vec<User>, _>>()?;
             for user in &mut page {
                 user.emails = emails_of(c, &user.id)?;
