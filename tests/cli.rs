@@ -73,6 +73,9 @@ fn ok(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Whether `token` authenticates, read through a store opened now: a
+/// running server's SQLite store sees another process's writes (these
+/// commands') within its auth cache's bound of 1 s, a fresh one at once.
 async fn token_works(store: &Arc<dyn Store>, user_id: &str, token: &str) -> bool {
     let core = tokend::app::core_with(Config::default(), store.clone(), Arc::new(SystemClock));
     let credential = Credential::UserToken {
@@ -142,7 +145,7 @@ async fn walk_through(target: Target) {
             .unwrap();
     assert_eq!(minted["userId"], user_id.as_str());
     let token = minted["authToken"].as_str().unwrap().to_string();
-    assert!(token_works(&store, &user_id, &token).await);
+    assert!(token_works(&target.store().await, &user_id, &token).await);
 
     // user passwd ends it; the new password works, the old does not.
     ok(&tokend(
@@ -150,7 +153,7 @@ async fn walk_through(target: Target) {
         &["user", "passwd", "root", "--password-stdin"],
         "second-pass-456\n",
     ));
-    assert!(!token_works(&store, &user_id, &token).await);
+    assert!(!token_works(&target.store().await, &user_id, &token).await);
     assert!(password_works(&store, "root", "second-pass-456").await);
     assert!(!password_works(&store, "root", "first-pass-123").await);
 
@@ -159,13 +162,13 @@ async fn walk_through(target: Target) {
         serde_json::from_str(ok(&tokend(&target, &["token", "mint", "--user", "root"], "")).trim())
             .unwrap();
     let second = minted["authToken"].as_str().unwrap().to_string();
-    assert!(token_works(&store, &user_id, &second).await);
+    assert!(token_works(&target.store().await, &user_id, &second).await);
     ok(&tokend(
         &target,
         &["token", "revoke", "--user", "root", "--all"],
         "",
     ));
-    assert!(!token_works(&store, &user_id, &second).await);
+    assert!(!token_works(&target.store().await, &user_id, &second).await);
     let missing = tokend(
         &target,
         &["token", "revoke", "--user", "ghost", "--pat", "ci"],

@@ -10,7 +10,7 @@ use crate::core::service::{Blocked, Login, Refused};
 use crate::core::throttle::BlockScope;
 use crate::core::validate::{self, nonblank};
 use crate::core::{Core, Credential, Plaintext, UserKey};
-use crate::http::{client_ip, ApiTags};
+use crate::http::{client_ip, ApiTags, SerdeJson};
 use poem::Request;
 use poem_openapi::{payload::Json, Object, OpenApi, Union};
 use std::sync::Arc;
@@ -129,9 +129,10 @@ pub struct UsernameAvailableOk {
 }
 
 /// `GET /api/v1/me`: the caller, flat, plus `success`.
-#[derive(Object, Debug)]
+#[derive(Object, serde::Serialize, Debug)]
 pub struct MeOk {
     #[oai(flatten)]
+    #[serde(flatten)]
     pub me: MeView,
     pub success: bool,
 }
@@ -367,10 +368,59 @@ impl SessionApi {
 
     /// The caller's own user.
     #[oai(path = "/api/v1/me", method = "get", operation_id = "me")]
-    async fn me(&self, req: &Request, auth: RcAuth) -> Result<Json<MeOk>, RcError> {
-        Ok(Json(MeOk {
+    async fn me(&self, req: &Request, auth: RcAuth) -> Result<SerdeJson<MeOk>, RcError> {
+        Ok(SerdeJson(MeOk {
             me: MeView::from(&auth.0.user).with_avatar(origin(&self.core, req).as_deref()),
             success: true,
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::model::{Email, PasswordHash, User};
+    use poem_openapi::types::ToJSON;
+
+    /// `me` is serialized by serde ([`SerdeJson`]) but documented by
+    /// poem-openapi: the two shapes must be one, with every optional field
+    /// present and absent.
+    #[test]
+    fn me_serializes_as_documented() {
+        let t = chrono::Utc::now();
+        let full = User {
+            id: "u1".into(),
+            created_at: t,
+            updated_at: t,
+            kind: "user".into(),
+            username: Some("ann".into()),
+            name: Some("Ann \"A\" \u{e9}".into()),
+            emails: vec![Email {
+                address: "ann@example.org".into(),
+                verified: true,
+            }],
+            roles: vec!["user".into(), "admin".into()],
+            permissions: vec![],
+            active: true,
+            require_password_change: true,
+            password_bcrypt: Some(PasswordHash("$2b$10$x".into())),
+            last_login: Some(t),
+        };
+        let bare = User {
+            username: None,
+            name: None,
+            emails: vec![],
+            password_bcrypt: None,
+            ..full.clone()
+        };
+        for (user, origin) in [(&full, Some("https://chat.example")), (&bare, None)] {
+            let answer = MeOk {
+                me: MeView::from(user).with_avatar(origin),
+                success: true,
+            };
+            let by_serde = serde_json::to_value(&answer).unwrap();
+            assert_eq!(by_serde, answer.to_json().unwrap(), "{by_serde}");
+            assert!(!by_serde.to_string().contains("$2b$"), "never the hash");
+        }
     }
 }

@@ -4,7 +4,7 @@ use crate::core::model::{Email, User};
 use poem_openapi::Object;
 
 /// An email address.
-#[derive(Object, Debug, Clone)]
+#[derive(Object, serde::Serialize, Debug, Clone)]
 #[oai(rename = "RcEmail")]
 pub struct EmailView {
     pub address: String,
@@ -21,57 +21,67 @@ impl From<&Email> for EmailView {
 }
 
 /// `{"exists": bool}`: whether the user has a password; never the hash.
-#[derive(Object, Debug, Clone)]
+#[derive(Object, serde::Serialize, Debug, Clone)]
 pub struct PasswordInfo {
     pub exists: bool,
 }
 
 /// `services` as `me` shows it.
-#[derive(Object, Debug, Clone)]
+#[derive(Object, serde::Serialize, Debug, Clone)]
 pub struct ServicesView {
     pub password: PasswordInfo,
 }
 
 /// `settings` as `me` shows it.
-#[derive(Object, Debug, Clone)]
+#[derive(Object, serde::Serialize, Debug, Clone)]
 pub struct SettingsView {
     pub profile: std::collections::BTreeMap<String, serde_json::Value>,
     pub preferences: std::collections::BTreeMap<String, serde_json::Value>,
 }
 
 /// The caller as `GET /api/v1/me` and `login` show it.
-#[derive(Object, Debug, Clone)]
+#[derive(Object, serde::Serialize, Debug, Clone)]
 #[oai(rename = "RcMe")]
 pub struct MeView {
     #[oai(rename = "_id")]
+    #[serde(rename = "_id")]
     pub id: String,
     #[oai(skip_serializing_if_is_none)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub username: Option<String>,
     #[oai(skip_serializing_if_is_none)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     #[oai(rename = "type")]
+    #[serde(rename = "type")]
     pub kind: String,
     pub emails: Vec<EmailView>,
     /// The first verified email address.
     #[oai(skip_serializing_if_is_none)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub email: Option<String>,
     pub roles: Vec<String>,
     pub active: bool,
     pub status: String,
     /// Rocket.Chat's connection status; tokend keeps no presence: `offline`.
     #[oai(rename = "statusConnection")]
+    #[serde(rename = "statusConnection")]
     pub status_connection: String,
     /// Hours from UTC; tokend keeps none: Rocket.Chat's default, 0.
     #[oai(rename = "utcOffset")]
+    #[serde(rename = "utcOffset")]
     pub utc_offset: i64,
     /// `<site>/avatar/<username>`, as Rocket.Chat's `getURL(..., {full: true})`.
     #[oai(rename = "avatarUrl", skip_serializing_if_is_none)]
+    #[serde(rename = "avatarUrl", skip_serializing_if = "Option::is_none")]
     pub avatar_url: Option<String>,
     #[oai(rename = "requirePasswordChange")]
+    #[serde(rename = "requirePasswordChange")]
     pub require_password_change: bool,
     pub settings: SettingsView,
     pub services: ServicesView,
     #[oai(rename = "_updatedAt")]
+    #[serde(rename = "_updatedAt")]
     pub updated_at: String,
 }
 
