@@ -351,6 +351,43 @@ store_tests! {
         }
     }
 
+    /// A lookup right after a write sees it, whatever lookups came before
+    /// (the SQLite store answers repeated tokens from memory: this is the
+    /// rule its cache must keep).
+    async fn a_token_lookup_sees_every_write_made_after_the_last(kind) {
+        let store = open(&kind).await;
+        let alice = inserted(&store, "alice").await;
+        let key = UserKey::Id(alice.id.clone());
+        let found = |hash: &'static str| { let store = &store; async move {
+            store.find_by_token(None, &h(hash)).await.unwrap().map(|(user, _)| user) } };
+        store.push_login_token(&key, &resume(now(), "r1"), 50).await.unwrap();
+        store.push_login_token(&key, &resume(now(), "r2"), 50).await.unwrap();
+        assert!(found("r1").await.is_some() && found("r1").await.is_some());
+
+        // A user change: the next lookup answers the changed user.
+        let patch = UserPatch { roles: Some(vec!["bot".into()]), name: Some("Renamed".into()), ..UserPatch::default() };
+        store.update_user(&alice.id, &patch, now(), AdminGuard::Off).await.unwrap().unwrap();
+        let user = found("r1").await.unwrap();
+        assert_eq!((user.roles, user.name.as_deref()), (vec!["bot".to_string()], Some("Renamed")));
+        let off = UserPatch { active: Some(false), ..UserPatch::default() };
+        store.update_user(&alice.id, &off, now(), AdminGuard::Off).await.unwrap().unwrap();
+        assert!(!found("r1").await.unwrap().active, "a deactivation is seen at once");
+
+        // A removed token is gone at the next lookup.
+        assert!(found("r2").await.is_some());
+        assert!(store.remove_login_token(&alice.id, &h("r2")).await.unwrap());
+        assert_eq!(found("r2").await, None);
+        assert!(found("r1").await.is_some());
+        assert_eq!(store.remove_login_tokens(&alice.id, None).await.unwrap(), 1);
+        assert_eq!(found("r1").await, None);
+
+        // So is a deleted user's.
+        store.push_login_token(&key, &resume(now(), "r3"), 50).await.unwrap();
+        assert!(found("r3").await.is_some());
+        assert!(store.delete_user(&alice.id, AdminGuard::Off).await.unwrap().unwrap());
+        assert_eq!(found("r3").await, None);
+    }
+
     async fn list_users_pages_sorted_by_username(kind) {
         let store = open(&kind).await;
         for name in ["delta", "alpha", "charlie", "bravo", "echo"] {

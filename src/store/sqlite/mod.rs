@@ -18,6 +18,9 @@
 //!   than the read. Every other read, and a point read that finds no free
 //!   connection, runs on the blocking pool. A `:memory:` store has one
 //!   connection, shared by both.
+//! * **Presented tokens** are answered from memory while no write has
+//!   happened since they were read ([`auth_cache`]): exact for this
+//!   process's writes, within 1 s for another process's.
 //! * **Schema** in versioned migrations ([`rusqlite_migration`], the version in
 //!   `PRAGMA user_version`); a file from a newer schema is refused.
 //!
