@@ -372,4 +372,42 @@ store_tests! {
         assert_eq!(status, 200, "{body}");
         succeeded(op, &body);
     }
+    /// `get-api-info`, which neither of the two description files holds:
+    /// the shape of Rocket.Chat's `getServerInfo` (`default/info.ts`):
+    /// `{version, success}` to anyone, plus `info: {version, build}` to a
+    /// caller with `view-statistics`.
+    async fn server_info(kind) {
+        let app = TestApp::start(&kind).await;
+        let op = "get-api-info";
+        let (status, body) = status_json(app.client.get("/api/info").send().await).await;
+        assert_eq!(status, 200, "{body}");
+        has(op, &body, "version", Ty::Str);
+        assert!(body.get("info").is_none(), "{op}: no details anonymously: {body}");
+        succeeded(op, &body);
+
+        let op = "get-api-info (admin)";
+        let (status, body) = get(&app, "/api/info", &app.admin).await;
+        assert_eq!(status, 200, "{body}");
+        has(op, &body, "version", Ty::Str);
+        has(op, &body, "info", Ty::Obj);
+        all(op, &body["info"], &[("version", Ty::Str), ("build", Ty::Obj)]);
+        succeeded(op, &body);
+    }
+
+    /// `get-api-v1-users.checkUsernameAvailability`, which neither
+    /// description file holds: Rocket.Chat's `users.ts` answers
+    /// `{result: boolean, success}`.
+    async fn check_username_availability(kind) {
+        let app = TestApp::start(&kind).await;
+        let creds = bob(&app).await;
+        let op = "get-api-v1-users.checkUsernameAvailability";
+        for (name, free) in [("someone-new", true), ("admin", false)] {
+            let path = format!("/api/v1/users.checkUsernameAvailability?username={name}");
+            let (status, body) = get(&app, &path, &creds).await;
+            assert_eq!(status, 200, "{body}");
+            has(op, &body, "result", Ty::Bool);
+            assert_eq!(body["result"], free, "{op}: {name}: {body}");
+            succeeded(op, &body);
+        }
+    }
 }
