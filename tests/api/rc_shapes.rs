@@ -13,6 +13,7 @@
 
 use crate::common::*;
 use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
 
 /// A JSON type of the schemas.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -144,6 +145,14 @@ fn user_object(op: &str, user: &Value) {
     ] {
         maybe(op, user, key, ty);
     }
+}
+
+/// Lowercase SHA-256 hex, as Rocket.Chat's clients send a password.
+fn sha256_hex(s: &str) -> String {
+    Sha256::digest(s.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 async fn get(app: &TestApp, path: &str, creds: &Creds) -> (u16, Value) {
@@ -409,5 +418,54 @@ store_tests! {
             assert_eq!(body["result"], free, "{op}: {name}: {body}");
             succeeded(op, &body);
         }
+    }
+    /// With Rocket.Chat's password fallback on (a user without a second
+    /// factor confirms with the password), the protected routes answer the
+    /// same shapes once `X-2FA-Method: password` and `X-2FA-Code: sha256 hex`
+    /// are given: `post-api-v1-users.generatePersonalAccessToken`,
+    /// `post-api-v1-users.regeneratePersonalAccessToken`,
+    /// `post-api-v1-users.removePersonalAccessToken`,
+    /// `post-api-v1-users.createToken`.
+    async fn protected_routes_behind_the_password_fallback(kind) {
+        let mut config = test_config();
+        config.two_factor.password_fallback = true;
+        let app = TestApp::with_config(&kind, config).await;
+        let bob = app.user("bob", &[]).await;
+        let creds = app.login("bob", USER_PASS).await;
+        let send = |path: &'static str, creds: Creds, body: Value, code: String| {
+            let req = app.client.post(path)
+                .header("X-User-Id", &creds.user_id).header("X-Auth-Token", &creds.token)
+                .header("X-2FA-Method", "password").header("X-2FA-Code", code)
+                .body_json(&body);
+            async move { status_json(req.send().await).await }
+        };
+        let bob_code = sha256_hex(USER_PASS);
+
+        let op = "post-api-v1-users.generatePersonalAccessToken";
+        let (status, body) = send("/api/v1/users.generatePersonalAccessToken", creds.clone(),
+            json!({ "tokenName": "ci" }), bob_code.clone()).await;
+        assert_eq!(status, 200, "{op}: {body}");
+        has(op, &body, "token", Ty::Str);
+        succeeded(op, &body);
+
+        let op = "post-api-v1-users.regeneratePersonalAccessToken";
+        let (status, body) = send("/api/v1/users.regeneratePersonalAccessToken", creds.clone(),
+            json!({ "tokenName": "ci" }), bob_code.clone()).await;
+        assert_eq!(status, 200, "{op}: {body}");
+        has(op, &body, "token", Ty::Str);
+        succeeded(op, &body);
+
+        let op = "post-api-v1-users.removePersonalAccessToken";
+        let (status, body) = send("/api/v1/users.removePersonalAccessToken", creds.clone(),
+            json!({ "tokenName": "ci" }), bob_code).await;
+        assert_eq!(status, 200, "{op}: {body}");
+        succeeded(op, &body);
+
+        let op = "post-api-v1-users.createToken";
+        let (status, body) = send("/api/v1/users.createToken", app.admin.clone(),
+            json!({ "userId": bob.id }), sha256_hex(ADMIN_PASS)).await;
+        assert_eq!(status, 200, "{op}: {body}");
+        all(op, &body["data"], &[("userId", Ty::Str), ("authToken", Ty::Str)]);
+        succeeded(op, &body);
     }
 }
