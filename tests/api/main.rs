@@ -16,6 +16,7 @@ mod multi_instance;
 mod rc_compat;
 mod rc_pat;
 mod rc_roles;
+mod rc_shapes;
 mod rc_tokens;
 mod rc_users;
 mod rc_users_query;
