@@ -2,6 +2,7 @@
 //! the hole through the real router (or the real binary) the way the
 //! security review did. Named after the item they cover.
 
+use crate::common::binary::{self, Served};
 use crate::common::*;
 use base64::{engine::general_purpose::STANDARD, Engine};
 use poem::test::{TestClient, TestResponse};
@@ -567,55 +568,16 @@ fn malformed_dotenv_line_not_printed() {
 
 // --- item 10: server timeouts (the real binary) --------------------------------------------
 
-/// A `tokend` binary serving on a free port; killed when dropped.
-struct Served {
-    child: std::process::Child,
-    addr: std::net::SocketAddr,
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// Starts the real binary (throwaway store) with `vars`, and waits for its
 /// "tokend listening" line to learn the port.
 fn serve_binary(vars: &[(&str, &str)]) -> Served {
-    use std::io::BufRead;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tokend"))
-        .current_dir(std::env::temp_dir())
-        .env_clear()
-        .env("BIND_IP", "127.0.0.1")
-        .env("PORT", "0")
+    let mut cmd = binary::tokend();
+    cmd.current_dir(std::env::temp_dir())
         .env("DATABASE_PATH", ":memory:")
         .env("ADMIN_PASS", "timeouts-test-pass")
-        .env("LOG_FORMAT", "json")
         .envs(vars.iter().copied())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("tokend binary");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut lines = std::io::BufReader::new(stdout).lines();
-    let addr = loop {
-        let line = lines
-            .next()
-            .expect("tokend exited before listening")
-            .expect("log line");
-        let v: Value = serde_json::from_str(&line).unwrap_or_default();
-        if v["message"] == "tokend listening" {
-            break v["addr"]
-                .as_str()
-                .expect("addr")
-                .parse()
-                .expect("socket address");
-        }
-    };
-    // Keep draining the log so the child never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines.by_ref() {});
-    Served { child, addr }
+        .stderr(Stdio::null());
+    binary::serve(cmd)
 }
 
 /// Sends `prefix` on a new connection and reads until the server closes

@@ -10,8 +10,6 @@ use serde_json::{json, Value};
 use std::net::{SocketAddr, TcpListener};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 /// Failures of one account before it is blocked, in this test.
 const USER_ATTEMPTS: u32 = 4;
@@ -89,30 +87,9 @@ async fn call(
     auth: Option<&Creds>,
     body: Option<&Value>,
 ) -> std::io::Result<(u16, Value)> {
-    let mut stream = TcpStream::connect(addr).await?;
-    let auth = auth
-        .map(|c| format!("X-User-Id: {}\r\nX-Auth-Token: {}\r\n", c.user_id, c.token))
-        .unwrap_or_default();
+    let auth = auth.map(|c| (c.user_id.as_str(), c.token.as_str()));
     let body = body.map(Value::to_string).unwrap_or_default();
-    let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n{auth}\
-         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(request.as_bytes()).await?;
-    let mut response = Vec::new();
-    stream.read_to_end(&mut response).await?;
-    let text = String::from_utf8_lossy(&response);
-    let status = text
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| std::io::Error::other(format!("no status line: {text:?}")))?;
-    let json = text
-        .split_once("\r\n\r\n")
-        .and_then(|(_, b)| serde_json::from_str(b).ok())
-        .unwrap_or(Value::Null);
-    Ok((status, json))
+    binary::call(addr, method, path, auth, &body).await
 }
 
 /// Polls `/healthz`, then `/readyz`, until both answer 200 (bounded: the

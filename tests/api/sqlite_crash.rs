@@ -4,16 +4,13 @@
 //! logout answered 200 is refused, and the server starts cleanly. And
 //! `tokend backup` copies a running store.
 
-use serde_json::Value;
+use crate::common::binary::{self, call, Served};
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 const ADMIN_PASS: &str = "crash-admin-pass";
 /// Workers minting and revoking at once.
@@ -34,27 +31,10 @@ impl Drop for TempDb {
     }
 }
 
-/// A running tokend; killed when dropped.
-struct Server {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// Starts the binary on `db` and waits for its "listening" log line.
-fn start(db: &Path) -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tokend"))
-        .env_clear()
-        .env("BIND_IP", "127.0.0.1")
-        .env("PORT", "0")
-        .env("LOG_FORMAT", "json")
-        .env("RUST_LOG", "info")
+fn start(db: &Path) -> Served {
+    let mut cmd = binary::tokend();
+    cmd.env("RUST_LOG", "info")
         .env("DATABASE_PATH", db)
         .env("ADMIN_USERNAME", "admin")
         .env("ADMIN_PASS", ADMIN_PASS)
@@ -66,66 +46,8 @@ fn start(db: &Path) -> Server {
         .env("MAX_RESUME_LOGIN_TOKENS", "100000")
         // bob logs out from one address far more than 10 times a minute.
         .env("RATE_LIMIT_ENABLED", "false")
-        .current_dir(db.parent().expect("a folder"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("run tokend");
-    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let addr = loop {
-        let Some(Ok(line)) = lines.next() else {
-            let status = child.wait();
-            panic!("tokend stopped before listening: {status:?}");
-        };
-        let Ok(event) = serde_json::from_str::<Value>(&line) else {
-            continue;
-        };
-        assert_ne!(event["level"], "ERROR", "{line}");
-        if event["message"] == "tokend listening" {
-            break event["addr"]
-                .as_str()
-                .expect("addr")
-                .parse()
-                .expect("an address");
-        }
-    };
-    // Keep the pipe drained so logging never blocks the server.
-    std::thread::spawn(move || lines.for_each(drop));
-    Server { child, addr }
-}
-
-/// One HTTP/1.1 request (connection closed after it): status and JSON body.
-async fn call(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    auth: Option<(&str, &str)>,
-    body: &str,
-) -> std::io::Result<(u16, Value)> {
-    let mut stream = TcpStream::connect(addr).await?;
-    let auth = auth
-        .map(|(id, token)| format!("X-User-Id: {id}\r\nX-Auth-Token: {token}\r\n"))
-        .unwrap_or_default();
-    let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n{auth}\
-         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(request.as_bytes()).await?;
-    let mut response = Vec::new();
-    stream.read_to_end(&mut response).await?;
-    let text = String::from_utf8_lossy(&response);
-    let status = text
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| std::io::Error::other(format!("no status line: {text:?}")))?;
-    let json = text
-        .split_once("\r\n\r\n")
-        .and_then(|(_, b)| serde_json::from_str(b).ok())
-        .unwrap_or(Value::Null);
-    Ok((status, json))
+        .current_dir(db.parent().expect("a folder"));
+    binary::serve(cmd)
 }
 
 async fn login(addr: SocketAddr, user: &str, password: &str) -> (String, String) {

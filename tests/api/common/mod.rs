@@ -7,6 +7,7 @@
 //! a missing `MONGO_URL` fails the test instead of hiding the suite.
 #![allow(dead_code)]
 
+pub mod binary;
 pub mod emulator;
 
 use poem::endpoint::BoxEndpoint;
