@@ -383,6 +383,33 @@ impl UsersApi {
         self.core.authorize(caller).await?.ok_or(refused)
     }
 
+    /// `users.update` and `users.updateOwnBasicInfo`: the second factor the
+    /// request presents confirms the changes (the core decides when one is
+    /// needed), then they are applied.
+    async fn confirmed_update(
+        &self,
+        req: &poem::Request,
+        caller: &Caller,
+        user_id: &str,
+        changes: UserChanges,
+    ) -> Result<UpdateUser, RcError> {
+        let second_factor = super::twofactor::second_factor_of(req);
+        let ip = changes
+            .ip
+            .or_else(|| crate::http::client_ip(&self.core, req));
+        match self
+            .core
+            .confirm_user_update(caller, user_id, &changes, &second_factor, ip)
+            .await?
+        {
+            crate::core::service::Confirmed::Yes => {}
+            crate::core::service::Confirmed::Refused(r) => {
+                return Err(super::twofactor::guard_error(r))
+            }
+        }
+        Ok(self.core.update_user(caller, user_id, changes).await?)
+    }
+
     fn invalid_role() -> RcError {
         not_allowed("The field Roles consist invalid role id", "Assign_role")
     }
@@ -678,19 +705,10 @@ impl UsersApi {
             current_password: None,
             ip: None,
         };
-        let second_factor = super::twofactor::second_factor_of(req);
-        let ip = crate::http::client_ip(&self.core, req);
         match self
-            .core
-            .confirm_user_update(&auth.0, &user_id, &changes, &second_factor, ip)
+            .confirmed_update(req, &auth.0, &user_id, changes)
             .await?
         {
-            crate::core::service::Confirmed::Yes => {}
-            crate::core::service::Confirmed::Refused(r) => {
-                return Err(super::twofactor::guard_error(r))
-            }
-        }
-        match self.core.update_user(&auth.0, &user_id, changes).await? {
             UpdateUser::Updated(user) => Ok(Json(UserOk {
                 user: UserView::full(&user),
                 success: true,
@@ -758,19 +776,7 @@ impl UsersApi {
             ..UserChanges::default()
         };
         let me = auth.0.user.id.clone();
-        let second_factor = super::twofactor::second_factor_of(req);
-        let ip = crate::http::client_ip(&self.core, req);
-        match self
-            .core
-            .confirm_user_update(&auth.0, &me, &changes, &second_factor, ip)
-            .await?
-        {
-            crate::core::service::Confirmed::Yes => {}
-            crate::core::service::Confirmed::Refused(r) => {
-                return Err(super::twofactor::guard_error(r))
-            }
-        }
-        match self.core.update_user(&auth.0, &me, changes).await? {
+        match self.confirmed_update(req, &auth.0, &me, changes).await? {
             UpdateUser::Updated(user) => Ok(Json(UserOk {
                 user: UserView::full(&user),
                 success: true,
