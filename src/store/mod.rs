@@ -402,6 +402,24 @@ pub trait Store:
 {
     /// Checks that the store answers (readiness).
     async fn ping(&self) -> StoreResult<()>;
+
+    /// [`TokenStore::push_login_token`], and `event` recorded with the
+    /// token when there is such a user. The second field is the event's
+    /// write: its failure never undoes the token. By default two writes;
+    /// SQLite makes them one transaction, so a mint waits for one commit.
+    async fn push_login_token_audited(
+        &self,
+        key: &UserKey,
+        token: &ResumeToken,
+        max: usize,
+        event: &AuditEvent,
+    ) -> StoreResult<(Option<String>, StoreResult<()>)> {
+        let Some(user_id) = self.push_login_token(key, token, max).await? else {
+            return Ok((None, Ok(())));
+        };
+        let recorded = self.record_audit_event(event).await;
+        Ok((Some(user_id), recorded))
+    }
 }
 
 /// Whether writing `before` as `after` (`None`: deleting it) takes away an

@@ -711,3 +711,70 @@ async fn pat_requests_within_the_window_write_nothing() {
     core.authenticate(present()).await.unwrap();
     assert_eq!(store.write_stats().writes - before, 2);
 }
+
+/// On SQLite, `users.createToken` writes its token and its audit event in one
+/// write job: one commit to wait for, not two.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_minted_token_and_its_event_are_one_write() {
+    let store = Arc::new(tokend::store::SqliteStore::open_temporary().unwrap());
+    let core = tokend::app::core_with(
+        test_config(),
+        store.clone(),
+        Arc::new(tokend::core::ManualClock::new()),
+    );
+    tokend::core::seed::seed(&core).await.unwrap();
+    let tokend::core::service::Login::Ok { caller, .. } = core
+        .login(tokend::core::Credential::Password(
+            tokend::core::credential::PasswordAttempt {
+                user: tokend::core::UserKey::Username("admin".into()),
+                password: tokend::core::password::PasswordInput::Plain(ADMIN_PASS.into()),
+                ip: None,
+                second_factor: Default::default(),
+            },
+        ))
+        .await
+        .unwrap()
+    else {
+        panic!("admin login");
+    };
+    let tokend::core::service::CreateUser::Created(bob) = core
+        .insert_user(tokend::core::service::NewUser {
+            username: "bob".into(),
+            active: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+    else {
+        panic!("bob not created");
+    };
+    let before = store.write_stats();
+    let minted = core
+        .create_token(&caller, &tokend::core::UserKey::Id(bob.id.clone()), None)
+        .await
+        .unwrap();
+    assert!(matches!(
+        minted,
+        tokend::core::service::CreateToken::Minted(_)
+    ));
+    let after = store.write_stats();
+    assert_eq!(after.writes - before.writes, 1, "{before:?} -> {after:?}");
+    let grant = core.authorize(&caller).await.unwrap().unwrap();
+    let page = core
+        .audit_events(
+            &grant,
+            &AuditQuery {
+                kind: Some(AuditKind::TokenMinted),
+                count: 10,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(page.total, 1);
+    assert_eq!(page.events[0].target.as_deref(), Some(bob.id.as_str()));
+    assert_eq!(
+        page.events[0].actor.as_deref(),
+        Some(caller.user.id.as_str())
+    );
+}

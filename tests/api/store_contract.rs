@@ -944,6 +944,66 @@ store_tests! {
         assert_eq!(ids(store.audit_events(&q(|_| {})).await.unwrap().0), ["event-03", "event-02"]);
     }
 
+    async fn a_login_token_and_its_audit_event_are_written_together(kind) {
+        let store = open(&kind).await;
+        let u = inserted(&store, "minted").await;
+        let t = now();
+        let event = |id: &str| AuditEvent {
+            id: id.into(),
+            at: t,
+            expires_at: t + Delta::days(1),
+            kind: AuditKind::TokenMinted,
+            actor: Some("admin".into()),
+            target: Some(u.id.clone()),
+            route: Some("users.createToken".into()),
+            address: None,
+            request_id: None,
+            outcome: AuditKind::TokenMinted.outcome().into(),
+            detail: None,
+        };
+        // Below and at the cap: the token is kept (the oldest goes at the
+        // cap), and each event is recorded with its token.
+        for i in 0..3 {
+            let (owner, recorded) = store
+                .push_login_token_audited(
+                    &UserKey::Id(u.id.clone()),
+                    &resume(t + Delta::milliseconds(i), &format!("audited-{i}")),
+                    2,
+                    &event(&format!("mint-{i}")),
+                )
+                .await
+                .unwrap();
+            assert_eq!(owner.as_deref(), Some(u.id.as_str()));
+            recorded.unwrap();
+        }
+        assert_eq!(
+            resume_hashes(&store, &u.id).await,
+            ["audited-1", "audited-2"].map(String::from).into()
+        );
+        assert_eq!(
+            owner_of(&store, Some(&u.id), "audited-2").await.map(|(id, _)| id),
+            Some(u.id.clone())
+        );
+        // No such user: no token, and no event either.
+        let (owner, recorded) = store
+            .push_login_token_audited(
+                &UserKey::Id("nobody".into()),
+                &resume(t, "orphan"),
+                2,
+                &event("mint-orphan"),
+            )
+            .await
+            .unwrap();
+        assert_eq!(owner, None);
+        recorded.unwrap();
+        let q = AuditQuery { count: 10, ..AuditQuery::default() };
+        let (events, total) = store.audit_events(&q).await.unwrap();
+        assert_eq!(total, 3);
+        let mut ids: Vec<String> = events.into_iter().map(|e| e.id).collect();
+        ids.sort();
+        assert_eq!(ids, ["mint-0", "mint-1", "mint-2"]);
+    }
+
     async fn sessions_are_touched_until_they_expire(kind) {
         let store = open(&kind).await;
         let t0 = now();

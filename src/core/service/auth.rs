@@ -348,9 +348,12 @@ impl Core {
             None => AccountKey::unknown(typed),
         };
         let now = truncate_ms(self.now());
-        let attempt = self
-            .throttle
-            .attempt(crate::core::ids::new_user_id(), &account, ip, now);
+        let attempt = self.throttle.attempt(
+            crate::core::ids::new_time_ordered_id(now.timestamp_millis()),
+            &account,
+            ip,
+            now,
+        );
         let limits = self.throttle.limits(now);
         Ok(
             match self.store.reserve_login_attempt(&attempt, &limits).await? {

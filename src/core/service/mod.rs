@@ -189,13 +189,27 @@ impl Core {
         target: Option<&str>,
         detail: Option<&str>,
     ) {
+        let event = self.audit_event(kind, actor, target, detail);
+        let stored = self.store.record_audit_event(&event).await;
+        self.audit_stored(&event, stored).await;
+    }
+
+    /// The event [`Self::audit`] records, built from the request in scope,
+    /// and its log line (written here, whatever becomes of the event).
+    pub(crate) fn audit_event(
+        &self,
+        kind: AuditKind,
+        actor: Option<&str>,
+        target: Option<&str>,
+        detail: Option<&str>,
+    ) -> AuditEvent {
         let meta = RequestMeta::current();
         let actor = actor
             .map(str::to_string)
             .or_else(|| meta.operator.then(|| CLI_ACTOR.to_string()));
         let at = self.now();
         let event = AuditEvent {
-            id: super::ids::new_user_id(),
+            id: super::ids::new_time_ordered_id(at.timestamp_millis()),
             at,
             expires_at: chrono::Duration::from_std(self.config.audit_retention)
                 .ok()
@@ -221,9 +235,15 @@ impl Core {
             detail = event.detail.as_deref().unwrap_or("-"),
             "audit event"
         );
-        if let Err(e) = self.store.record_audit_event(&event).await {
+        event
+    }
+
+    /// After an event's store write: a failure is counted and logged (never
+    /// the caller's failure), and old events are pruned when due.
+    pub(crate) async fn audit_stored(&self, event: &AuditEvent, stored: StoreResult<()>) {
+        if let Err(e) = stored {
             super::metrics::METRICS.audit_write_failures.inc();
-            tracing::error!(error = %e, audit = kind.as_str(), "audit event not stored");
+            tracing::error!(error = %e, audit = event.kind.as_str(), "audit event not stored");
         }
         self.prune_audit_if_due(event.at).await;
     }

@@ -2,8 +2,8 @@
 //! tokens. Tokens are drawn only by [`crate::core::credential::issue`].
 
 use super::Core;
-use crate::core::audit::AuditKind;
-use crate::core::credential::{issue, Caller, Plaintext, TokenKind, Via};
+use crate::core::audit::{AuditEvent, AuditKind};
+use crate::core::credential::{issue, Caller, Issued, Plaintext, TokenKind, Via};
 use crate::core::error::CoreError;
 use crate::core::metrics::METRICS;
 use crate::core::model::{LoginToken, PersonalAccessToken, ResumeToken, Timestamp, UserKey};
@@ -76,22 +76,48 @@ impl Core {
         &self,
         key: &UserKey,
     ) -> Result<Option<Minted>, CoreError> {
-        let issued = issue(TokenKind::Login);
-        let entry = ResumeToken {
-            when: self.stamp(),
-            hashed_token: issued.hash,
-        };
+        let (issued, entry) = self.new_login_token();
         let user_id = self
             .store
             .push_login_token(key, &entry, self.config.max_resume_login_tokens)
             .await?;
-        if user_id.is_some() {
-            METRICS.tokens_minted.inc(&["login"]);
-        }
-        Ok(user_id.map(|user_id| Minted {
+        Ok(user_id.map(|user_id| Self::minted(user_id, issued)))
+    }
+
+    /// [`Self::mint_login_token`] with `event` recorded in the same store
+    /// write (one commit on SQLite); nothing is recorded without a user.
+    async fn mint_login_token_audited(
+        &self,
+        key: &UserKey,
+        event: AuditEvent,
+    ) -> Result<Option<Minted>, CoreError> {
+        let (issued, entry) = self.new_login_token();
+        let (user_id, recorded) = self
+            .store
+            .push_login_token_audited(key, &entry, self.config.max_resume_login_tokens, &event)
+            .await?;
+        let Some(user_id) = user_id else {
+            return Ok(None);
+        };
+        self.audit_stored(&event, recorded).await;
+        Ok(Some(Self::minted(user_id, issued)))
+    }
+
+    fn new_login_token(&self) -> (Issued, ResumeToken) {
+        let issued = issue(TokenKind::Login);
+        let entry = ResumeToken {
+            when: self.stamp(),
+            hashed_token: issued.hash.clone(),
+        };
+        (issued, entry)
+    }
+
+    fn minted(user_id: String, issued: Issued) -> Minted {
+        METRICS.tokens_minted.inc(&["login"]);
+        Minted {
             user_id,
             token: issued.plaintext,
-        }))
+        }
     }
 
     /// `users.createToken`: a login token for `target`. Switched on by
@@ -123,18 +149,18 @@ impl Core {
         if !allowed {
             return Ok(CreateToken::NotAuthorized);
         }
+        let event = self.audit_event(
+            AuditKind::TokenMinted,
+            Some(caller.id()),
+            Some(&user.id),
+            None,
+        );
         Ok(
-            match self.mint_login_token(&UserKey::Id(user.id.clone())).await? {
-                Some(minted) => {
-                    self.audit(
-                        AuditKind::TokenMinted,
-                        Some(caller.id()),
-                        Some(&minted.user_id),
-                        None,
-                    )
-                    .await;
-                    CreateToken::Minted(minted)
-                }
+            match self
+                .mint_login_token_audited(&UserKey::Id(user.id.clone()), event)
+                .await?
+            {
+                Some(minted) => CreateToken::Minted(minted),
                 None => CreateToken::NoSuchUser,
             },
         )

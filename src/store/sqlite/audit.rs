@@ -7,7 +7,7 @@ use crate::core::model::Timestamp;
 use crate::store::{AuditEvent, AuditKind, AuditQuery, AuditStore, StoreError, StoreResult};
 use async_trait::async_trait;
 use rusqlite::types::Value;
-use rusqlite::{params, params_from_iter, Row};
+use rusqlite::{params, params_from_iter, Connection, Row};
 
 const COLUMNS: &str =
     "id, at, kind, actor, target, route, address, request_id, outcome, detail, expires_at";
@@ -62,6 +62,27 @@ fn filters(q: &AuditQuery) -> (String, Vec<Value>) {
     (clause, values)
 }
 
+/// Appends `e` in the caller's transaction.
+pub(super) fn insert_event(c: &Connection, e: &AuditEvent) -> StoreResult<()> {
+    c.prepare_cached(&format!(
+        "INSERT INTO audit_events ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
+    ))?
+    .execute(params![
+        e.id,
+        ms(e.at),
+        e.kind.as_str(),
+        e.actor,
+        e.target,
+        e.route,
+        e.address,
+        e.request_id,
+        e.outcome,
+        e.detail,
+        ms(e.expires_at)
+    ])?;
+    Ok(())
+}
+
 fn clamp(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
@@ -70,26 +91,7 @@ fn clamp(n: u64) -> i64 {
 impl AuditStore for SqliteStore {
     async fn record_audit_event(&self, event: &AuditEvent) -> StoreResult<()> {
         let e = event.clone();
-        self.write(move |c| {
-            c.prepare_cached(&format!(
-                "INSERT INTO audit_events ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
-            ))?
-            .execute(params![
-                e.id,
-                ms(e.at),
-                e.kind.as_str(),
-                e.actor,
-                e.target,
-                e.route,
-                e.address,
-                e.request_id,
-                e.outcome,
-                e.detail,
-                ms(e.expires_at)
-            ])?;
-            Ok(())
-        })
-        .await
+        self.write(move |c| insert_event(c, &e)).await
     }
 
     async fn audit_events(&self, query: &AuditQuery) -> StoreResult<(Vec<AuditEvent>, u64)> {

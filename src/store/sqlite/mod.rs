@@ -39,8 +39,8 @@ mod users;
 #[cfg(test)]
 mod tests;
 
-use super::{Store, StoreError, StoreResult, UniqueField};
-use crate::core::model::Timestamp;
+use super::{AuditEvent, Store, StoreError, StoreResult, UniqueField};
+use crate::core::model::{ResumeToken, Timestamp, UserKey};
 use async_trait::async_trait;
 use rusqlite::backup::StepResult;
 use rusqlite::{Connection, ErrorCode, OpenFlags};
@@ -60,6 +60,10 @@ pub const MEMORY: &str = ":memory:";
 /// Most write jobs committed in one transaction.
 pub const MAX_BATCH: usize = 512;
 
+/// Commits between two checkpoint requests: with batches of a few dozen
+/// pages, about SQLite's default of 1,000 WAL pages.
+const CHECKPOINT_EVERY: u64 = 16;
+
 /// Read connections of a file store: enough for the runtime's threads doing
 /// point reads and the blocking pool's scans at once.
 const READERS: usize = 8;
@@ -75,6 +79,7 @@ const MIGRATIONS: &[M<'static>] = &[
     M::up(include_str!("schema_v4.sql")),
     M::up(include_str!("schema_v5.sql")),
     M::up(include_str!("schema_v6.sql")),
+    M::up(include_str!("schema_v7.sql")),
 ];
 
 /// The schema version this build writes.
@@ -89,6 +94,8 @@ pub struct SqliteStore {
     /// The writer's queue; `None` only while dropping.
     jobs: Option<mpsc::Sender<Box<dyn Job>>>,
     writer: Option<JoinHandle<()>>,
+    /// Copies the WAL into the database file (file stores only).
+    checkpointer: Option<JoinHandle<()>>,
     readers: Arc<Vec<Conn>>,
     read_slots: Arc<Semaphore>,
     counters: Arc<Counters>,
@@ -138,6 +145,11 @@ impl SqliteStore {
                 "{path}: cannot switch to WAL mode (journal mode is {wal})"
             )));
         }
+        // Checkpoints run on their own thread ([`checkpoint_loop`]), not
+        // inside the commit that crosses SQLite's threshold.
+        writer
+            .pragma_update(None, "wal_autocheckpoint", 0)
+            .map_err(|e| open_error(path, e))?;
         Self::start(path, writer, vec![file.to_path_buf(); READERS], None)
     }
 
@@ -177,17 +189,33 @@ impl SqliteStore {
             writes: AtomicU64::new(0),
             auth_cache: auth_cache.clone(),
         });
+        let (checkpoints, checkpointer) = match reader_files.first() {
+            Some(file) => {
+                let conn = Connection::open(file).map_err(|e| open_error(path, e))?;
+                configure(&conn).map_err(|e| open_error(path, e))?;
+                let (wake, wakes) = mpsc::sync_channel::<()>(1);
+                let thread = std::thread::Builder::new()
+                    .name("tokend-sqlite-checkpoint".into())
+                    .spawn(move || checkpoint_loop(&conn, &wakes))
+                    .map_err(|e| {
+                        StoreError::Unavailable(format!("cannot start the checkpointer: {e}"))
+                    })?;
+                (Some(wake), Some(thread))
+            }
+            None => (None, None),
+        };
         let (jobs, queue) = mpsc::channel::<Box<dyn Job>>();
         let writer = {
             let counters = counters.clone();
             std::thread::Builder::new()
                 .name("tokend-sqlite-writer".into())
-                .spawn(move || write_loop(&writer, &queue, &counters))
+                .spawn(move || write_loop(&writer, &queue, &counters, checkpoints))
                 .map_err(|e| StoreError::Unavailable(format!("cannot start the writer: {e}")))?
         };
         Ok(Self {
             jobs: Some(jobs),
             writer: Some(writer),
+            checkpointer,
             read_slots: Arc::new(Semaphore::new(readers.len())),
             readers: Arc::new(readers),
             counters,
@@ -302,6 +330,10 @@ impl Drop for SqliteStore {
         if let Some(writer) = self.writer.take() {
             let _ = writer.join();
         }
+        // The writer's end closed the checkpointer's channel.
+        if let Some(checkpointer) = self.checkpointer.take() {
+            let _ = checkpointer.join();
+        }
         if let Some(path) = self.remove_on_drop.take() {
             for suffix in ["", "-wal", "-shm"] {
                 let mut file = path.clone().into_os_string();
@@ -317,6 +349,27 @@ impl Store for SqliteStore {
     async fn ping(&self) -> StoreResult<()> {
         self.read_point(|c| Ok(c.query_row("SELECT 1", [], |_| Ok(()))?))
             .await
+    }
+
+    /// One write job: the token, its cap and the event commit together (one
+    /// wait for the commit, half the jobs per mint). The event's insert has
+    /// its own savepoint, so its failure keeps the token.
+    async fn push_login_token_audited(
+        &self,
+        key: &UserKey,
+        token: &ResumeToken,
+        max: usize,
+        event: &AuditEvent,
+    ) -> StoreResult<(Option<String>, StoreResult<()>)> {
+        let (key, token, event) = (key.clone(), token.clone(), event.clone());
+        self.write(move |c| {
+            let Some(user_id) = tokens::push(c, &key, &token, max)? else {
+                return Ok((None, Ok(())));
+            };
+            let recorded = in_savepoint(c, |c| audit::insert_event(c, &event));
+            Ok((Some(user_id), recorded))
+        })
+        .await
     }
 }
 
@@ -372,6 +425,10 @@ fn configure(conn: &Connection) -> rusqlite::Result<()> {
     conn.busy_timeout(BUSY_TIMEOUT)?;
     conn.pragma_update(None, "foreign_keys", true)?;
     conn.pragma_update(None, "synchronous", "FULL")?;
+    // Each write job runs in a savepoint, whose statement journal keeps the
+    // pages it changes; on disk (the default) every job of a batch wrote
+    // them to a temporary file. In memory they are a copy.
+    conn.pragma_update(None, "temp_store", "MEMORY")?;
     conn.set_prepared_statement_cache_capacity(64);
     users::register_functions(conn)?;
     Ok(())
@@ -515,7 +572,26 @@ fn in_savepoint<T>(
     out
 }
 
-fn write_loop(conn: &Mutex<Connection>, queue: &mpsc::Receiver<Box<dyn Job>>, counters: &Counters) {
+/// Runs a passive checkpoint whenever the writer asks (it never blocks the
+/// writer or readers), until the writer ends. SQLite's own checkpoint at the
+/// threshold would run inside a commit, and every job of that batch would
+/// wait for it. A failed checkpoint leaves the pages in the WAL, where reads
+/// find them; the next request retries.
+fn checkpoint_loop(conn: &Connection, wakes: &mpsc::Receiver<()>) {
+    while wakes.recv().is_ok() {
+        if let Err(error) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+            tracing::warn!(%error, "SQLite checkpoint failed");
+        }
+    }
+}
+
+fn write_loop(
+    conn: &Mutex<Connection>,
+    queue: &mpsc::Receiver<Box<dyn Job>>,
+    counters: &Counters,
+    checkpoints: Option<mpsc::SyncSender<()>>,
+) {
+    let (mut asked_at, mut finished_at) = (0, 0);
     while let Ok(first) = queue.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -526,6 +602,25 @@ fn write_loop(conn: &Mutex<Connection>, queue: &mpsc::Receiver<Box<dyn Job>>, co
         }
         let conn = lock(conn);
         run_batch(&conn, batch, counters);
+        let commits = counters.commits.load(Ordering::Acquire);
+        let Some(wake) = &checkpoints else {
+            continue;
+        };
+        if commits - asked_at >= CHECKPOINT_EVERY {
+            asked_at = commits;
+            // Full: a checkpoint is still pending, which covers this one.
+            let _ = wake.try_send(());
+        }
+        if commits - finished_at >= CHECKPOINT_EVERY * 2 {
+            // Between batches, with no write in flight, a checkpoint can
+            // reach the WAL's end (the checkpointer copied most of it), and
+            // the next transaction then writes the WAL from its start again:
+            // without this, under steady writes, it would only grow.
+            finished_at = commits;
+            if let Err(error) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                tracing::warn!(%error, "SQLite checkpoint failed");
+            }
+        }
     }
 }
 

@@ -439,3 +439,116 @@ async fn a_point_read_sees_every_commit_and_survives_a_panicking_read() {
     assert_eq!(found.unwrap(), Some(alice));
     assert!(lock(&conn).is_autocommit());
 }
+
+fn audit_event(id: &str, target: &str) -> crate::store::AuditEvent {
+    crate::store::AuditEvent {
+        id: id.into(),
+        at: now(),
+        expires_at: now() + chrono::Duration::days(1),
+        kind: crate::store::AuditKind::TokenMinted,
+        actor: Some("admin".into()),
+        target: Some(target.into()),
+        route: None,
+        address: None,
+        request_id: None,
+        outcome: "succeeded".into(),
+        detail: None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mint_and_its_event_are_one_write_and_a_lost_event_keeps_the_token() {
+    let path = TempPath::new();
+    let store = SqliteStore::open(path.as_str()).expect("open");
+    let alice = user("alice");
+    store.insert_user(&alice).await.unwrap();
+    let key = UserKey::Id(alice.id.clone());
+    let token = |hash: &str| ResumeToken {
+        when: now(),
+        hashed_token: h(hash),
+    };
+    let before = store.write_stats();
+    let (owner, recorded) = store
+        .push_login_token_audited(&key, &token("first"), 50, &audit_event("e1", &alice.id))
+        .await
+        .unwrap();
+    assert_eq!(owner.as_deref(), Some(alice.id.as_str()));
+    recorded.unwrap();
+    let after = store.write_stats();
+    assert_eq!(after.writes - before.writes, 1, "one write job per mint");
+    assert_eq!(after.commits - before.commits, 1);
+
+    // Another process makes the event's insert fail: the token stands.
+    Connection::open(path.as_str())
+        .unwrap()
+        .execute_batch(
+            "CREATE TRIGGER refuse_events BEFORE INSERT ON audit_events \
+             BEGIN SELECT RAISE(ABORT, 'no events'); END;",
+        )
+        .unwrap();
+    let (owner, recorded) = store
+        .push_login_token_audited(&key, &token("second"), 50, &audit_event("e2", &alice.id))
+        .await
+        .unwrap();
+    assert_eq!(owner.as_deref(), Some(alice.id.as_str()));
+    assert!(recorded.is_err(), "{recorded:?}");
+    let found = store
+        .find_by_token(Some(&alice.id), &h("second"))
+        .await
+        .unwrap();
+    assert!(found.is_some(), "the token survives its event");
+    let query = crate::store::AuditQuery {
+        count: 10,
+        ..Default::default()
+    };
+    let (events, total) = crate::store::AuditStore::audit_events(&store, &query)
+        .await
+        .unwrap();
+    assert_eq!((total, events[0].id.as_str()), (1, "e1"));
+}
+
+#[test]
+fn the_login_token_cap_reads_only_its_index() {
+    let path = TempPath::new();
+    drop(SqliteStore::open(path.as_str()).expect("open"));
+    let conn = Connection::open(path.as_str()).unwrap();
+    let plan: Vec<String> = conn
+        .prepare(&format!("EXPLAIN QUERY PLAN {}", tokens::FIRST_BEYOND_CAP))
+        .unwrap()
+        .query_map(rusqlite::params!["u", 50], |r| r.get::<_, String>(3))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(
+        plan,
+        ["SEARCH login_tokens USING COVERING INDEX login_tokens_by_user_age (user_id=? AND kind=?)"],
+        "no table read, no sort"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_wal_is_checkpointed_and_written_again_from_its_start() {
+    const MINTS: usize = 600;
+    let path = TempPath::new();
+    let store = SqliteStore::open(path.as_str()).expect("open");
+    let alice = user("alice");
+    store.insert_user(&alice).await.unwrap();
+    let key = UserKey::Id(alice.id.clone());
+    for i in 0..MINTS {
+        let token = ResumeToken {
+            when: now(),
+            hashed_token: h(&format!("wal-{i}")),
+        };
+        store.push_login_token(&key, &token, 50).await.unwrap();
+    }
+    let mut wal = path.0.clone().into_os_string();
+    wal.push("-wal");
+    let size = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
+    // Each mint writes at least three pages (the row and two index
+    // entries): never reused, the WAL would hold them all.
+    let never_reused = (MINTS * 3 * 4096) as u64;
+    assert!(
+        size < never_reused / 2,
+        "WAL of {size} bytes after {MINTS} commits"
+    );
+}

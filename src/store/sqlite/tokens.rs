@@ -93,10 +93,18 @@ fn find(conn: &Connection, hash: &TokenHash) -> StoreResult<Option<(User, LoginT
     Ok(user_by_id(conn, &owner)?.map(|user| (user, token)))
 }
 
+/// The newest login token of user `?1` beyond the `?2` newest: the cap's
+/// cut, read from the index alone.
+pub(super) const FIRST_BEYOND_CAP: &str = "SELECT created_at, hash FROM login_tokens \
+     WHERE user_id = ?1 AND kind = 'resume' \
+     ORDER BY created_at DESC, hash DESC LIMIT 1 OFFSET ?2";
+
 /// Adds a login token, then keeps only the user's newest `max` login tokens
-/// (by `when`, then hash), all in the caller's transaction. The newest are
-/// read through the index on `(user_id, kind, created_at)`.
-fn push(
+/// (by `when`, then hash), all in the caller's transaction. Both steps read
+/// the index on `(user_id, kind, created_at, hash)` alone: the oldest token
+/// to keep is found `max` entries from the newest end, and only the entries
+/// older than it are deleted (usually one, or none below the cap).
+pub(super) fn push(
     conn: &Connection,
     key: &UserKey,
     token: &ResumeToken,
@@ -109,12 +117,17 @@ fn push(
     // The newest `max` by `when`, then hash (the order MongoDB's trim uses:
     // exactly `max` stay even when two tokens share a millisecond).
     let kept = i64::try_from(max).unwrap_or(i64::MAX);
-    conn.prepare_cached(
-        "DELETE FROM login_tokens WHERE user_id = ?1 AND kind = 'resume' AND hash NOT IN (\
-           SELECT hash FROM login_tokens WHERE user_id = ?1 AND kind = 'resume' \
-           ORDER BY created_at DESC, hash DESC LIMIT ?2)",
-    )?
-    .execute(params![id, kept])?;
+    let first_gone: Option<(i64, String)> = conn
+        .prepare_cached(FIRST_BEYOND_CAP)?
+        .query_row(params![id, kept], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    if let Some((created_at, hash)) = first_gone {
+        conn.prepare_cached(
+            "DELETE FROM login_tokens WHERE user_id = ?1 AND kind = 'resume' \
+             AND (created_at, hash) <= (?2, ?3)",
+        )?
+        .execute(params![id, created_at, hash])?;
+    }
     Ok(Some(id))
 }
 
