@@ -9,6 +9,13 @@
 //!   answers each job. A job that fails rolls back only its savepoint.
 //!   Because there is one writer, every write method (the login-token cap,
 //!   unique PAT names, session touch) is one serialized transaction.
+//! * **Checkpoints** are not SQLite's automatic ones (those run inside the
+//!   commit that crosses 1,000 WAL pages, so that batch's callers wait for
+//!   them): a checkpoint thread copies the WAL into the file every
+//!   [`CHECKPOINT_EVERY`] commits, and the writer finishes one between
+//!   batches every second time, so the WAL is then written from its start
+//!   again instead of growing. Savepoint journals stay in memory
+//!   (`temp_store=MEMORY`).
 //! * **Reads** run over a few read connections, each read in one
 //!   transaction (a consistent snapshot). A *point* read (a row or two found
 //!   through an index: the token a request presents, a user by key) runs at
