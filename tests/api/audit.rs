@@ -660,14 +660,9 @@ async fn an_unrecordable_event_is_still_served_and_counted() {
     }
 }
 
-/// Within `LAST_USED_RESOLUTION_SECONDS` a PAT-authenticated request writes
-/// nothing: one write for the first use, none for the next ones.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn pat_requests_within_the_window_write_nothing() {
-    let store = Arc::new(tokend::store::SqliteStore::open_temporary().unwrap());
-    let clock = Arc::new(tokend::core::ManualClock::new());
-    let core = tokend::app::core_with(test_config(), store.clone(), clock.clone());
-    tokend::core::seed::seed(&core).await.unwrap();
+/// Seeds `core` and logs the admin in through the core (no router).
+async fn seeded_admin(core: &tokend::core::Core) -> Box<tokend::core::Caller> {
+    tokend::core::seed::seed(core).await.unwrap();
     let admin = core
         .login(tokend::core::Credential::Password(
             tokend::core::credential::PasswordAttempt {
@@ -682,6 +677,17 @@ async fn pat_requests_within_the_window_write_nothing() {
     let tokend::core::service::Login::Ok { caller, .. } = admin else {
         panic!("admin login: {admin:?}");
     };
+    caller
+}
+
+/// Within `LAST_USED_RESOLUTION_SECONDS` a PAT-authenticated request writes
+/// nothing: one write for the first use, none for the next ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pat_requests_within_the_window_write_nothing() {
+    let store = Arc::new(tokend::store::SqliteStore::open_temporary().unwrap());
+    let clock = Arc::new(tokend::core::ManualClock::new());
+    let core = tokend::app::core_with(test_config(), store.clone(), clock.clone());
+    let caller = seeded_admin(&core).await;
     let grant = core.authorize(&caller).await.unwrap().unwrap();
     let tokend::core::service::CreatePat::Created(pat) = core
         .create_pat(&grant, "ci", false, Default::default())
@@ -722,21 +728,7 @@ async fn a_minted_token_and_its_event_are_one_write() {
         store.clone(),
         Arc::new(tokend::core::ManualClock::new()),
     );
-    tokend::core::seed::seed(&core).await.unwrap();
-    let tokend::core::service::Login::Ok { caller, .. } = core
-        .login(tokend::core::Credential::Password(
-            tokend::core::credential::PasswordAttempt {
-                user: tokend::core::UserKey::Username("admin".into()),
-                password: tokend::core::password::PasswordInput::Plain(ADMIN_PASS.into()),
-                ip: None,
-                second_factor: Default::default(),
-            },
-        ))
-        .await
-        .unwrap()
-    else {
-        panic!("admin login");
-    };
+    let caller = seeded_admin(&core).await;
     let tokend::core::service::CreateUser::Created(bob) = core
         .insert_user(tokend::core::service::NewUser {
             username: "bob".into(),

@@ -190,12 +190,13 @@ impl Core {
         detail: Option<&str>,
     ) {
         let event = self.audit_event(kind, actor, target, detail);
+        Self::log_audit(&event);
         let stored = self.store.record_audit_event(&event).await;
         self.audit_stored(&event, stored).await;
     }
 
-    /// The event [`Self::audit`] records, built from the request in scope,
-    /// and its log line (written here, whatever becomes of the event).
+    /// The event [`Self::audit`] records, built from the request in scope.
+    /// Not yet logged: [`Self::log_audit`] writes its line once it happened.
     pub(crate) fn audit_event(
         &self,
         kind: AuditKind,
@@ -208,7 +209,7 @@ impl Core {
             .map(str::to_string)
             .or_else(|| meta.operator.then(|| CLI_ACTOR.to_string()));
         let at = self.now();
-        let event = AuditEvent {
+        AuditEvent {
             id: super::ids::new_time_ordered_id(at.timestamp_millis()),
             at,
             expires_at: chrono::Duration::from_std(self.config.audit_retention)
@@ -223,9 +224,14 @@ impl Core {
             request_id: meta.request_id,
             outcome: kind.outcome().to_string(),
             detail: detail.map(str::to_string),
-        };
+        }
+    }
+
+    /// An event's structured log line, written whatever becomes of its store
+    /// write.
+    pub(crate) fn log_audit(event: &AuditEvent) {
         tracing::info!(
-            audit = kind.as_str(),
+            audit = event.kind.as_str(),
             actor = event.actor.as_deref().unwrap_or("-"),
             target_user = event.target.as_deref().unwrap_or("-"),
             route = event.route.as_deref().unwrap_or("-"),
@@ -235,7 +241,6 @@ impl Core {
             detail = event.detail.as_deref().unwrap_or("-"),
             "audit event"
         );
-        event
     }
 
     /// After an event's store write: a failure is counted and logged (never

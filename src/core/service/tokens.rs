@@ -85,7 +85,8 @@ impl Core {
     }
 
     /// [`Self::mint_login_token`] with `event` recorded in the same store
-    /// write (one commit on SQLite); nothing is recorded without a user.
+    /// write (one commit on SQLite); nothing is recorded or logged without a
+    /// user.
     async fn mint_login_token_audited(
         &self,
         key: &UserKey,
@@ -99,6 +100,7 @@ impl Core {
         let Some(user_id) = user_id else {
             return Ok(None);
         };
+        Self::log_audit(&event);
         self.audit_stored(&event, recorded).await;
         Ok(Some(Self::minted(user_id, issued)))
     }

@@ -586,9 +586,14 @@ fn in_savepoint<T>(
 /// find them; the next request retries.
 fn checkpoint_loop(conn: &Connection, wakes: &mpsc::Receiver<()>) {
     while wakes.recv().is_ok() {
-        if let Err(error) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
-            tracing::warn!(%error, "SQLite checkpoint failed");
-        }
+        checkpoint(conn);
+    }
+}
+
+/// One passive checkpoint: copies what it can of the WAL without waiting.
+fn checkpoint(conn: &Connection) {
+    if let Err(error) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+        tracing::warn!(%error, "SQLite checkpoint failed");
     }
 }
 
@@ -624,9 +629,7 @@ fn write_loop(
             // the next transaction then writes the WAL from its start again:
             // without this, under steady writes, it would only grow.
             finished_at = commits;
-            if let Err(error) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
-                tracing::warn!(%error, "SQLite checkpoint failed");
-            }
+            checkpoint(&conn);
         }
     }
 }
