@@ -380,9 +380,13 @@ impl UserStore for SqliteStore {
 
     async fn find_user(&self, key: &UserKey) -> StoreResult<Option<User>> {
         let key = key.clone();
-        self.read_point(move |c| match resolve(c, &key)? {
-            Some(id) => user_by_id(c, &id),
-            None => Ok(None),
+        self.read_point(move |c| match &key {
+            // An id needs no resolving: one statement fewer on every mint.
+            UserKey::Id(id) => user_by_id(c, id),
+            _ => match resolve(c, &key)? {
+                Some(id) => user_by_id(c, &id),
+                None => Ok(None),
+            },
         })
         .await
     }
