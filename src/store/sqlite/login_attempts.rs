@@ -90,7 +90,7 @@ impl LoginAttemptStore for SqliteStore {
         let id = id.to_string();
         self.write(move |c| {
             c.prepare_cached("DELETE FROM login_events WHERE id = ?1")?
-                .execute([id])?;
+                .execute([&id])?;
             Ok(())
         })
         .await

@@ -4,9 +4,10 @@
 //!   `synchronous=FULL`: a write's future resolves only after the
 //!   transaction holding it has committed and the WAL is synced.
 //! * **Group commit.** One writer thread owns the write connection. It takes
-//!   every write job waiting in its queue (up to [`MAX_BATCH`]), runs each in
-//!   its own savepoint inside ONE transaction, commits once (one fsync), then
-//!   answers each job. A job that fails rolls back only its savepoint.
+//!   every write job waiting in its queue (up to [`MAX_BATCH`]), runs them in
+//!   ONE transaction, commits once (one fsync), then answers each job. If a
+//!   job fails, the batch is undone and run again with each job in its own
+//!   savepoint, so the failure rolls back only its own job.
 //!   Because there is one writer, every write method (the login-token cap,
 //!   unique PAT names, session touch) is one serialized transaction.
 //! * **Checkpoints** are not SQLite's automatic ones (those run inside the
@@ -243,11 +244,11 @@ impl SqliteStore {
     fn submit<T, F>(&self, f: F) -> StoreResult<oneshot::Receiver<StoreResult<T>>>
     where
         T: Send + 'static,
-        F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+        F: FnMut(&Connection) -> StoreResult<T> + Send + 'static,
     {
         let (reply, answer) = oneshot::channel();
         let job = Box::new(WriteJob {
-            f: Some(f),
+            f,
             out: None,
             reply,
         });
@@ -262,7 +263,7 @@ impl SqliteStore {
     async fn write<T, F>(&self, f: F) -> StoreResult<T>
     where
         T: Send + 'static,
-        F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+        F: FnMut(&Connection) -> StoreResult<T> + Send + 'static,
     {
         self.submit(f)?.await.map_err(|_| writer_gone())?
     }
@@ -359,8 +360,8 @@ impl Store for SqliteStore {
     }
 
     /// One write job: the token, its cap and the event commit together (one
-    /// wait for the commit, half the jobs per mint). The event's insert has
-    /// its own savepoint, so its failure keeps the token.
+    /// wait for the commit, half the jobs per mint). The event is one
+    /// statement, undone alone if it fails: its failure keeps the token.
     async fn push_login_token_audited(
         &self,
         key: &UserKey,
@@ -373,7 +374,8 @@ impl Store for SqliteStore {
             let Some(user_id) = tokens::push(c, &key, &token, max)? else {
                 return Ok((None, Ok(())));
             };
-            let recorded = in_savepoint(c, |c| audit::insert_event(c, &event));
+            // One statement: if it fails, SQLite undoes it alone.
+            let recorded = audit::insert_event(c, &event);
             Ok((Some(user_id), recorded))
         })
         .await
@@ -526,13 +528,15 @@ fn in_read_transaction<T>(
 
 /// A queued write: runs inside a batch's transaction, answered after it.
 trait Job: Send {
-    fn run(&mut self, conn: &Connection);
+    /// Runs the job (again, if it ran before in a batch that was undone);
+    /// `isolated` runs it in a savepoint of its own. Whether it succeeded.
+    fn run(&mut self, conn: &Connection, isolated: bool) -> bool;
     /// Sends the job's outcome, or `commit`'s error if the batch was lost.
     fn answer(self: Box<Self>, commit: StoreResult<()>);
 }
 
 struct WriteJob<T, F> {
-    f: Option<F>,
+    f: F,
     out: Option<StoreResult<T>>,
     reply: oneshot::Sender<StoreResult<T>>,
 }
@@ -540,12 +544,18 @@ struct WriteJob<T, F> {
 impl<T, F> Job for WriteJob<T, F>
 where
     T: Send + 'static,
-    F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+    F: FnMut(&Connection) -> StoreResult<T> + Send + 'static,
 {
-    fn run(&mut self, conn: &Connection) {
-        if let Some(f) = self.f.take() {
-            self.out = Some(in_savepoint(conn, f));
-        }
+    fn run(&mut self, conn: &Connection, isolated: bool) -> bool {
+        let out = if isolated {
+            in_savepoint(conn, &mut self.f)
+        } else {
+            catch_unwind(AssertUnwindSafe(|| (self.f)(conn)))
+                .unwrap_or_else(|_| Err(StoreError::Internal("a store write panicked".into())))
+        };
+        let ok = out.is_ok();
+        self.out = Some(out);
+        ok
     }
 
     fn answer(self: Box<Self>, commit: StoreResult<()>) {
@@ -635,41 +645,63 @@ fn write_loop(
 }
 
 /// Runs a batch of jobs in one transaction, commits once, answers each.
-fn run_batch(conn: &Connection, batch: Vec<Box<dyn Job>>, counters: &Counters) {
-    let answer = |jobs: Vec<Box<dyn Job>>, outcome: StoreResult<()>| {
-        // Whatever the outcome, answers read before it may be stale now.
-        counters.auth_cache.bump();
-        counters
-            .writes
-            .fetch_add(jobs.len() as u64, Ordering::AcqRel);
-        for job in jobs {
-            job.answer(outcome.clone());
+///
+/// The jobs first run bare: a savepoint per job would copy every page the
+/// job first changes into its journal, a sixth of the writer's work on a
+/// mint. If one fails, the transaction is rolled back and the batch runs
+/// again with each job in its own savepoint ([`run_isolated`]), so that
+/// failure undoes only its own job. A single failed statement undoes
+/// itself either way (SQLite's statement journal).
+fn run_batch(conn: &Connection, mut batch: Vec<Box<dyn Job>>, counters: &Counters) {
+    if let Err(e) = run_cached(conn, "BEGIN IMMEDIATE") {
+        answer(counters, batch, Err(e.into()));
+        return;
+    }
+    let all_ran = batch
+        .iter_mut()
+        .all(|job| job.run(conn, false) && !conn.is_autocommit());
+    if all_ran {
+        commit(conn, batch, counters);
+    } else {
+        if !conn.is_autocommit() {
+            let _ = conn.execute_batch("ROLLBACK");
         }
-    };
+        run_isolated(conn, batch, counters);
+    }
+}
+
+/// Runs a batch of jobs in one transaction, each in its own savepoint.
+fn run_isolated(conn: &Connection, batch: Vec<Box<dyn Job>>, counters: &Counters) {
     let mut queue = batch.into_iter();
     let mut done: Vec<Box<dyn Job>> = Vec::new();
     if let Err(e) = run_cached(conn, "BEGIN IMMEDIATE") {
-        answer(queue.collect(), Err(e.into()));
+        answer(counters, queue.collect(), Err(e.into()));
         return;
     }
     while let Some(mut job) = queue.next() {
-        job.run(conn);
+        job.run(conn, true);
         done.push(job);
         if conn.is_autocommit() {
             // SQLite rolled the whole transaction back (an I/O error, a full
             // disk): nothing this batch wrote so far stands.
             answer(
+                counters,
                 std::mem::take(&mut done),
                 Err(StoreError::Unavailable(
                     "the write was rolled back by SQLite".into(),
                 )),
             );
             if let Err(e) = run_cached(conn, "BEGIN IMMEDIATE") {
-                answer(queue.collect(), Err(e.into()));
+                answer(counters, queue.collect(), Err(e.into()));
                 return;
             }
         }
     }
+    commit(conn, done, counters);
+}
+
+/// Commits the open transaction, then answers its jobs.
+fn commit(conn: &Connection, jobs: Vec<Box<dyn Job>>, counters: &Counters) {
     let commit = run_cached(conn, "COMMIT").map_err(StoreError::from);
     if commit.is_err() && !conn.is_autocommit() {
         let _ = conn.execute_batch("ROLLBACK");
@@ -677,7 +709,20 @@ fn run_batch(conn: &Connection, batch: Vec<Box<dyn Job>>, counters: &Counters) {
     if commit.is_ok() {
         counters.commits.fetch_add(1, Ordering::AcqRel);
     }
-    answer(done, commit);
+    answer(counters, jobs, commit);
+}
+
+/// Answers each job with its outcome, or `outcome`'s error if its batch
+/// was lost.
+fn answer(counters: &Counters, jobs: Vec<Box<dyn Job>>, outcome: StoreResult<()>) {
+    // Whatever the outcome, answers read before it may be stale now.
+    counters.auth_cache.bump();
+    counters
+        .writes
+        .fetch_add(jobs.len() as u64, Ordering::AcqRel);
+    for job in jobs {
+        job.answer(outcome.clone());
+    }
 }
 
 impl From<rusqlite::Error> for StoreError {

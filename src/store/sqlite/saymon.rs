@@ -106,7 +106,7 @@ impl SaymonStore for SqliteStore {
         self.write(move |c| {
             Ok(
                 c.prepare_cached("DELETE FROM api_tokens WHERE user_id = ?1")?
-                    .execute([user_id])?
+                    .execute([&user_id])?
                     > 0,
             )
         })

@@ -79,9 +79,12 @@ impl SqliteStore {
     async fn hold_writer(&self) -> (mpsc::Sender<()>, oneshot::Receiver<StoreResult<()>>) {
         let (release, released) = mpsc::channel::<()>();
         let (held_tx, held) = oneshot::channel();
+        let mut held_tx = Some(held_tx);
         let answer = self
             .submit(move |_| {
-                let _ = held_tx.send(());
+                if let Some(held_tx) = held_tx.take() {
+                    let _ = held_tx.send(());
+                }
                 // Returns when the sender is dropped.
                 let _ = released.recv();
                 Ok(())
@@ -281,6 +284,61 @@ async fn a_failing_write_in_a_batch_leaves_the_others_alone() {
         None
     );
     assert_eq!(store.write_stats().commits, 3);
+}
+
+/// The batch runs its jobs without savepoints first; a job that fails
+/// after writing makes it run again with one savepoint per job, so that
+/// job's write is undone and every other job of the batch still commits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_failing_after_a_write_is_undone_alone() {
+    let store = SqliteStore::open_temporary().expect("open");
+    let alice = user("alice");
+    store.insert_user(&alice).await.unwrap();
+    let key = UserKey::Id(alice.id.clone());
+    let token = |name: &str| ResumeToken {
+        when: now(),
+        hashed_token: h(name),
+    };
+    let (first_token, last_token) = (token("first"), token("last"));
+    let (release, held) = store.hold_writer().await;
+    let before = store.write_stats();
+    let mut cx = Context::from_waker(Waker::noop());
+    let mut first = store.push_login_token(&key, &first_token, 10);
+    assert!(first.as_mut().poll(&mut cx).is_pending());
+    let owner = alice.id.clone();
+    let failing = store
+        .submit(move |c| {
+            c.execute(
+                "INSERT INTO login_tokens (hash, user_id, kind, created_at) \
+                 VALUES ('undone', ?1, 'resume', 0)",
+                [&owner],
+            )?;
+            Err::<(), _>(StoreError::Internal("fails after its write".into()))
+        })
+        .expect("writer running");
+    let mut last = store.push_login_token(&key, &last_token, 10);
+    assert!(last.as_mut().poll(&mut cx).is_pending());
+    drop(release);
+    held.await.unwrap().unwrap();
+    assert_eq!(first.await.unwrap().as_deref(), Some(alice.id.as_str()));
+    assert!(matches!(failing.await, Ok(Err(StoreError::Internal(_)))));
+    assert_eq!(last.await.unwrap().as_deref(), Some(alice.id.as_str()));
+    let mut stored: Vec<String> = store
+        .tokens_of(&alice.id)
+        .await
+        .unwrap()
+        .iter()
+        .map(|t| t.hashed_token().as_str().to_string())
+        .collect();
+    stored.sort();
+    let mut expected = vec![
+        first_token.hashed_token.as_str().to_string(),
+        last_token.hashed_token.as_str().to_string(),
+    ];
+    expected.sort();
+    assert_eq!(stored, expected);
+    // The held job's batch, then one commit for the three jobs.
+    assert_eq!(store.write_stats().commits - before.commits, 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

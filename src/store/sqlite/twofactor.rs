@@ -200,7 +200,7 @@ impl TwoFactorStore for SqliteStore {
             if !user_exists(c, &user_id)? {
                 return Ok(());
             }
-            let (hash, expire) = code.unzip();
+            let (hash, expire) = code.clone().unzip();
             c.prepare_cached(
                 "INSERT INTO user_email_two_factor (user_id, code_hash, code_expire, code_attempts) \
                  VALUES (?1, ?2, ?3, 0) ON CONFLICT (user_id) DO UPDATE SET \
