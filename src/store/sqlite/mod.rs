@@ -434,9 +434,9 @@ fn configure(conn: &Connection) -> rusqlite::Result<()> {
     conn.busy_timeout(BUSY_TIMEOUT)?;
     conn.pragma_update(None, "foreign_keys", true)?;
     conn.pragma_update(None, "synchronous", "FULL")?;
-    // Each write job runs in a savepoint, whose statement journal keeps the
-    // pages it changes; on disk (the default) every job of a batch wrote
-    // them to a temporary file. In memory they are a copy.
+    // Statement journals, and the savepoints of a batch rerun job by job,
+    // keep the pages they change; on disk (the default) every job of a
+    // batch wrote them to a temporary file. In memory they are a copy.
     conn.pragma_update(None, "temp_store", "MEMORY")?;
     conn.set_prepared_statement_cache_capacity(64);
     users::register_functions(conn)?;
@@ -550,8 +550,7 @@ where
         let out = if isolated {
             in_savepoint(conn, &mut self.f)
         } else {
-            catch_unwind(AssertUnwindSafe(|| (self.f)(conn)))
-                .unwrap_or_else(|_| Err(StoreError::Internal("a store write panicked".into())))
+            guarded(conn, &mut self.f)
         };
         let ok = out.is_ok();
         self.out = Some(out);
@@ -576,8 +575,7 @@ fn in_savepoint<T>(
     f: impl FnOnce(&Connection) -> StoreResult<T>,
 ) -> StoreResult<T> {
     run_cached(conn, "SAVEPOINT job")?;
-    let out = catch_unwind(AssertUnwindSafe(|| f(conn)))
-        .unwrap_or_else(|_| Err(StoreError::Internal("a store write panicked".into())));
+    let out = guarded(conn, f);
     // A failed statement may have ended the whole transaction already;
     // `run_batch` notices that.
     if !conn.is_autocommit() {
@@ -587,6 +585,12 @@ fn in_savepoint<T>(
         run_cached(conn, "RELEASE job")?;
     }
     out
+}
+
+/// Runs `f`, a panic in it being its error.
+fn guarded<T>(conn: &Connection, f: impl FnOnce(&Connection) -> StoreResult<T>) -> StoreResult<T> {
+    catch_unwind(AssertUnwindSafe(|| f(conn)))
+        .unwrap_or_else(|_| Err(StoreError::Internal("a store write panicked".into())))
 }
 
 /// Runs a passive checkpoint whenever the writer asks (it never blocks the
