@@ -286,22 +286,21 @@ async fn user_with_pats(core: &Core, pats: usize) -> (String, String, String) {
     (caller.user.id.clone(), token.into_exposed(), one_pat)
 }
 
-/// A route, its connections and its server.
-type Route = (Vec<u8>, usize, SocketAddr);
+/// A request, its connections and its server.
+type Route = (Arc<Vec<u8>>, usize, SocketAddr);
+
+/// Runs `route` for `duration`.
+async fn run_route(name: String, route: &Route, duration: Duration) -> Report {
+    let (req, conns, addr) = route;
+    run(name, *addr, *conns, duration, req.clone()).await
+}
 
 /// `/healthz` throughput now.
 async fn measure_healthz(healthz: &Route, duration: Duration) -> f64 {
-    let (req, conns, addr) = healthz;
-    run(
-        String::new(),
-        *addr,
-        *conns,
-        duration,
-        Arc::new(req.clone()),
-    )
-    .await
-    .throughput()
-    .max(1.0)
+    run_route(String::new(), healthz, duration)
+        .await
+        .throughput()
+        .max(1.0)
 }
 
 /// Runs `route` for `duration` in `rounds` slices, each right after a
@@ -310,36 +309,19 @@ async fn measure_healthz(healthz: &Route, duration: Duration) -> f64 {
 /// by tens of percent within seconds; interleaving cancels most of it.
 async fn interleaved(
     name: String,
-    route: Route,
+    route: &Route,
     healthz: &Route,
     duration: Duration,
     rounds: u32,
 ) -> (Report, f64) {
     let slice = duration / rounds.max(1);
-    let (mut ok, mut elapsed) = (0, Duration::ZERO);
-    let (req, conns, addr) = route;
-    let req = Arc::new(req);
-    let mut report: Option<Report> = None;
+    let mut base = Report::empty(String::new());
+    let mut report = Report::empty(name.clone());
     for _ in 0..rounds.max(1) {
-        let (h_req, h_conns, h_addr) = healthz;
-        let h = run(
-            String::new(),
-            *h_addr,
-            *h_conns,
-            slice,
-            Arc::new(h_req.clone()),
-        )
-        .await;
-        ok += h.ok;
-        elapsed += h.elapsed;
-        let part = run(name.clone(), addr, conns, slice, req.clone()).await;
-        match &mut report {
-            Some(r) => r.absorb(part),
-            None => report = Some(part),
-        }
+        base.absorb(run_route(String::new(), healthz, slice).await);
+        report.absorb(run_route(name.clone(), route, slice).await);
     }
-    let baseline = (ok as f64 / elapsed.as_secs_f64().max(1e-9)).max(1.0);
-    (report.unwrap_or_else(|| Report::empty(name)), baseline)
+    (report, base.throughput().max(1.0))
 }
 
 fn arg(name: &str, default: u64) -> u64 {
@@ -515,13 +497,18 @@ async fn main() {
     let me_pat = request("GET", "/api/v1/me", &by_pat, None);
     // Last use off and on, twice each, alternating: the first routes after
     // the set-up run while the store settles (5,000 PATs just written).
+    let healthz: Route = (
+        Arc::new(request("GET", "/healthz", &[], None)),
+        connections,
+        addr,
+    );
+    let mint = request(
+        "POST",
+        "/api/v1/users.createToken",
+        &create_token_auth,
+        Some(&format!(r#"{{"userId":"{}"}}"#, bot.id)),
+    );
     let scenarios: Vec<(&'static str, Vec<u8>, usize, SocketAddr)> = vec![
-        (
-            "GET /healthz",
-            request("GET", "/healthz", &[], None),
-            connections,
-            addr,
-        ),
         (
             "GET /api/v1/me (PAT, last use off)",
             me_pat.clone(),
@@ -558,17 +545,7 @@ async fn main() {
             connections,
             addr,
         ),
-        (
-            "POST users.createToken (other)",
-            request(
-                "POST",
-                "/api/v1/users.createToken",
-                &create_token_auth,
-                Some(&format!(r#"{{"userId":"{}"}}"#, bot.id)),
-            ),
-            32,
-            addr,
-        ),
+        ("POST users.createToken (other)", mint.clone(), 32, addr),
         (
             "GET /api/v1/me (user with 5 PATs)",
             request("GET", "/api/v1/me", &few, None),
@@ -604,30 +581,18 @@ async fn main() {
     // own (`--rounds`, default 5): over a full run this machine's speed
     // drifts by more than the differences measured.
     let rounds = arg("--rounds", 5) as u32;
-    let mut healthz = None;
-    let mut baseline = 1.0;
+    let mut first = run_route(format!("GET /healthz [{connections}c]"), &healthz, duration).await;
+    let mut baseline = first.throughput().max(1.0);
+    first.print(baseline);
     for (name, req, conns, addr) in scenarios {
-        let Some(healthz) = &healthz else {
-            let mut report = run(
-                format!("{name} [{conns}c]"),
-                addr,
-                conns,
-                duration,
-                Arc::new(req.clone()),
-            )
-            .await;
-            baseline = report.throughput().max(1.0);
-            report.print(baseline);
-            healthz = Some((req, conns, addr));
-            continue;
-        };
         if !selected(only.as_deref(), name) {
             continue;
         }
+        let route = (Arc::new(req), conns, addr);
         let (mut report, base) = interleaved(
             format!("{name} [{conns}c]"),
-            (req, conns, addr),
-            healthz,
+            &route,
+            &healthz,
             duration,
             rounds,
         )
@@ -650,9 +615,7 @@ async fn main() {
             )),
         );
         // Just before the flood: healthz during it would take its share.
-        if let Some(healthz) = &healthz {
-            baseline = measure_healthz(healthz, duration).await;
-        }
+        baseline = measure_healthz(&healthz, duration).await;
         let flooding = tokio::spawn(flood(addr, flood_connections, duration, Arc::new(wrong)));
         let mut report = run(
             format!("{flood_name} [{connections}c]"),
@@ -670,19 +633,11 @@ async fn main() {
             "  login flood [{flood_connections}c]: {rejected} checked (401), {busy} refused at once (429), {other} other; /me p99 target < 25 ms"
         );
     }
-    // A cached token's answer must survive writes that cannot change it:
-    // `/me` while another user's tokens are minted on the same server.
+    // What write load costs a read on the same store: `/me` while another
+    // user's tokens are minted on the same server.
     let minting_name = "GET /api/v1/me while minting";
     if selected(only.as_deref(), minting_name) {
-        let mint = request(
-            "POST",
-            "/api/v1/users.createToken",
-            &create_token_auth,
-            Some(&format!(r#"{{"userId":"{}"}}"#, bot.id)),
-        );
-        if let Some(healthz) = &healthz {
-            baseline = measure_healthz(healthz, duration).await;
-        }
+        baseline = measure_healthz(&healthz, duration).await;
         let minting = tokio::spawn(run(String::new(), addr, 8, duration, Arc::new(mint)));
         let mut report = run(
             format!("{minting_name} [{connections}c]"),
